@@ -1,0 +1,200 @@
+"""One error tree for all of nube.
+
+Every error has a stable ``code`` (the problem+json ``code`` member), an HTTP ``status`` and a
+message template. Layers raise the leaves; the API maps any :class:`NubeError` to problem+json in
+one handler, and workers store ``to_dict()`` on the failed job. Backend libraries' own exception
+types never leave a driver: drivers translate them into these.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class NubeError(Exception):
+    """Base of every error nube reports to a client."""
+
+    code: ClassVar[str] = "internal"
+    status: ClassVar[int] = 500
+    title: ClassVar[str] = "Internal error"
+    retryable: ClassVar[bool] = False
+    template: ClassVar[str] = "internal error"
+
+    def __init__(self, message: str | None = None, **details: Any) -> None:
+        self.details = details
+        self.message = message or self._format(details)
+        super().__init__(self.message)
+
+    @classmethod
+    def _format(cls, details: dict[str, Any]) -> str:
+        try:
+            return cls.template.format(**details)
+        except (KeyError, IndexError):
+            return cls.template
+
+    def to_dict(self) -> dict[str, Any]:
+        """The job's ``error`` member: code, message, retryable, details."""
+        return {
+            "code": self.code,
+            "message": self.message,
+            "retryable": self.retryable,
+            "details": _jsonable(self.details),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> NubeError:
+        """Rebuild the error a worker stored, with the leaf class of its code."""
+        leaf = ERRORS_BY_CODE.get(str(data.get("code")), NubeError)
+        err = leaf(str(data.get("message") or leaf.template), **(data.get("details") or {}))
+        return err
+
+
+def _jsonable(details: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in details.items():
+        out[key] = value if isinstance(value, (str, int, float, bool, list, dict, type(None))) else str(value)
+    return out
+
+
+# --- client errors -----------------------------------------------------------------------------
+
+
+class InvalidRequest(NubeError):
+    code = "invalid_request"
+    status = 422
+    title = "Invalid request"
+    template = "the request is not valid"
+
+
+class MalformedBody(InvalidRequest):
+    status = 400
+    template = "the body is not valid JSON"
+
+
+class PayloadTooLarge(InvalidRequest):
+    status = 413
+    title = "Payload too large"
+    template = "the body is larger than {limit} bytes"
+
+
+class Unauthorized(NubeError):
+    code = "unauthorized"
+    status = 401
+    title = "Unauthorized"
+    template = "a valid bearer token is required"
+
+
+class Forbidden(NubeError):
+    code = "forbidden"
+    status = 403
+    title = "Forbidden"
+    template = "the token lacks the '{scope}' scope"
+
+
+class PolicyDenied(NubeError):
+    code = "policy_denied"
+    status = 403
+    title = "Denied by policy"
+    template = "denied by policy rule '{rule}'"
+
+
+class NotFound(NubeError):
+    code = "not_found"
+    status = 404
+    title = "Not found"
+    template = "{kind} '{id}' was not found"
+
+
+class Conflict(NubeError):
+    code = "conflict"
+    status = 409
+    title = "Conflict"
+    template = "the request conflicts with the current state"
+
+
+class IdempotencyKeyReused(NubeError):
+    code = "idempotency_key_reused"
+    status = 422
+    title = "Idempotency key reused"
+    template = "this Idempotency-Key was used with another request body"
+
+
+class RateLimited(NubeError):
+    code = "rate_limited"
+    status = 429
+    title = "Too many requests"
+    template = "rate limit exceeded; retry after {retry_after} s"
+
+
+# --- job outcomes --------------------------------------------------------------------------------
+
+
+class Cancelled(NubeError):
+    code = "cancelled"
+    status = 409
+    title = "Cancelled"
+    template = "the job was cancelled"
+
+
+class Timeout(NubeError):
+    code = "timeout"
+    status = 504
+    title = "Timed out"
+    template = "the operation ran past its time limit of {limit} s"
+
+
+class WorkerLost(NubeError):
+    code = "worker_lost"
+    status = 500
+    title = "Worker lost"
+    template = "the worker running this job died {attempts} times"
+
+
+# --- backend errors ------------------------------------------------------------------------------
+
+
+class BackendError(NubeError):
+    """Sub-base for what a driver reports about its backend."""
+
+
+class BackendUnavailable(BackendError):
+    code = "backend_unavailable"
+    status = 503
+    title = "Backend unavailable"
+    retryable = True
+    template = "the {backend} backend is unavailable"
+
+
+class BackendFailed(BackendError):
+    code = "internal"
+    status = 500
+    title = "Backend error"
+    template = "the backend failed: {reason}"
+
+
+class BrokerUnavailable(NubeError):
+    code = "backend_unavailable"
+    status = 503
+    title = "Broker unavailable"
+    retryable = True
+    template = "the message broker is unavailable"
+
+
+ERRORS_BY_CODE: dict[str, type[NubeError]] = {
+    cls.code: cls
+    for cls in (
+        NubeError,
+        InvalidRequest,
+        Unauthorized,
+        Forbidden,
+        PolicyDenied,
+        NotFound,
+        Conflict,
+        IdempotencyKeyReused,
+        RateLimited,
+        Cancelled,
+        Timeout,
+        WorkerLost,
+        BackendUnavailable,
+    )
+}

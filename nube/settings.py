@@ -1,0 +1,112 @@
+"""One settings object for every nube service, read from ``NUBE_*`` variables at start-up.
+
+Secrets may come from files: ``NUBE_X_FILE=/run/secrets/x`` sets ``x`` to the file's content.
+A bad value stops the service with one line naming the variable (:func:`load_settings_or_exit`).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PREFIX = "NUBE_"
+
+
+class Settings(BaseSettings):
+    """Every option, with its help text and default."""
+
+    model_config = SettingsConfigDict(env_prefix=PREFIX, extra="ignore", frozen=True)
+
+    redis_url: str = Field(
+        default="redis://127.0.0.1:6379/0",
+        description="Redis for the broker, results, jobs, tokens and audit",
+    )
+    redis_password: str | None = Field(default=None, description="Redis password (secret)")
+    node: str = Field(
+        default_factory=lambda: os.uname().nodename,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+        description="This worker's node name; its pinned queues are `<service>.<node>`",
+    )
+    libvirt_uri: str = Field(default="test:///default", description="libvirt connection URI")
+    docker_host: str | None = Field(
+        default=None, description="Docker engine address (default: DOCKER_HOST or the socket)"
+    )
+    max_body_bytes: int = Field(default=1 << 20, ge=1024, description="Largest accepted body")
+    max_wait_seconds: int = Field(default=60, ge=0, le=300, description="Longest long-poll")
+    result_expires_days: int = Field(default=7, ge=1, description="How long results are kept")
+    visibility_timeout: int = Field(
+        default=3600, ge=60, description="Seconds before an unacked message is redelivered"
+    )
+    max_attempts: int = Field(
+        default=5, ge=1, description="Deliveries of one job before it fails `worker_lost`"
+    )
+    retry_backoff_max: int = Field(default=30, ge=1, description="Longest retry backoff (s)")
+    publish_timeout: float = Field(default=5.0, gt=0, description="Broker publish timeout (s)")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    audit_file: Path | None = Field(default=None, description="JSON-lines mirror of the audit log")
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, *args, **kwargs):  # type: ignore[no-untyped-def,override]
+        """Only what :func:`load_settings` passes: the environment is read there, injectable."""
+        return (init_settings,)
+
+    @model_validator(mode="after")
+    def _check_redis(self) -> Settings:
+        if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("NUBE_REDIS_URL must be a redis:// or rediss:// URL")
+        return self
+
+    @property
+    def broker_url(self) -> str:
+        """The Redis URL with the password (if any) filled in."""
+        if not self.redis_password or "@" in self.redis_url:
+            return self.redis_url
+        scheme, rest = self.redis_url.split("://", 1)
+        return f"{scheme}://:{self.redis_password}@{rest}"
+
+
+def _resolve_files(environ: Mapping[str, str]) -> dict[str, str]:
+    """``NUBE_X_FILE`` → ``NUBE_X`` = the file's content (trailing newline stripped)."""
+    env = {k: v for k, v in environ.items() if k.startswith(PREFIX)}
+    for key, path in list(env.items()):
+        if key.endswith("_FILE"):
+            target = key[: -len("_FILE")]
+            try:
+                env[target] = Path(path).read_text().rstrip("\n")
+            except OSError as e:
+                raise SettingsError(f"{key}: cannot read {path}: {e.strerror}") from e
+            del env[key]
+    return env
+
+
+class SettingsError(Exception):
+    """A setting is missing or invalid; the message names the variable."""
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate the settings from ``environ`` (default: ``os.environ``)."""
+    env = _resolve_files(os.environ if environ is None else environ)
+    fields = {name.lower()[len(PREFIX) :]: value for name, value in env.items()}
+    known = {k: v for k, v in fields.items() if k in Settings.model_fields}
+    try:
+        return Settings(**known)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = err["loc"][0] if err["loc"] else ""
+        var = f"{PREFIX}{str(loc).upper()}" if loc else "settings"
+        raise SettingsError(f"{var}: {err['msg']}") from e
+
+
+def load_settings_or_exit(environ: Mapping[str, str] | None = None) -> Settings:
+    """:func:`load_settings`, or print one line naming the bad variable and exit 2."""
+    try:
+        return load_settings(environ)
+    except SettingsError as e:
+        print(f"nube: invalid setting {e}", file=sys.stderr)
+        raise SystemExit(2) from None
