@@ -52,7 +52,11 @@ class NubeError(Exception):
 def _jsonable(details: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in details.items():
-        out[key] = value if isinstance(value, (str, int, float, bool, list, dict, type(None))) else str(value)
+        out[key] = (
+            value
+            if isinstance(value, (str, int, float, bool, list, dict, type(None)))
+            else str(value)
+        )
     return out
 
 

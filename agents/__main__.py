@@ -1,0 +1,35 @@
+"""``python -m agents [celery worker options]``: run the agent."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from agents.app import create_agent_app
+from nube.broker import INGRESS_QUEUE
+from nube.settings import load_settings_or_exit
+
+
+def main(argv: list[str]) -> None:
+    settings = load_settings_or_exit()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(name)s %(message)s")
+    app = create_agent_app(settings)
+    app.worker_main(
+        [
+            "worker",
+            "--queues",
+            INGRESS_QUEUE,
+            "--hostname",
+            app.conf.nube_instance_name,
+            "--loglevel",
+            settings.log_level,
+            "--task-events",
+            "--without-mingle",
+            "--without-gossip",
+            *argv,
+        ]
+    )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

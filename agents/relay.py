@@ -1,0 +1,132 @@
+"""The agent's relay: the path of every request from ``nube.ingress`` to a worker queue.
+
+``relay(envelope)`` builds a :class:`RelayMessage`, runs the middleware chain (validate, log,
+route, ... — policy, audit and sealing plug in as further middlewares), then forwards the
+operation with the job id as its Celery task id. A refused message fails its job; a message with
+no job is dropped and logged. Nothing reaches a worker unless every middleware passed it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from celery import Celery
+from pydantic import ValidationError
+
+from agents.middleware import Chain, Middleware, RelayMessage
+from nube.catalog import CATALOG
+from nube.errors import InvalidRequest, NubeError
+from nube.jobs import JobStore
+from nube.summary import summarize
+
+log = logging.getLogger("nube.agent")
+
+
+class Validate(Middleware):
+    """The operation exists in the catalog and its parameters match its model."""
+
+    def before_relay(self, message: RelayMessage) -> None:
+        op = CATALOG.get(message.operation)
+        try:
+            params = op.params.model_validate(message.params)
+        except ValidationError as e:
+            err = e.errors(include_url=False)[0]
+            where = ".".join(str(p) for p in err["loc"])
+            raise InvalidRequest(f"{where}: {err['msg']}", field=where) from e
+        message.params = params.model_dump(mode="json", exclude_unset=True)
+
+
+class Log(Middleware):
+    """One log line per message and outcome, with a redacted summary only."""
+
+    def before_relay(self, message: RelayMessage) -> None:
+        log.info(
+            "relay %s %s",
+            message.job_id,
+            summarize(message.operation, message.params, message.tenant),
+        )
+
+    def after_relay(self, message: RelayMessage, error: NubeError | None) -> None:
+        outcome = f"refused: {error.code}: {error.message}" if error else f"→ {message.queue}"
+        log.info("relay %s %s", message.job_id, outcome)
+
+
+class Route(Middleware):
+    """Chooses the worker queue: the operation's shared queue unless pinned to a node."""
+
+    def before_relay(self, message: RelayMessage) -> None:
+        op = CATALOG.get(message.operation)
+        node = message.notes.get("node")
+        message.queue = f"{op.queue}.{node}" if node else op.queue
+
+
+def default_middlewares() -> list[Middleware]:
+    return [Validate(), Log(), Route()]
+
+
+class Relay:
+    """Relays envelopes from the ingress queue to the worker queues."""
+
+    def __init__(self, app: Celery, jobs: JobStore, middlewares: Sequence[Middleware]) -> None:
+        self.app = app
+        self.jobs = jobs
+        self.chain = Chain(middlewares)
+
+    def relay(self, envelope: dict[str, Any]) -> None:
+        """Check, route and forward one request; fail its job when it is refused."""
+        message = self._message(envelope)
+        if message is None:
+            return
+        job = self.jobs.find(message.job_id)
+        if job is None or job.status.terminal:
+            log.info(
+                "dropping %s: job %s",
+                message.job_id,
+                "unknown" if job is None else job.status.value,
+            )
+            return
+        try:
+            self.chain.before(message)
+            self._forward(message)
+        except NubeError as e:
+            self.jobs.fail(message.job_id, e.to_dict())
+            self.chain.after(message, e)
+            return
+        self.chain.after(message, None)
+
+    def _message(self, envelope: Any) -> RelayMessage | None:
+        try:
+            return RelayMessage(
+                job_id=str(envelope["job_id"]),
+                operation=str(envelope["operation"]),
+                tenant=str(envelope["tenant"]),
+                params=dict(envelope.get("params") or {}),
+                token_id=envelope.get("token_id"),
+                admin=bool(envelope.get("admin")),
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            job_id = envelope.get("job_id") if isinstance(envelope, dict) else None
+            log.warning("dropping a malformed envelope (job %s): %r", job_id, e)
+            if job_id:
+                self.jobs.fail(str(job_id), InvalidRequest(f"malformed envelope: {e!r}").to_dict())
+            return None
+
+    def _forward(self, message: RelayMessage) -> None:
+        assert message.queue is not None
+        self.jobs.update(
+            message.job_id, "relayed", f"to queue {message.queue}", queue=message.queue
+        )
+        summary = summarize(message.operation, message.params, message.tenant)
+        self.app.send_task(
+            message.operation,
+            kwargs={
+                "params": message.params,
+                "job": {"tenant": message.tenant, "admin": message.admin},
+            },
+            task_id=message.job_id,
+            queue=message.queue,
+            argsrepr="()",
+            kwargsrepr=summary,
+        )

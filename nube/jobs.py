@@ -1,0 +1,302 @@
+"""Jobs: the record of every piece of asynchronous work, and the source of truth about it.
+
+The API creates the record before anything is published, so an unknown id is ``404`` and never
+"pending". The agent and the workers move it through its states; terminal states are final.
+Every change is published on the job's channel so waiters wake on completion, not on a timer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import redis
+from pydantic import BaseModel, Field
+
+from nube.errors import IdempotencyKeyReused, NotFound
+
+JOB_TTL = 30 * 24 * 3600  # job records outlive results (7 days) so a finished job reads finished
+IDEMPOTENCY_TTL = 24 * 3600
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL
+
+
+TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
+
+
+class JobEvent(BaseModel):
+    """One entry of a job's history: ``queued``, ``relayed``, ``running``, ``retrying``, ..."""
+
+    event: str
+    at: str
+    detail: str | None = None
+
+
+class JobError(BaseModel):
+    code: str
+    message: str
+    retryable: bool = False
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class Job(BaseModel):
+    """A job as stored and as the API shows it (links are added by the API)."""
+
+    id: str
+    operation: str
+    status: JobStatus = JobStatus.QUEUED
+    tenant: str
+    queue: str
+    target: str | None = None
+    submitted_at: str
+    started_at: str | None = None
+    finished_at: str | None = None
+    attempts: int = 0
+    node: str | None = None
+    progress: dict[str, Any] | None = None
+    result: Any = None
+    error: JobError | None = None
+    history: list[JobEvent] = Field(default_factory=list)
+    seq: int = 0
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def new_job_id() -> str:
+    return str(uuid.uuid4())
+
+
+def body_fingerprint(operation: str, params: dict[str, Any]) -> str:
+    """A stable hash of what was asked, to tell a retried POST from a different one."""
+    canonical = json.dumps([operation, params], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class JobStore:
+    """Job records in Redis: ``nube:job:<id>`` (JSON) and a per-tenant index for listing."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.redis = client
+
+    # --- keys ---------------------------------------------------------------------------------
+    @staticmethod
+    def key(job_id: str) -> str:
+        return f"nube:job:{job_id}"
+
+    @staticmethod
+    def channel(job_id: str) -> str:
+        return f"nube:job-events:{job_id}"
+
+    @staticmethod
+    def index(tenant: str) -> str:
+        return f"nube:jobs:{tenant}"
+
+    # --- create and read ----------------------------------------------------------------------
+    def create(self, job: Job) -> Job:
+        """Store a new queued job and index it for its tenant (newest first by ``seq``)."""
+        job.seq = int(self.redis.incr("nube:job-seq"))
+        job.history = [JobEvent(event="queued", at=job.submitted_at)]
+        pipe = self.redis.pipeline()
+        pipe.set(self.key(job.id), job.model_dump_json(), ex=JOB_TTL)
+        pipe.zadd(self.index(job.tenant), {job.id: job.seq})
+        pipe.execute()
+        return job
+
+    def discard(self, job: Job) -> None:
+        """Remove a job that was never published (its publish failed)."""
+        pipe = self.redis.pipeline()
+        pipe.delete(self.key(job.id))
+        pipe.zrem(self.index(job.tenant), job.id)
+        pipe.execute()
+
+    def find(self, job_id: str) -> Job | None:
+        raw = self.redis.get(self.key(job_id))
+        return Job.model_validate_json(raw) if raw else None
+
+    def get(self, job_id: str, tenant: str | None = None) -> Job:
+        """The job, or ``NotFound`` (also when it belongs to another tenant)."""
+        job = self.find(job_id)
+        if job is None or (tenant is not None and job.tenant != tenant):
+            raise NotFound(kind="job", id=job_id)
+        return job
+
+    def list(
+        self,
+        tenant: str,
+        *,
+        status: str | None = None,
+        operation: str | None = None,
+        limit: int = 50,
+        cursor: int | None = None,
+    ) -> tuple[list[Job], int | None]:
+        """The tenant's jobs newest first; returns the page and the next cursor (or None)."""
+        page: list[Job] = []
+        for job in self._scan_index(tenant, cursor):
+            if (status and job.status != status) or (operation and job.operation != operation):
+                continue
+            page.append(job)
+            if len(page) == limit:
+                return page, job.seq
+        return page, None
+
+    def _scan_index(self, tenant: str, cursor: int | None) -> Iterator[Job]:
+        top: str = f"({cursor}" if cursor else "+inf"
+        while True:
+            ids = self.redis.zrevrangebyscore(self.index(tenant), top, "-inf", start=0, num=100)
+            if not ids:
+                return
+            raws = self.redis.mget([self.key(i) for i in ids])
+            for job_id, raw in zip(ids, raws, strict=True):
+                if raw is None:
+                    self.redis.zrem(self.index(tenant), job_id)  # expired record
+                    continue
+                yield Job.model_validate_json(raw)
+            top = f"({self.redis.zscore(self.index(tenant), ids[-1]) or 0}"
+            if len(ids) < 100:
+                return
+
+    # --- transitions --------------------------------------------------------------------------
+    def update(
+        self, job_id: str, event: str, detail: str | None = None, **changes: Any
+    ) -> Job | None:
+        """Apply ``changes`` and record ``event``, atomically; never changes a terminal job.
+
+        Returns the updated job, or None when the job is unknown or already terminal.
+        """
+
+        def apply(job: Job) -> str | None:
+            for name, value in changes.items():
+                setattr(job, name, value)
+            return detail
+
+        return self.mutate(job_id, event, apply)
+
+    def mutate(self, job_id: str, event: str, change: Callable[[Job], str | None]) -> Job | None:
+        """Run ``change`` on the current record and store it (optimistic transaction).
+
+        ``change`` edits the job in place and returns the event's detail. Terminal jobs are
+        never changed: the result is None for them and for unknown ids.
+        """
+
+        def apply(pipe: Any) -> Job | None:
+            raw = pipe.get(self.key(job_id))
+            if raw is None:
+                return None
+            job = Job.model_validate_json(raw)
+            if job.status.terminal:
+                return None
+            detail = change(job)
+            job.history.append(JobEvent(event=event, at=now_iso(), detail=detail))
+            pipe.multi()
+            pipe.set(self.key(job_id), job.model_dump_json(), keepttl=True)
+            pipe.publish(self.channel(job_id), json.dumps({"event": event, "status": job.status}))
+            return job
+
+        return self.redis.transaction(apply, self.key(job_id), value_from_callable=True)
+
+    def mark_running(self, job_id: str, node: str) -> Job | None:
+        """Count one more delivery of the job and mark it running on ``node``."""
+
+        def start(job: Job) -> str:
+            job.status = JobStatus.RUNNING
+            job.started_at = job.started_at or now_iso()
+            job.attempts += 1
+            job.node = node
+            return f"attempt {job.attempts} on {node}"
+
+        return self.mutate(job_id, "running", start)
+
+    def finish(self, job_id: str, result: Any) -> Job | None:
+        return self.update(
+            job_id, "succeeded", status=JobStatus.SUCCEEDED, result=result, finished_at=now_iso()
+        )
+
+    def fail(self, job_id: str, error: dict[str, Any]) -> Job | None:
+        return self.update(
+            job_id,
+            "failed",
+            error["message"],
+            status=JobStatus.FAILED,
+            error=JobError.model_validate(error),
+            finished_at=now_iso(),
+        )
+
+    def cancel(self, job_id: str, reason: str = "cancelled by the client") -> Job | None:
+        return self.update(
+            job_id, "cancelled", reason, status=JobStatus.CANCELLED, finished_at=now_iso()
+        )
+
+    def report_progress(self, job_id: str, progress: dict[str, Any]) -> None:
+        self.update(job_id, "progress", None, progress=progress)
+
+    # --- waiting ------------------------------------------------------------------------------
+    def wait(self, job_id: str, timeout: float) -> Job | None:
+        """Block up to ``timeout`` s until the job is terminal; wakes on its channel."""
+        deadline = time.monotonic() + timeout
+        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        try:
+            pubsub.subscribe(self.channel(job_id))
+            job = self.find(job_id)  # read after subscribing: no completion can slip between
+            while job is not None and not job.status.terminal:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                if pubsub.get_message(timeout=min(remaining, 5.0)) is not None:
+                    job = self.find(job_id)
+            return job
+        finally:
+            pubsub.close()
+
+    def events(self, job_id: str, timeout: float) -> Iterator[dict[str, Any]]:
+        """Yield each event published for the job until it is terminal or ``timeout`` passes."""
+        deadline = time.monotonic() + timeout
+        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        try:
+            pubsub.subscribe(self.channel(job_id))
+            while time.monotonic() < deadline:
+                message = pubsub.get_message(timeout=min(deadline - time.monotonic(), 5.0))
+                if message is None:
+                    yield {}  # keep-alive
+                    continue
+                data = json.loads(message["data"])
+                yield data
+                if JobStatus(data["status"]).terminal:
+                    return
+        finally:
+            pubsub.close()
+
+    # --- idempotency --------------------------------------------------------------------------
+    def claim_idempotency_key(self, tenant: str, key: str, job: Job, fingerprint: str) -> Job:
+        """Bind ``key`` to ``job``; if it is bound already, return that job instead.
+
+        The same key with another request body is ``IdempotencyKeyReused`` (422).
+        """
+        slot = f"nube:idem:{tenant}:{hashlib.sha256(key.encode()).hexdigest()}"
+        value = json.dumps({"job": job.id, "fingerprint": fingerprint})
+        if self.redis.set(slot, value, nx=True, ex=IDEMPOTENCY_TTL):
+            return job
+        bound = json.loads(self.redis.get(slot) or value)
+        if bound["fingerprint"] != fingerprint:
+            raise IdempotencyKeyReused()
+        return self.get(bound["job"], tenant)
+
+    def release_idempotency_key(self, tenant: str, key: str) -> None:
+        self.redis.delete(f"nube:idem:{tenant}:{hashlib.sha256(key.encode()).hexdigest()}")

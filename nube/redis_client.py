@@ -1,0 +1,25 @@
+"""The Redis connection every service shares (one pool per process)."""
+
+from __future__ import annotations
+
+import redis
+
+from nube.settings import Settings
+
+#: What a lost or refused Redis connection raises; callers map these to ``BrokerUnavailable``.
+REDIS_ERRORS: tuple[type[BaseException], ...] = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.BusyLoadingError,
+)
+
+
+def connect(settings: Settings) -> redis.Redis:
+    """A client on the settings' Redis with short timeouts, so a dead Redis fails fast."""
+    return redis.Redis.from_url(
+        settings.broker_url,
+        decode_responses=True,
+        socket_connect_timeout=settings.publish_timeout,
+        socket_timeout=settings.publish_timeout + settings.max_wait_seconds,
+        health_check_interval=30,
+    )

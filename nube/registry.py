@@ -1,0 +1,98 @@
+"""Live services: each worker and agent announces itself with a heartbeat key that expires.
+
+A service that stops heartbeating disappears within :data:`HEARTBEAT_TTL` seconds, so the API can
+tell a client that no live worker serves the queue its job waits on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import redis
+from celery.signals import worker_ready, worker_shutdown
+from pydantic import BaseModel, Field
+
+from nube.redis_client import connect
+from nube.settings import Settings
+
+HEARTBEAT_INTERVAL = 3.0
+HEARTBEAT_TTL = 10
+PREFIX = "nube:service:"
+
+
+class ServiceInstance(BaseModel):
+    """One running agent or worker."""
+
+    name: str
+    kind: str = Field(description="`agent`, `containers` or `vms`")
+    node: str
+    queues: list[str]
+    driver: str | None = None
+    backend_version: str | None = None
+    capacity: int = 1
+    started_at: float
+    heartbeat_at: float = 0.0
+
+
+class Registry:
+    """Reads and writes service heartbeats in Redis."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.redis = client
+
+    def announce(self, instance: ServiceInstance) -> None:
+        instance.heartbeat_at = time.time()
+        self.redis.set(PREFIX + instance.name, instance.model_dump_json(), ex=HEARTBEAT_TTL)
+
+    def withdraw(self, name: str) -> None:
+        self.redis.delete(PREFIX + name)
+
+    def live(self) -> list[ServiceInstance]:
+        keys = list(self.redis.scan_iter(match=PREFIX + "*", count=200))
+        raws = self.redis.mget(keys) if keys else []
+        return [ServiceInstance.model_validate_json(r) for r in raws if r]
+
+    def served_queues(self) -> set[str]:
+        return {q for inst in self.live() for q in inst.queues}
+
+
+class Heartbeat(threading.Thread):
+    """Announces an instance every few seconds until stopped."""
+
+    def __init__(self, registry: Registry, instance: ServiceInstance) -> None:
+        super().__init__(name=f"heartbeat-{instance.name}", daemon=True)
+        self.registry = registry
+        self.instance = instance
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            with contextlib.suppress(redis.RedisError):  # Redis restarting: beat again next time
+                self.registry.announce(self.instance)
+            self._stop_event.wait(HEARTBEAT_INTERVAL)
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        with contextlib.suppress(redis.RedisError):
+            self.registry.withdraw(self.instance.name)
+
+
+def describe(instances: list[ServiceInstance]) -> list[dict[str, Any]]:
+    return [json.loads(i.model_dump_json()) for i in instances]
+
+
+def heartbeat_while_serving(
+    settings: Settings, describe_self: Callable[[], ServiceInstance]
+) -> None:
+    """Announce this Celery worker process once it is ready, until it shuts down."""
+
+    @worker_ready.connect(weak=False)
+    def start(**_: Any) -> None:
+        heartbeat = Heartbeat(Registry(connect(settings)), describe_self())
+        heartbeat.start()
+        worker_shutdown.connect(lambda **_: heartbeat.stop(), weak=False)

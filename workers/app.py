@@ -1,0 +1,85 @@
+"""The worker Celery app: one thin task per catalog operation of its service."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid
+from typing import Any
+
+from celery import Celery, Task
+
+from nube.broker import make_celery
+from nube.catalog import CATALOG, Operation
+from nube.jobs import JobStore
+from nube.redis_client import connect
+from nube.registry import ServiceInstance, heartbeat_while_serving
+from nube.settings import Settings
+from workers.runner import Runtime
+
+log = logging.getLogger("nube.worker")
+
+
+def register_operation(app: Celery, op: Operation, runtime: Runtime) -> Task:
+    """A task named after ``op`` that hands its message to the runtime."""
+
+    @app.task(
+        name=op.name,
+        bind=True,
+        time_limit=op.time_limit,
+        soft_time_limit=op.soft_time_limit,
+        max_retries=op.max_retries,
+        acks_late=True,
+        reject_on_worker_lost=True,
+        typing=False,
+    )
+    def operation_task(self: Task, params: dict[str, Any], job: dict[str, Any]) -> Any:
+        return runtime.execute(self, op, params, job)
+
+    return operation_task
+
+
+def queues_for(service: str, settings: Settings) -> list[str]:
+    """The shared queue of the service and this node's pinned queue."""
+    return [service, f"{service}.{settings.node}"]
+
+
+def create_worker_app(settings: Settings, service: str) -> Celery:
+    """The Celery app of a worker that serves ``service`` (``containers`` or ``vms``)."""
+    app = make_celery(settings, f"nube-{service}")
+    runtime = Runtime(settings=settings, jobs=JobStore(connect(settings)))
+    for op in CATALOG:
+        if op.service == service:
+            register_operation(app, op, runtime)
+    _announce_when_ready(app, settings, service, runtime)
+    return app
+
+
+def _announce_when_ready(app: Celery, settings: Settings, service: str, runtime: Runtime) -> None:
+    name = f"{service}.{uuid.uuid4().hex[:8]}@{settings.node}"
+    app.conf.nube_instance_name = name
+
+    def describe_self() -> ServiceInstance:
+        driver, version = _driver_info(runtime, service)
+        return ServiceInstance(
+            name=name,
+            kind=service,
+            node=settings.node,
+            queues=queues_for(service, settings),
+            driver=driver,
+            backend_version=version,
+            capacity=int(app.conf.worker_concurrency or os.cpu_count() or 1),
+            started_at=time.time(),
+        )
+
+    heartbeat_while_serving(settings, describe_self)
+
+
+def _driver_info(runtime: Runtime, service: str) -> tuple[str, str]:
+    try:
+        driver = runtime.driver(service)
+        return driver.name, driver.version()
+    except Exception as e:  # the backend may be down at start: still serve, and say so
+        log.warning("the %s backend is not reachable yet: %s", service, e)
+        return service, "unavailable"

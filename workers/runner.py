@@ -1,0 +1,113 @@
+"""Runs one operation for one job: the job's life cycle around a single driver call.
+
+This is the one place where failures are handled for every task (like Nova's
+``@wrap_instance_fault``): terminal and cancelled jobs are skipped, deliveries are counted and
+capped, transient backend errors retry with exponential backoff through Celery's own retry, and
+every other error fails the job with its stable code.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from celery import Task
+from celery.exceptions import Ignore, SoftTimeLimitExceeded
+from celery.utils.time import get_exponential_backoff_interval
+from pydantic import ValidationError
+
+from nube.catalog import Operation
+from nube.errors import InvalidRequest, NubeError, Timeout, WorkerLost
+from nube.jobs import JobStatus, JobStore
+from nube.settings import Settings
+from workers.context import JobContext
+from workers.drivers import load_driver
+
+log = logging.getLogger("nube.worker")
+
+
+@dataclass
+class Runtime:
+    """What a worker process needs to run operations: settings, jobs and its drivers."""
+
+    settings: Settings
+    jobs: JobStore
+    _drivers: dict[str, Any] = field(default_factory=dict)
+    _pid: int = 0
+
+    def driver(self, service: str) -> Any:
+        """The driver for ``service``, made once per process (connections do not cross fork)."""
+        if self._pid != os.getpid():
+            self._drivers, self._pid = {}, os.getpid()
+        if service not in self._drivers:
+            self._drivers[service] = load_driver(service, self.settings)
+        return self._drivers[service]
+
+    def execute(
+        self, task: Task, op: Operation, params: dict[str, Any], meta: dict[str, Any]
+    ) -> Any:
+        """Run ``op`` for the job whose id is the Celery task id; returns the driver's result."""
+        job_id = task.request.id
+        job = self.jobs.mark_running(job_id, self.settings.node)
+        if job is None:
+            return self._skip(job_id)
+        lost = job.attempts - 1 - task.request.retries
+        if lost >= self.settings.max_attempts:
+            return self._fail(job_id, WorkerLost(attempts=lost))
+        ctx = JobContext(
+            job_id=job_id,
+            tenant=meta["tenant"],
+            operation=op.name,
+            admin=bool(meta.get("admin")),
+            report_progress=lambda progress: self.jobs.report_progress(job_id, progress),
+        )
+        try:
+            result = self._call(op, params, ctx)
+        except NubeError as e:
+            return self._handle_error(task, op, job_id, e)
+        self.jobs.finish(job_id, result)
+        return result
+
+    def _call(self, op: Operation, params: dict[str, Any], ctx: JobContext) -> Any:
+        try:
+            validated = op.params.model_validate(params)
+            return getattr(self.driver(op.service), op.handler)(validated, ctx)
+        except ValidationError as e:
+            raise InvalidRequest(str(e.errors(include_url=False)[0]["msg"])) from e
+        except SoftTimeLimitExceeded as e:
+            raise Timeout(limit=op.time_limit) from e
+        except NubeError:
+            raise
+        except Exception as e:
+            log.exception("operation %s of job %s failed unexpectedly", op.name, ctx.job_id)
+            raise NubeError(f"unexpected error: {type(e).__name__}") from e
+
+    def _handle_error(self, task: Task, op: Operation, job_id: str, error: NubeError) -> Any:
+        retries = task.request.retries
+        if error.retryable and retries < op.max_retries:
+            countdown = get_exponential_backoff_interval(
+                factor=1, retries=retries, maximum=self.settings.retry_backoff_max, full_jitter=True
+            )
+            self.jobs.update(
+                job_id,
+                "retrying",
+                f"{error.message}; retry {retries + 1} in {countdown} s",
+                status=JobStatus.QUEUED,
+            )
+            raise task.retry(exc=error, countdown=countdown, max_retries=op.max_retries)
+        return self._fail(job_id, error)
+
+    def _fail(self, job_id: str, error: NubeError) -> Any:
+        log.info("job %s failed: %s (%s)", job_id, error.code, error.message)
+        self.jobs.fail(job_id, error.to_dict())
+        raise error
+
+    def _skip(self, job_id: str) -> Any:
+        job = self.jobs.find(job_id)
+        if job is None:
+            log.warning("refusing task %s: no such job record", job_id)
+        else:
+            log.info("skipping job %s: already %s", job_id, job.status.value)
+        raise Ignore()
