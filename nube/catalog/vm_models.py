@@ -1,0 +1,242 @@
+"""Parameter models of the VM service (domains, snapshots, storage pools, volumes, networks).
+
+Every string a caller sends ends up in libvirt XML, so each one is a constrained type: names are
+:data:`LibvirtName`, addresses are parsed by :mod:`ipaddress`, enumerations are literals. A value
+with markup (``<``, ``&``, quotes) never validates, and the driver builds its XML with an XML
+library on top of that.
+"""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address, IPv4Network
+from typing import Annotated, Literal
+
+from pydantic import Field, StringConstraints, model_validator
+
+from nube.catalog import Params
+from nube.catalog.validators import LibvirtName
+
+#: A MAC address, colon-separated hex pairs (``52:54:00:12:34:56``).
+MacAddress = Annotated[str, StringConstraints(pattern=r"^[0-9a-fA-F]{2}(?::[0-9a-fA-F]{2}){5}$")]
+
+#: A Linux bridge name (at most 15 characters, IFNAMSIZ - 1).
+BridgeName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9_.-]{0,14}$")]
+
+#: A VM's memory in MiB.
+MemoryMiB = Annotated[int, Field(ge=16, le=1 << 20)]
+
+#: A storage volume's capacity in MiB (up to 16 TiB).
+CapacityMiB = Annotated[int, Field(ge=1, le=1 << 24)]
+
+VolumeFormat = Literal["qcow2", "raw"]
+BootDevice = Literal["hd", "cdrom", "network"]
+DomainFilter = Literal[
+    "all", "active", "inactive", "persistent", "transient", "running", "paused", "shutoff"
+]
+NetworkMode = Literal["nat", "route", "isolated"]
+
+
+# --- domains -------------------------------------------------------------------------------------
+
+
+class VmList(Params):
+    """List the caller's domains."""
+
+    state: DomainFilter = Field(default="all", description="Which domains to list")
+
+
+class VmRef(Params):
+    """One domain, by name."""
+
+    name: LibvirtName = Field(description="Domain name")
+
+
+class VmDisk(Params):
+    """A disk: an existing volume of a pool, or a new volume of a size and format."""
+
+    pool: LibvirtName = Field(description="Storage pool holding the volume")
+    volume: LibvirtName | None = Field(default=None, description="Existing volume to attach")
+    capacity_mib: CapacityMiB | None = Field(default=None, description="Size of a new volume")
+    format: VolumeFormat = Field(default="qcow2", description="Format of a new volume")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> VmDisk:
+        if (self.volume is None) == (self.capacity_mib is None):
+            raise ValueError("give either 'volume' (existing) or 'capacity_mib' (new volume)")
+        return self
+
+
+class VmCdrom(Params):
+    """A CD-ROM backed by an ISO image that is a volume of a storage pool."""
+
+    pool: LibvirtName
+    volume: LibvirtName
+
+
+class VmInterface(Params):
+    """A network interface on a libvirt virtual network."""
+
+    network: LibvirtName = Field(description="libvirt network name")
+    mac: MacAddress | None = Field(default=None, description="MAC address (default: generated)")
+
+
+def _boot_default() -> list[BootDevice]:
+    return ["hd"]
+
+
+class VmDefine(Params):
+    """A domain spec: defined (persistent) or created (transient, running at once)."""
+
+    name: LibvirtName = Field(description="Domain name (unique on its node)")
+    memory_mib: MemoryMiB = Field(default=256, description="Memory in MiB")
+    vcpus: int = Field(default=1, ge=1, le=256, description="Virtual CPUs")
+    disks: list[VmDisk] = Field(default_factory=list, max_length=16)
+    cdrom: VmCdrom | None = None
+    interfaces: list[VmInterface] = Field(default_factory=list, max_length=8)
+    boot: list[BootDevice] = Field(default_factory=_boot_default, min_length=1, max_length=3)
+    serial_console: bool = Field(default=True, description="A serial port with a pty console")
+    persistent: bool = Field(default=True, description="Define (true) or create transient")
+    start: bool = Field(default=False, description="Start a persistent domain once defined")
+    autostart: bool = Field(default=False, description="Start with the host (persistent only)")
+
+    @model_validator(mode="after")
+    def _check(self) -> VmDefine:
+        if len(set(self.boot)) != len(self.boot):
+            raise ValueError("boot devices must not repeat")
+        if self.autostart and not self.persistent:
+            raise ValueError("a transient domain cannot autostart")
+        macs = [i.mac.lower() for i in self.interfaces if i.mac]
+        if len(set(macs)) != len(macs):
+            raise ValueError("interface MAC addresses must differ")
+        return self
+
+
+class VmShutdown(VmRef):
+    """Graceful shutdown (ACPI), waiting up to ``timeout`` seconds, then optionally destroy."""
+
+    timeout: int = Field(default=60, ge=0, le=300, description="Seconds to wait for power-off")
+    force: bool = Field(default=False, description="Destroy the domain if the timeout passes")
+
+
+class VmReboot(VmRef):
+    """Reboot: graceful (ACPI) or a hard reset."""
+
+    hard: bool = Field(default=False, description="Reset at once instead of asking the guest")
+
+
+class VmUndefine(VmRef):
+    """Remove a stopped domain's definition."""
+
+    remove_storage: bool = Field(default=False, description="Also delete its disk volumes")
+
+
+class VmAutostart(VmRef):
+    """Turn start-with-the-host on or off."""
+
+    enabled: bool = True
+
+
+class SnapshotCreate(VmRef):
+    """Take an internal snapshot (all disks must be qcow2)."""
+
+    snapshot: LibvirtName = Field(description="Snapshot name")
+
+
+class SnapshotRef(VmRef):
+    """One snapshot of a domain."""
+
+    snapshot: LibvirtName
+
+
+# --- storage pools and volumes -------------------------------------------------------------------
+
+
+class PoolRef(Params):
+    """One storage pool, by name."""
+
+    name: LibvirtName
+
+
+class PoolDefine(PoolRef):
+    """A directory pool under the node's pool root (``<root>/<name>``)."""
+
+    persistent: bool = Field(default=True, description="Define (true) or create transient")
+    build: bool = Field(default=True, description="Create its directory")
+    start: bool = Field(default=True, description="Start it once defined")
+    autostart: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> PoolDefine:
+        if self.autostart and not self.persistent:
+            raise ValueError("a transient pool cannot autostart")
+        return self
+
+
+class PoolAutostart(PoolRef):
+    enabled: bool = True
+
+
+class PoolUndefine(PoolRef):
+    """Remove an inactive pool's definition."""
+
+    delete: bool = Field(default=False, description="Also delete its (empty) directory")
+
+
+class VolumeList(Params):
+    pool: LibvirtName
+
+
+class VolumeRef(Params):
+    pool: LibvirtName
+    name: LibvirtName
+
+
+class VolumeCreate(VolumeRef):
+    capacity_mib: CapacityMiB
+    format: VolumeFormat = "qcow2"
+
+
+# --- virtual networks ----------------------------------------------------------------------------
+
+
+class NetworkRef(Params):
+    """One virtual network, by name."""
+
+    name: LibvirtName
+
+
+class NetworkDefine(NetworkRef):
+    """A NAT, routed or isolated IPv4 network; the gateway is the subnet's first address."""
+
+    mode: NetworkMode = "nat"
+    bridge: BridgeName | None = Field(default=None, description="Bridge (default: virbrN)")
+    subnet: IPv4Network = Field(description="Private IPv4 subnet, e.g. 10.213.1.0/24")
+    dhcp_start: IPv4Address | None = None
+    dhcp_end: IPv4Address | None = None
+    persistent: bool = True
+    start: bool = True
+    autostart: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> NetworkDefine:
+        net = self.subnet
+        if not net.is_private or not 8 <= net.prefixlen <= 30:
+            raise ValueError("subnet must be a private IPv4 network with a /8 to /30 prefix")
+        if (self.dhcp_start is None) != (self.dhcp_end is None):
+            raise ValueError("give both dhcp_start and dhcp_end, or neither")
+        if self.dhcp_start is not None and self.dhcp_end is not None:
+            _check_range(net, self.dhcp_start, self.dhcp_end)
+        if self.autostart and not self.persistent:
+            raise ValueError("a transient network cannot autostart")
+        return self
+
+
+def _check_range(net: IPv4Network, start: IPv4Address, end: IPv4Address) -> None:
+    gateway = net.network_address + 1
+    hosts = (net.network_address + 2, net.broadcast_address - 1)
+    if not (hosts[0] <= start <= end <= hosts[1]):
+        raise ValueError(f"DHCP range must lie in {hosts[0]}-{hosts[1]} (gateway {gateway})")
+
+
+class NetworkAutostart(NetworkRef):
+    enabled: bool = True
