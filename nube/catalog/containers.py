@@ -1,51 +1,480 @@
-"""Container operations (Docker Engine), served by the ``containers`` queue."""
+"""Container operations (Docker Engine), served by the ``containers`` queue.
+
+REST scheme: collections ``/v1/containers``, ``/v1/images``, ``/v1/container-networks`` and
+``/v1/container-volumes``; each state change is a sub-resource of its own,
+``POST /v1/<collection>/<id>/<action>``, so every action has its own parameter schema.
+
+The create options are explicit on purpose: there is no privileged mode, host network, added
+capability, device or host bind mount in any model; storage is named volumes and tmpfs only.
+"""
 
 from __future__ import annotations
 
-from pydantic import Field
+import ipaddress
+import re
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import Field, TypeAdapter, field_validator, model_validator
 
 from nube.catalog import Operation, Params
-from nube.catalog.validators import EnvName, ImageRef
+from nube.catalog.validators import (
+    BASE64_PATTERN,
+    ContainerPath,
+    ContainerUser,
+    DockerName,
+    EnvName,
+    ImageKey,
+    ImageRef,
+    ImageTag,
+    LabelKey,
+    MemoryBytes,
+    Port,
+    RegistryAddress,
+    RelativePath,
+    RepositoryName,
+    ResourceId,
+    Signal,
+)
+
+#: Largest binary payload (build context, image archive, volume backup) in bytes, decoded.
+ARCHIVE_LIMIT = 16 * 1024 * 1024
+_B64_LIMIT = (ARCHIVE_LIMIT + 2) // 3 * 4
+
+#: Largest output (logs, run/exec output) returned in a result, in bytes; the rest is cut.
+OUTPUT_LIMIT = 1024 * 1024
+
+Base64Archive = Field(pattern=BASE64_PATTERN, max_length=_B64_LIMIT, min_length=4)
+
+_PORT_RE = re.compile(
+    r"^(?:(?P<ip>[0-9]{1,3}(?:\.[0-9]{1,3}){3}):)?(?:(?P<host>[0-9]*):)?(?P<container>[0-9]+)(?:/(?P<proto>tcp|udp))?$"
+)
+_LABEL_FILTER_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_./-]{0,127}(=[^\x00-\x1f]{0,256})?")
+_IMAGE_REF: TypeAdapter[str] = TypeAdapter(ImageRef)
+
+ContainerStatus = Literal[
+    "created", "restarting", "running", "removing", "paused", "exited", "dead"
+]
+_VOLUME_RE = re.compile(r"^(?P<volume>[^:]+):(?P<target>/[^:]*)(?::(?P<mode>ro|rw))?$")
 
 
-class ContainerRun(Params):
-    """Create and start a container from an image; wait for it to exit."""
+# --- create options ------------------------------------------------------------------------------
+
+
+class PortMapping(Params):
+    """A published port. Short form: ``[ip:][host:]container[/proto]``; no host port = random."""
+
+    container_port: Port
+    protocol: Literal["tcp", "udp"] = "tcp"
+    host_port: Port | None = Field(default=None, description="None picks a free port")
+    host_ip: str = Field(default="0.0.0.0", description="Host address to bind (IPv4)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short_form(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        match = _PORT_RE.match(value)
+        if not match:
+            raise ValueError("expected [ip:][host:]container[/tcp|udp], e.g. 8080:80/tcp")
+        parts = {
+            "container_port": match["container"],
+            "protocol": match["proto"] or "tcp",
+            "host_port": match["host"] or None,
+        }
+        return parts | ({"host_ip": match["ip"]} if match["ip"] else {})
+
+    @field_validator("host_ip")
+    @classmethod
+    def _ipv4(cls, value: str) -> str:
+        return str(ipaddress.IPv4Address(value))
+
+
+class VolumeMount(Params):
+    """A named volume mounted in the container. Short form: ``volume:/path[:ro]``.
+
+    A volume that does not exist yet is created, labelled with the tenant; another tenant's
+    volume is ``not_found``. Host paths cannot be mounted.
+    """
+
+    volume: DockerName
+    target: ContainerPath
+    read_only: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short_form(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        match = _VOLUME_RE.match(value)
+        if not match:
+            raise ValueError("expected volume:/path[:ro|rw], e.g. data:/data")
+        return {"volume": match["volume"], "target": match["target"],
+                "read_only": match["mode"] == "ro"}
+
+
+class ContainerSpec(Params):
+    """What a container is made of (``docker create`` options nube offers)."""
 
     image: ImageRef = Field(description="Image reference, e.g. `busybox:latest`")
     command: list[str] | None = Field(
         default=None, max_length=256, description="Command and arguments (exec form)"
     )
+    entrypoint: list[str] | None = Field(default=None, max_length=64)
+    name: DockerName | None = Field(default=None, description="Container name (unique per host)")
     env: dict[EnvName, str] = Field(
         default_factory=dict, description="Environment variables (values are never logged)"
     )
+    labels: dict[LabelKey, str] = Field(default_factory=dict, description="`nube.*` is reserved")
+    working_dir: ContainerPath | None = None
+    user: ContainerUser | None = None
+    ports: list[PortMapping] = Field(default_factory=list, max_length=64)
+    volumes: list[VolumeMount] = Field(default_factory=list, max_length=32)
+    tmpfs: list[ContainerPath] = Field(default_factory=list, max_length=16)
+    network: DockerName | None = Field(
+        default=None, description="A network of the caller, or `bridge` / `none`"
+    )
+    network_aliases: list[DockerName] = Field(default_factory=list, max_length=16)
+    restart_policy: Literal["no", "on-failure", "always", "unless-stopped"] = "no"
+    restart_max_retries: int = Field(default=0, ge=0, le=100, description="For on-failure")
+    memory: MemoryBytes | None = Field(default=None, description="Bytes, or `64m`, `1g`")
+    cpus: float | None = Field(default=None, gt=0, le=64)
+    pids_limit: int | None = Field(default=None, ge=1, le=65536)
+    auto_remove: bool = False
+
+    @field_validator("network")
+    @classmethod
+    def _no_host_network(cls, value: str | None) -> str | None:
+        if value == "host" or (value or "").startswith("container:"):
+            raise ValueError("host and container network modes are not offered")
+        return value
 
 
-class ContainerList(Params):
+class ContainerRun(ContainerSpec):
+    """Create and start a container. By default wait for it to exit and return its output."""
+
+    detach: bool = Field(default=False, description="Return once started instead of waiting")
+    wait_timeout: int = Field(default=240, ge=1, le=280, description="Seconds to wait for exit")
+
+
+class ContainerCreate(ContainerSpec):
+    """Create a container without starting it."""
+
+
+# --- acting on one container ---------------------------------------------------------------------
+
+
+class ContainerRef(Params):
+    """Names one container by id or name."""
+
+    id: ResourceId
+
+
+class ContainerStop(ContainerRef):
+    timeout: int = Field(default=10, ge=0, le=120, description="Seconds before SIGKILL")
+
+
+class ContainerKill(ContainerRef):
+    signal: Signal = Field(default="SIGKILL", description="Name (`SIGTERM`, `HUP`) or number")
+
+
+class ContainerRemove(ContainerRef):
+    force: bool = Field(default=False, description="Kill it first if running")
+    volumes: bool = Field(default=False, description="Also remove its anonymous volumes")
+
+
+class LabelFilter(Params):
+    """Filters by label; only the caller's resources are ever listed."""
+
+    label: list[str] = Field(
+        default_factory=list, max_length=16, description="`key` or `key=value` filters"
+    )
+
+    @field_validator("label")
+    @classmethod
+    def _labels(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if not _LABEL_FILTER_RE.fullmatch(value):
+                raise ValueError(f"bad label filter {value!r}; expected key or key=value")
+        return values
+
+
+class ContainerList(LabelFilter):
     """List the caller's containers."""
 
     all: bool = Field(default=True, description="Include stopped containers")
+    status: ContainerStatus | None = None
+    name: DockerName | None = Field(default=None, description="Names containing this")
 
 
-OPERATIONS = [
-    Operation(
-        name="containers.run",
-        params=ContainerRun,
-        method="POST",
-        path="/v1/containers",
-        summary="Run a container to completion; the result holds its exit code and output",
-        handler="run",
-        time_limit=300,
-        creates=True,
-        target="image",
-    ),
-    Operation(
-        name="containers.list",
-        params=ContainerList,
-        method="GET",
-        path="/v1/containers",
-        summary="List the caller's containers",
-        handler="list",
-        scope="read",
-        time_limit=30,
-    ),
+class ContainerLogs(ContainerRef):
+    tail: int | None = Field(default=None, ge=0, le=100000, description="Last N lines")
+    since: datetime | None = Field(default=None, description="RFC 3339 time or Unix seconds")
+    timestamps: bool = False
+
+
+class ContainerExec(ContainerRef):
+    command: list[str] = Field(min_length=1, max_length=256)
+    env: dict[EnvName, str] = Field(default_factory=dict)
+    workdir: ContainerPath | None = None
+    user: ContainerUser | None = None
+
+
+class ContainerCommit(ContainerRef):
+    repository: RepositoryName
+    tag: ImageTag = "latest"
+    author: str | None = Field(default=None, max_length=256)
+    message: str | None = Field(default=None, max_length=4096)
+    pause: bool = True
+
+
+class ContainerRename(ContainerRef):
+    name: DockerName
+
+
+# --- networks ------------------------------------------------------------------------------------
+
+
+class NetworkCreate(Params):
+    """A user bridge network; containers on it reach each other by name."""
+
+    name: DockerName
+    subnet: ipaddress.IPv4Network | None = Field(default=None, description="e.g. 10.89.0.0/24")
+    gateway: ipaddress.IPv4Address | None = None
+    internal: bool = Field(default=False, description="No route outside the network")
+    labels: dict[LabelKey, str] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _not_predefined(cls, value: str) -> str:
+        if value in {"bridge", "host", "none"}:
+            raise ValueError("bridge, host and none are predefined networks")
+        return value
+
+    @model_validator(mode="after")
+    def _gateway_in_subnet(self) -> NetworkCreate:
+        if self.gateway and (not self.subnet or self.gateway not in self.subnet):
+            raise ValueError("gateway must lie inside subnet")
+        return self
+
+
+class NetworkRef(Params):
+    id: ResourceId
+
+
+class NetworkConnect(NetworkRef):
+    container: ResourceId
+    aliases: list[DockerName] = Field(default_factory=list, max_length=16)
+
+
+class NetworkDisconnect(NetworkRef):
+    container: ResourceId
+    force: bool = False
+
+
+# --- volumes -------------------------------------------------------------------------------------
+
+
+class VolumeCreate(Params):
+    name: DockerName | None = Field(default=None, description="None lets the engine pick one")
+    labels: dict[LabelKey, str] = Field(default_factory=dict)
+
+
+class VolumeRef(Params):
+    name: DockerName
+
+
+class VolumeRemove(VolumeRef):
+    force: bool = False
+
+
+class VolumeRestore(VolumeRef):
+    """Unpack a tar archive (as made by backup) into a volume; a missing volume is created."""
+
+    archive: str = Base64Archive
+
+
+# --- images --------------------------------------------------------------------------------------
+
+
+class ImagePull(Params):
+    image: ImageRef = Field(description="`[registry/]name[:tag]`; no tag means `latest`")
+
+
+class ImageList(Params):
+    name: RepositoryName | None = Field(default=None, description="Only this repository")
+    all: bool = False
+
+
+class ImageRefParams(Params):
+    id: ImageKey = Field(description="Image id or `name[:tag]`")
+
+
+class ImageTagParams(ImageRefParams):
+    repository: str = Field(description="`[registry[:port]/]name`, without tag", max_length=255)
+    tag: ImageTag = "latest"
+
+    @field_validator("repository")
+    @classmethod
+    def _reference(cls, value: str) -> str:
+        if "@" in value or ":" in value.rsplit("/", 1)[-1]:
+            raise ValueError("repository takes no tag or digest; use the tag field")
+        return _IMAGE_REF.validate_python(value)
+
+
+class ImageRemove(ImageRefParams):
+    force: bool = False
+    noprune: bool = False
+
+
+class ImageBuild(Params):
+    """Build from a Dockerfile and context files sent in the request (size-limited)."""
+
+    dockerfile: str = Field(min_length=1, max_length=1024 * 1024)
+    files: dict[RelativePath, str] = Field(
+        default_factory=dict, max_length=1000, description="Context files: path → base64"
+    )
+    tag: str | None = Field(default=None, description="`name[:tag]` for the result")
+    build_args: dict[EnvName, str] = Field(default_factory=dict)
+    labels: dict[LabelKey, str] = Field(default_factory=dict)
+    pull: bool = Field(default=False, description="Pull newer base images")
+    nocache: bool = False
+
+    @field_validator("tag")
+    @classmethod
+    def _tag(cls, value: str | None) -> str | None:
+        return None if value is None else _IMAGE_REF.validate_python(value)
+
+    @field_validator("files")
+    @classmethod
+    def _files(cls, files: dict[str, str]) -> dict[str, str]:
+        total = 0
+        for path, data in files.items():
+            if not re.fullmatch(BASE64_PATTERN, data):
+                raise ValueError(f"file {path!r} is not base64")
+            total += len(data) * 3 // 4
+        if total > ARCHIVE_LIMIT:
+            raise ValueError(f"the context is larger than {ARCHIVE_LIMIT} bytes")
+        return files
+
+
+class ImageSave(ImageRefParams):
+    """Export an image as a ``docker save`` tar archive (base64, size-limited)."""
+
+
+class ImageLoad(Params):
+    archive: str = Base64Archive
+
+
+class ImagePush(ImageRefParams):
+    """Tag the image as ``registry/repository:tag`` and push it there."""
+
+    registry: RegistryAddress = Field(description="`host[:port]`, e.g. `127.0.0.1:5000`")
+    repository: RepositoryName
+    tag: ImageTag = "latest"
+
+
+# --- the operations ------------------------------------------------------------------------------
+
+
+def _op(name: str, params: type[Params], method: str, path: str, summary: str,
+        **kw: Any) -> Operation:
+    """An operation of this service; its handler is the action's name."""
+    kw.setdefault("scope", "read" if method == "GET" else "write")
+    kw.setdefault("time_limit", 30 if method == "GET" else 60)
+    return Operation(name=f"containers.{name}", params=params, method=method, path=path,
+                     summary=summary, handler=name, **kw)
+
+
+_C = "/v1/containers"
+_N = "/v1/container-networks"
+_V = "/v1/container-volumes"
+_I = "/v1/images"
+
+CONTAINER_OPERATIONS = [
+    _op("run", ContainerRun, "POST", _C, "Run a container (create + start); by default wait "
+        "for it to exit and return its exit code and output", time_limit=300, creates=True,
+        target="image"),
+    _op("create", ContainerCreate, "POST", f"{_C}/create", "Create a container without "
+        "starting it", creates=True, target="image"),
+    _op("list", ContainerList, "GET", _C, "List the caller's containers"),
+    _op("inspect", ContainerRef, "GET", f"{_C}/<id>", "Inspect a container", target="id"),
+    _op("start", ContainerRef, "POST", f"{_C}/<id>/start", "Start a container", target="id"),
+    _op("stop", ContainerStop, "POST", f"{_C}/<id>/stop", "Stop a container (SIGTERM, then "
+        "SIGKILL after the timeout)", target="id", time_limit=180),
+    _op("restart", ContainerStop, "POST", f"{_C}/<id>/restart", "Restart a container",
+        target="id", time_limit=180),
+    _op("pause", ContainerRef, "POST", f"{_C}/<id>/pause", "Pause a container", target="id"),
+    _op("unpause", ContainerRef, "POST", f"{_C}/<id>/unpause", "Unpause a container",
+        target="id"),
+    _op("kill", ContainerKill, "POST", f"{_C}/<id>/kill", "Send a signal to a container",
+        target="id"),
+    _op("remove", ContainerRemove, "DELETE", f"{_C}/<id>", "Remove a container", target="id"),
+    _op("logs", ContainerLogs, "GET", f"{_C}/<id>/logs", "A container's output", target="id"),
+    _op("exec", ContainerExec, "POST", f"{_C}/<id>/exec", "Run a command in a running "
+        "container; returns exit code and output", target="id", time_limit=300),
+    _op("diff", ContainerRef, "GET", f"{_C}/<id>/diff", "Filesystem changes of a container",
+        target="id"),
+    _op("commit", ContainerCommit, "POST", f"{_C}/<id>/commit", "Make an image of a "
+        "container", target="id", creates=True, time_limit=300),
+    _op("stats", ContainerRef, "GET", f"{_C}/<id>/stats", "One-shot resource usage",
+        target="id"),
+    _op("rename", ContainerRename, "POST", f"{_C}/<id>/rename", "Rename a container",
+        target="id"),
+    _op("port", ContainerRef, "GET", f"{_C}/<id>/port", "Published port mappings",
+        target="id"),
 ]
+
+NETWORK_OPERATIONS = [
+    _op("network_create", NetworkCreate, "POST", _N, "Create a user bridge network",
+        creates=True, target="name"),
+    _op("network_list", LabelFilter, "GET", _N, "List the caller's networks"),
+    _op("network_inspect", NetworkRef, "GET", f"{_N}/<id>", "Inspect a network", target="id"),
+    _op("network_connect", NetworkConnect, "POST", f"{_N}/<id>/connect", "Connect a "
+        "container to a network (with aliases)", target="id"),
+    _op("network_disconnect", NetworkDisconnect, "POST", f"{_N}/<id>/disconnect",
+        "Disconnect a container from a network", target="id"),
+    _op("network_remove", NetworkRef, "DELETE", f"{_N}/<id>", "Remove a network", target="id"),
+    _op("network_prune", LabelFilter, "POST", f"{_N}/prune", "Remove the caller's unused "
+        "networks"),
+]
+
+VOLUME_OPERATIONS = [
+    _op("volume_create", VolumeCreate, "POST", _V, "Create a named volume", creates=True,
+        target="name"),
+    _op("volume_list", LabelFilter, "GET", _V, "List the caller's volumes"),
+    _op("volume_inspect", VolumeRef, "GET", f"{_V}/<name>", "Inspect a volume",
+        target="name"),
+    _op("volume_remove", VolumeRemove, "DELETE", f"{_V}/<name>", "Remove a volume",
+        target="name"),
+    _op("volume_prune", LabelFilter, "POST", f"{_V}/prune", "Remove the caller's unused "
+        "volumes", time_limit=120),
+    _op("volume_backup", VolumeRef, "POST", f"{_V}/<name>/backup", "Archive a volume's "
+        "content as a tar (base64, size-limited)", target="name", time_limit=300),
+    _op("volume_restore", VolumeRestore, "POST", f"{_V}/<name>/restore", "Unpack a backup "
+        "archive into a volume", target="name", time_limit=300),
+]
+
+IMAGE_OPERATIONS = [
+    _op("image_pull", ImagePull, "POST", f"{_I}/pull", "Pull an image (progress on the job)",
+        creates=True, target="image", time_limit=900),
+    _op("image_list", ImageList, "GET", _I, "List images (shared ones and the caller's)"),
+    _op("image_inspect", ImageRefParams, "GET", f"{_I}/<id>", "Inspect an image",
+        target="id"),
+    _op("image_history", ImageRefParams, "GET", f"{_I}/<id>/history", "An image's layers",
+        target="id"),
+    _op("image_tag", ImageTagParams, "POST", f"{_I}/<id>/tag", "Tag an image", target="id"),
+    _op("image_remove", ImageRemove, "DELETE", f"{_I}/<id>", "Remove (untag) an image",
+        target="id"),
+    _op("image_build", ImageBuild, "POST", f"{_I}/build", "Build an image from a Dockerfile "
+        "and context files in the request (progress on the job)", creates=True, target="tag",
+        time_limit=900),
+    _op("image_save", ImageSave, "POST", f"{_I}/<id>/save", "Export an image as a tar "
+        "archive (base64, size-limited)", target="id", time_limit=300),
+    _op("image_load", ImageLoad, "POST", f"{_I}/load", "Import images from a tar archive",
+        creates=True, time_limit=300),
+    _op("image_push", ImagePush, "POST", f"{_I}/<id>/push", "Push an image to a registry "
+        "(progress on the job)", target="id", time_limit=900),
+]
+
+OPERATIONS = CONTAINER_OPERATIONS + NETWORK_OPERATIONS + VOLUME_OPERATIONS + IMAGE_OPERATIONS

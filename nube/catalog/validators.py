@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from typing import Annotated
 
 from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints
@@ -128,10 +129,8 @@ def _signal(value: object) -> str:
     return name
 
 
-_SIGNAL_NAMES = frozenset(
-    f"SIG{n}"
-    for n in ["HUP", "INT", "QUIT", "ILL", "TRAP", "ABRT", "BUS", "FPE", "KILL", "USR1", "SEGV", "USR2", "PIPE", "ALRM", "TERM", "STKFLT", "CHLD", "CONT", "STOP", "TSTP", "TTIN", "TTOU", "URG", "XCPU", "XFSZ", "VTALRM", "PROF", "WINCH", "IO", "PWR", "SYS"]
-)
+#: Linux signal names (the engine runs Linux containers); real-time signals go by number.
+_SIGNAL_NAMES = frozenset(sig.name for sig in signal.Signals if not sig.name.startswith("SIGRT"))
 
 #: A signal by name (``SIGTERM``, ``TERM``) or number (1..64); normalised to ``SIGTERM`` / ``"9"``.
 Signal = Annotated[str, BeforeValidator(_signal)]
