@@ -9,11 +9,16 @@ from datetime import UTC, datetime
 from enum import StrEnum
 
 import redis
-from pydantic import BaseModel, Field
+from typing import Annotated
+
+from pydantic import BaseModel, StringConstraints
 
 from nube.errors import NotFound, Unauthorized
 
 TOKEN_PREFIX = "nube_"
+
+#: A tenant name: lower-case letters, digits, `-` and `_`.
+TenantName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
 
 
 class Scope(StrEnum):
@@ -34,7 +39,7 @@ class TokenInfo(BaseModel):
     """A token as stored and listed (never its secret)."""
 
     id: str
-    tenant: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+    tenant: TenantName
     scopes: list[Scope]
     name: str = ""
     created_at: str

@@ -1,0 +1,44 @@
+"""The Flask app factory: ``create_app()`` builds everything; nothing global at import."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask
+
+from api import docs, health, jobs, operations, problems, tokens
+from api.services import Services
+from nube.broker import make_celery
+from nube.jobs import JobStore
+from nube.redis_client import connect
+from nube.registry import Registry
+from nube.settings import Settings, load_settings_or_exit
+from nube.tokens import TokenStore
+
+
+def create_app(
+    settings: Settings | None = None, test_config: dict[str, Any] | None = None
+) -> Flask:
+    """The nube API. ``settings`` default to the ``NUBE_*`` environment."""
+    settings = settings or load_settings_or_exit()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(name)s %(message)s")
+    app = Flask(__name__)
+    app.config.update(MAX_CONTENT_LENGTH=settings.max_body_bytes, JSON_SORT_KEYS=False)
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    if test_config:
+        app.config.update(test_config)
+    client = connect(settings)
+    app.extensions["nube"] = Services(
+        settings=settings,
+        redis=client,
+        jobs=JobStore(client),
+        tokens=TokenStore(client),
+        registry=Registry(client),
+        celery=make_celery(settings, "nube-api"),
+    )
+    problems.register(app)
+    for blueprint in (health.bp, jobs.bp, tokens.bp, docs.bp):
+        app.register_blueprint(blueprint)
+    operations.register(app)
+    return app

@@ -1,0 +1,45 @@
+"""Bearer-token access: every route but health needs a token with the route's scope."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar, cast
+
+from flask import g, request
+
+from api.services import services
+from nube.errors import Forbidden, Unauthorized
+from nube.tokens import TokenInfo
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def current_token() -> TokenInfo:
+    token: TokenInfo = g.token
+    return token
+
+
+def authenticate() -> TokenInfo:
+    header = request.headers.get("Authorization", "")
+    scheme, _, secret = header.partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        raise Unauthorized()
+    return services().tokens.resolve(secret.strip())
+
+
+def require(scope: str) -> Callable[[F], F]:
+    """Decorator: the request must carry a token that grants ``scope``."""
+
+    def decorate(view: F) -> F:
+        @wraps(view)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            token = authenticate()
+            if not token.allows(scope):
+                raise Forbidden(scope=scope)
+            g.token = token
+            return view(*args, **kwargs)
+
+        return cast(F, guarded)
+
+    return decorate

@@ -1,0 +1,80 @@
+"""Health, readiness, and the live services and nodes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, jsonify
+
+from api.auth import require
+from api.services import services
+from nube.broker import INGRESS_QUEUE
+from nube.catalog import CATALOG
+from nube.redis_client import REDIS_ERRORS
+from nube.registry import describe
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/healthz")
+def healthz() -> Response:
+    """The API process is alive."""
+    return jsonify({"status": "ok"})
+
+
+@bp.get("/readyz")
+def readyz() -> tuple[Response, int]:
+    """Redis is reachable; which queues have live consumers."""
+    svc = services()
+    try:
+        svc.redis.ping()
+        served = svc.registry.served_queues()
+    except REDIS_ERRORS as e:
+        return jsonify({"status": "unavailable", "redis": f"unreachable: {e}"}), 503
+    queues = {q: q in served for q in [INGRESS_QUEUE, *CATALOG.queues()]}
+    return jsonify({"status": "ready", "redis": "ok", "queues": queues}), 200
+
+
+@bp.get("/v1/services")
+@require("read")
+def list_services() -> Response:
+    """Each service's operations with their parameter schemas, and its live instances."""
+    live = services().registry.live()
+    body: dict[str, Any] = {}
+    for name in ["agent", *CATALOG.services()]:
+        body[name] = {
+            "operations": [
+                {
+                    "name": op.name,
+                    "method": op.method,
+                    "path": op.path,
+                    "summary": op.summary,
+                    "scope": op.scope,
+                    "time_limit": op.time_limit,
+                    "parameters": op.params.model_json_schema(),
+                }
+                for op in CATALOG
+                if op.service == name
+            ],
+            "instances": describe([i for i in live if i.kind == name]),
+        }
+    return jsonify({"services": body})
+
+
+@bp.get("/v1/nodes")
+@require("read")
+def list_nodes() -> Response:
+    """Nodes with live workers, and what each runs."""
+    nodes: dict[str, dict[str, Any]] = {}
+    for inst in services().registry.live():
+        node = nodes.setdefault(inst.node, {"name": inst.node, "services": []})
+        node["services"].append(
+            {
+                "kind": inst.kind,
+                "instance": inst.name,
+                "driver": inst.driver,
+                "backend_version": inst.backend_version,
+                "capacity": inst.capacity,
+            }
+        )
+    return jsonify({"nodes": sorted(nodes.values(), key=lambda n: n["name"])})

@@ -1,0 +1,100 @@
+"""``/v1/jobs``: read, list, long-poll, follow and cancel jobs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+from flask import Blueprint, Response, jsonify, request, stream_with_context
+from pydantic import Field
+
+from api.auth import current_token, require
+from api.representation import job_body, job_response
+from api.services import services
+from api.waiting import requested_wait
+from nube.catalog import Params
+from nube.errors import Conflict
+from nube.jobs import JobStatus
+
+bp = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
+
+
+class JobQuery(Params):
+    status: JobStatus | None = None
+    operation: str | None = Field(default=None, max_length=100)
+    limit: int = Field(default=50, ge=1, le=500)
+    cursor: int | None = Field(default=None, ge=0)
+
+
+@bp.get("")
+@require("read")
+def list_jobs() -> Response:
+    """The caller's jobs, newest first, with a cursor to the next page."""
+    query = JobQuery.model_validate(request.args.to_dict())
+    svc = services()
+    jobs, cursor = svc.jobs.list(
+        current_token().tenant,
+        status=query.status,
+        operation=query.operation,
+        limit=query.limit,
+        cursor=query.cursor,
+    )
+    body = {"jobs": [job_body(svc, job) for job in jobs], "next_cursor": cursor}
+    if cursor is not None:
+        body["links"] = {"next": f"/v1/jobs?limit={query.limit}&cursor={cursor}"}
+    return jsonify(body)
+
+
+@bp.get("/<job_id>")
+@require("read")
+def get_job(job_id: str) -> Response:
+    """The job; with ``?wait=N`` waits up to N s for it to end (wakes on completion)."""
+    svc = services()
+    job = svc.jobs.get(job_id, current_token().tenant)
+    wait = requested_wait(svc.settings.max_wait_seconds)
+    if wait and not job.status.terminal:
+        job = svc.jobs.wait(job_id, wait) or job
+    response = job_response(svc, job, waited=wait is not None, wait=wait or 0)
+    if not job.status.terminal:
+        response.status_code = 200  # a read of a running job is a successful read
+    return response
+
+
+@bp.delete("/<job_id>")
+@require("write")
+def cancel_job(job_id: str) -> Response:
+    """Cancel a queued job (it never runs); a running or finished job is ``409``."""
+    svc = services()
+    job = svc.jobs.get(job_id, current_token().tenant)
+    if job.status != JobStatus.QUEUED:
+        raise Conflict(f"job {job_id} is {job.status.value} and cannot be cancelled")
+    cancelled = svc.jobs.cancel(job_id)
+    if cancelled is None:
+        raise Conflict(f"job {job_id} ended before it could be cancelled")
+    svc.celery.control.revoke(job_id)
+    return job_response(svc, cancelled)
+
+
+@bp.get("/<job_id>/events")
+@require("read")
+def job_events(job_id: str) -> Response:
+    """Server-Sent Events of the job's transitions until it ends."""
+    svc = services()
+    job = svc.jobs.get(job_id, current_token().tenant)
+
+    def stream() -> Iterator[str]:
+        yield _sse("job", job_body(svc, job))
+        if job.status.terminal:
+            return
+        for event in svc.jobs.events(job_id, timeout=300):
+            if not event:
+                yield ": keep-alive\n\n"
+                continue
+            current = svc.jobs.get(job_id)
+            yield _sse(event["event"], job_body(svc, current))
+
+    return Response(stream_with_context(stream()), mimetype="text/event-stream")
+
+
+def _sse(event: str, data: object) -> str:
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n"

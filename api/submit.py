@@ -1,0 +1,81 @@
+"""The one module through which the API sends work (like Nova's ``compute/rpcapi.py``).
+
+A submission creates the job record first, binds the idempotency key, then publishes the request
+to the agent's ingress queue. If publishing fails, the record and the key are removed again, so a
+client that got an error has no half-made job, and a client that got ``202`` has a job that ends.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from kombu.exceptions import OperationalError
+
+from api.services import Services
+from nube.broker import INGRESS_QUEUE, RELAY_TASK
+from nube.catalog import Operation
+from nube.errors import BrokerUnavailable
+from nube.jobs import Job, body_fingerprint, new_job_id, now_iso
+from nube.summary import summarize, target_of
+from nube.tokens import TokenInfo
+
+log = logging.getLogger("nube.api")
+
+
+def submit(
+    svc: Services,
+    op: Operation,
+    params: dict[str, Any],
+    token: TokenInfo,
+    idempotency_key: str | None = None,
+) -> tuple[Job, bool]:
+    """Accept ``op`` with validated ``params``; returns the job and whether it is new."""
+    job = Job(
+        id=new_job_id(),
+        operation=op.name,
+        tenant=token.tenant,
+        queue=op.queue,
+        target=target_of(op.name, params),
+        submitted_at=now_iso(),
+    )
+    svc.jobs.create(job)
+    if idempotency_key:
+        bound = svc.jobs.claim_idempotency_key(
+            token.tenant, idempotency_key, job, body_fingerprint(op.name, params)
+        )
+        if bound.id != job.id:
+            svc.jobs.discard(job)
+            return bound, False
+    try:
+        _publish(svc, job, params, token)
+    except Exception:
+        svc.jobs.discard(job)
+        if idempotency_key:
+            svc.jobs.release_idempotency_key(token.tenant, idempotency_key)
+        raise
+    return job, True
+
+
+def _publish(svc: Services, job: Job, params: dict[str, Any], token: TokenInfo) -> None:
+    envelope = {
+        "job_id": job.id,
+        "operation": job.operation,
+        "tenant": job.tenant,
+        "token_id": token.id,
+        "admin": token.admin,
+        "params": params,
+    }
+    try:
+        svc.celery.send_task(
+            RELAY_TASK,
+            args=(envelope,),
+            task_id=f"relay-{job.id}",
+            queue=INGRESS_QUEUE,
+            argsrepr=summarize(job.operation, params, job.tenant),
+            kwargsrepr="{}",
+            ignore_result=True,
+        )
+    except OperationalError as e:
+        log.warning("publishing job %s failed: %s", job.id, e)
+        raise BrokerUnavailable() from e
