@@ -1,0 +1,170 @@
+"""The whole stack as local processes: Redis, api (gunicorn), agent, workers, Flower.
+
+``python -m nube.devstack`` is what ``make up`` runs; the tests start the same :class:`Stack`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Stack:
+    """Starts and stops nube's processes; each logs to ``<workdir>/<name>.log``."""
+
+    workdir: Path
+    redis_port: int = field(default_factory=free_port)
+    api_port: int = field(default_factory=free_port)
+    flower_port: int = field(default_factory=free_port)
+    redis_password: str = field(default_factory=lambda: secrets.token_hex(16))
+    flower_password: str = field(default_factory=lambda: secrets.token_hex(8))
+    libvirt_uri: str = "test:///default"
+    extra_env: dict[str, str] = field(default_factory=dict)
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def redis_url(self) -> str:
+        return f"redis://127.0.0.1:{self.redis_port}/0"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    @property
+    def flower_url(self) -> str:
+        return f"http://127.0.0.1:{self.flower_port}"
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("NUBE_")}
+        env.update(
+            NUBE_REDIS_URL=self.redis_url,
+            NUBE_REDIS_PASSWORD=self.redis_password,
+            NUBE_LIBVIRT_URI=self.libvirt_uri,
+            NUBE_API_BIND=f"127.0.0.1:{self.api_port}",
+            PYTHONPATH=str(ROOT),
+            PYTHONUNBUFFERED="1",
+        )
+        env.update(self.extra_env)
+        env.update(extra)
+        return env
+
+    def redis(self) -> redis.Redis:
+        return redis.Redis(
+            port=self.redis_port, password=self.redis_password, decode_responses=True
+        )
+
+    # --- processes ----------------------------------------------------------------------------
+    def spawn(self, name: str, argv: list[str], **env: str) -> subprocess.Popen[bytes]:
+        log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - lives with the process
+        proc = subprocess.Popen(
+            argv, cwd=ROOT, env=self.env(**env), stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.procs[name] = proc
+        return proc
+
+    def start_redis(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.spawn("redis", [
+            "redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1",
+            "--dir", str(self.workdir), "--save", "", "--appendonly", "yes",
+            "--appendfsync", "always", "--maxmemory-policy", "noeviction",
+            "--requirepass", self.redis_password, "--rename-command", "CONFIG", "",
+        ])
+        _wait_until(lambda: self.redis().ping(), 20, "redis")
+
+    def start_agent(self, name: str = "agent") -> subprocess.Popen[bytes]:
+        return self.spawn(name, [PY, "-m", "agents", "--concurrency", "2"])
+
+    def start_worker(self, service: str, name: str | None = None, concurrency: int = 2,
+                     **env: str) -> subprocess.Popen[bytes]:
+        argv = [PY, "-m", "workers", service, "--concurrency", str(concurrency)]
+        return self.spawn(name or f"worker-{service}", argv, **env)
+
+    def start_api(self) -> None:
+        self.spawn("api", [PY, "-m", "gunicorn", "-c", "api/gunicorn_conf.py", "api.app:create_app()"])
+        _wait_until(lambda: requests.get(self.api_url + "/healthz", timeout=2).ok, 30, "api")
+
+    def start_flower(self) -> None:
+        self.spawn("flower", [
+            PY, "-m", "celery", "--broker", self.env()["NUBE_REDIS_URL"].replace(
+                "redis://", f"redis://:{self.redis_password}@"),
+            "flower", "--address=127.0.0.1", f"--port={self.flower_port}",
+            f"--basic-auth=admin:{self.flower_password}",
+        ])
+
+    def wait_ready(self, queues: list[str], timeout: float = 60) -> None:
+        """Until ``/readyz`` shows a live consumer on each of ``queues``."""
+
+        def ready() -> bool:
+            body = requests.get(self.api_url + "/readyz", timeout=2).json()
+            return all(body.get("queues", {}).get(q) for q in queues)
+
+        _wait_until(ready, timeout, f"queues {queues}")
+
+    def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
+        proc = self.procs.pop(name, None)
+        if proc is None or proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+
+    def stop_all(self) -> None:
+        for name in [n for n in self.procs if n != "redis"]:
+            self.stop(name)
+        self.stop("redis")
+
+    def start_all(self) -> None:
+        self.start_redis()
+        self.start_agent()
+        self.start_worker("containers")
+        self.start_worker("vms")
+        self.start_api()
+        self.start_flower()
+        self.wait_ready(["nube.ingress", "containers", "vms"])
+
+
+def _wait_until(check: object, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Exception):
+            if check():  # type: ignore[operator]
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"{what} did not become ready in {timeout:.0f} s")
+
+
+@contextlib.contextmanager
+def running(stack: Stack) -> Iterator[Stack]:
+    try:
+        stack.start_all()
+        yield stack
+    finally:
+        stack.stop_all()

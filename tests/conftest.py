@@ -1,0 +1,111 @@
+"""Shared fixtures: a real nube stack (Redis, agent, workers, gunicorn API) and clients.
+
+Tests that need a real service skip locally when it is missing but fail when ``CI`` is set
+(like dramatiq's tests/conftest.py): `make test` starts everything they need.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from nube.client import NubeClient
+from nube.devstack import Stack
+from nube.tokens import Scope, TokenStore
+
+CI = bool(os.environ.get("CI"))
+
+
+def need(available: bool, what: str) -> None:
+    """Skip without ``what`` locally; on CI its absence is a failure."""
+    if available:
+        return
+    if CI:
+        pytest.fail(f"{what} is required on CI but is not available")
+    pytest.skip(f"{what} is not available")
+
+
+def docker_available() -> bool:
+    return shutil.which("docker") is not None and subprocess.run(
+        ["docker", "info"], capture_output=True, timeout=20
+    ).returncode == 0
+
+
+def libvirt_available() -> bool:
+    return shutil.which("virsh") is not None and subprocess.run(
+        ["virsh", "-c", "qemu:///system", "version"], capture_output=True, timeout=20
+    ).returncode == 0
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """Redis, the agent, a container worker, a VM worker (qemu:///system) and the API."""
+    need(shutil.which("redis-server") is not None, "redis-server")
+    uri = "qemu:///system" if libvirt_available() else "test:///default"
+    s = Stack(workdir=tmp_path_factory.mktemp("stack"), libvirt_uri=uri)
+    try:
+        s.start_redis()
+        s.start_agent()
+        s.start_worker("containers")
+        s.start_worker("vms")
+        s.start_api()
+        s.wait_ready(["nube.ingress", "containers", "vms"], timeout=90)
+        yield s
+    finally:
+        s.stop_all()
+        _show_logs_on_failure(s.workdir)
+
+
+def _show_logs_on_failure(workdir: Path) -> None:
+    if os.environ.get("NUBE_TEST_LOGS"):
+        for log in sorted(workdir.glob("*.log")):
+            print(f"==> {log.name} <==\n{log.read_text()[-4000:]}")
+
+
+ClientFactory = Callable[..., NubeClient]
+
+
+@pytest.fixture
+def make_client(stack: Stack) -> Iterator[ClientFactory]:
+    """Make a client with a fresh token: ``make_client(tenant=None, scopes=("read","write"))``."""
+    tenants: list[str] = []
+
+    def factory(tenant: str | None = None, scopes: tuple[str, ...] = ("read", "write")) -> NubeClient:
+        tenant = tenant or f"t{secrets.token_hex(4)}"
+        tenants.append(tenant)
+        secret, _ = TokenStore(stack.redis()).create(tenant, [Scope(s) for s in scopes])
+        client = NubeClient(stack.api_url, secret)
+        client.tenant = tenant  # type: ignore[attr-defined]
+        return client
+
+    yield factory
+    for tenant in set(tenants):
+        remove_docker_resources(tenant)
+
+
+@pytest.fixture
+def api(make_client: ClientFactory) -> NubeClient:
+    """A client of a fresh tenant with read and write scopes."""
+    return make_client()
+
+
+def remove_docker_resources(tenant: str) -> None:
+    """Remove every container, network and volume labelled with ``tenant``."""
+    if shutil.which("docker") is None:
+        return
+    label = f"label=nube.tenant={tenant}"
+    for kind, listing in (
+        ("container", ["docker", "ps", "-aq", "--filter", label]),
+        ("network", ["docker", "network", "ls", "-q", "--filter", label]),
+        ("volume", ["docker", "volume", "ls", "-q", "--filter", label]),
+    ):
+        ids = subprocess.run(listing, capture_output=True, text=True).stdout.split()
+        if ids:
+            force = ["-f"] if kind != "network" else []
+            subprocess.run(["docker", kind, "rm", *force, *ids], capture_output=True)
