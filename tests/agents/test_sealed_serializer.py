@@ -19,10 +19,11 @@ from celery import Celery
 from celery.contrib.testing.worker import start_worker
 from kombu.exceptions import ContentDisallowed, DecodeError, EncodeError
 from kombu.serialization import dumps, loads
+from kombu.utils.json import dumps as json_dumps
 
 from agents import celery_hooks
 from agents.celery_hooks import Refusal
-from agents.envelope import MemoryNonceStore, RedisNonceStore, ReplayGuard, Sealer
+from agents.envelope import Binding, MemoryNonceStore, RedisNonceStore, ReplayGuard, Sealer
 from agents.errors import MessageMisbound, MessageReplayed
 from agents.keyring import Keyring, generate_key
 from agents.serializer import (
@@ -54,7 +55,7 @@ def _body(job: str = "j1", task: str = "containers.run") -> list[Any]:
 def test_kombu_round_trip_and_seal_info(codec: Any) -> None:
     ctype, enc, data = dumps(_body(), serializer=TASK_SERIALIZER)
     assert ctype == TASK_CONTENT_TYPE and MARKER.encode() not in data
-    args, kwargs, embed = loads(data, ctype, enc, accept=ACCEPT)
+    _args, kwargs, embed = loads(data, ctype, enc, accept=ACCEPT)
     assert kwargs["params"]["env"]["TOKEN"] == MARKER
     assert set(embed[BINDING_KEY]["seal"]) == {"nonce", "kid", "ts"}
 
@@ -78,10 +79,8 @@ def test_plaintext_and_pickle_are_disallowed(codec: Any, ctype: str, data: bytes
 
 def test_sealed_binding_must_match_header(codec: Any, ring: Keyring) -> None:
     # a sealer that lies: header says job j2, body says j1 (only a key holder can do this)
-    from agents.envelope import Binding
-    from kombu.utils.json import dumps as jd
-
-    lying = Sealer(ring).seal(jd(_body("j1")).encode(), Binding("containers.run", "j2", "acme"))
+    body = json_dumps(_body("j1")).encode()
+    lying = Sealer(ring).seal(body, Binding("containers.run", "j2", "acme"))
     with pytest.raises(DecodeError) as e:
         loads(lying, TASK_CONTENT_TYPE, "utf-8", accept=ACCEPT)
     assert isinstance(envelope_error_of(e.value), MessageMisbound)
@@ -256,9 +255,7 @@ def test_body_moved_to_another_task_id_never_runs(
     assert app.nube_ran == []  # type: ignore[attr-defined]
 
 
-def _binding(job: str) -> Any:
-    from agents.envelope import Binding
-
+def _binding(job: str) -> Binding:
     return Binding("containers.run", job, "acme")
 
 
