@@ -79,7 +79,11 @@ class Stack:
     def spawn(self, name: str, argv: list[str], **env: str) -> subprocess.Popen[bytes]:
         log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - lives with the process
         proc = subprocess.Popen(
-            argv, cwd=ROOT, env=self.env(**env), stdout=log, stderr=subprocess.STDOUT,
+            argv,
+            cwd=ROOT,
+            env=self.env(**env),
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         self.procs[name] = proc
@@ -87,33 +91,65 @@ class Stack:
 
     def start_redis(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.spawn("redis", [
-            "redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1",
-            "--dir", str(self.workdir), "--save", "", "--appendonly", "yes",
-            "--appendfsync", "always", "--maxmemory-policy", "noeviction",
-            "--requirepass", self.redis_password, "--rename-command", "CONFIG", "",
-        ])
+        self.spawn(
+            "redis",
+            [
+                "redis-server",
+                "--port",
+                str(self.redis_port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.workdir),
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--maxmemory-policy",
+                "noeviction",
+                "--requirepass",
+                self.redis_password,
+                "--rename-command",
+                "CONFIG",
+                "",
+            ],
+        )
         _wait_until(lambda: self.redis().ping(), 20, "redis")
 
     def start_agent(self, name: str = "agent") -> subprocess.Popen[bytes]:
         return self.spawn(name, [PY, "-m", "agents", "--concurrency", "2"])
 
-    def start_worker(self, service: str, name: str | None = None, concurrency: int = 2,
-                     **env: str) -> subprocess.Popen[bytes]:
+    def start_worker(
+        self, service: str, name: str | None = None, concurrency: int = 2, **env: str
+    ) -> subprocess.Popen[bytes]:
         argv = [PY, "-m", "workers", service, "--concurrency", str(concurrency)]
         return self.spawn(name or f"worker-{service}", argv, **env)
 
     def start_api(self) -> None:
-        self.spawn("api", [PY, "-m", "gunicorn", "-c", "api/gunicorn_conf.py", "api.app:create_app()"])
+        self.spawn(
+            "api", [PY, "-m", "gunicorn", "-c", "api/gunicorn_conf.py", "api.app:create_app()"]
+        )
         _wait_until(lambda: requests.get(self.api_url + "/healthz", timeout=2).ok, 30, "api")
 
     def start_flower(self) -> None:
-        self.spawn("flower", [
-            PY, "-m", "celery", "--broker", self.env()["NUBE_REDIS_URL"].replace(
-                "redis://", f"redis://:{self.redis_password}@"),
-            "flower", "--address=127.0.0.1", f"--port={self.flower_port}",
-            f"--basic-auth=admin:{self.flower_password}",
-        ])
+        self.spawn(
+            "flower",
+            [
+                PY,
+                "-m",
+                "celery",
+                "--broker",
+                self.env()["NUBE_REDIS_URL"].replace(
+                    "redis://", f"redis://:{self.redis_password}@"
+                ),
+                "flower",
+                "--address=127.0.0.1",
+                f"--port={self.flower_port}",
+                f"--basic-auth=admin:{self.flower_password}",
+            ],
+        )
 
     def wait_ready(self, queues: list[str], timeout: float = 60) -> None:
         """Until ``/readyz`` shows a live consumer on each of ``queues``."""
@@ -168,3 +204,73 @@ def running(stack: Stack) -> Iterator[Stack]:
         yield stack
     finally:
         stack.stop_all()
+
+
+def _first_job(stack: Stack, token: str) -> dict[str, object]:
+    from nube.client import NubeClient
+
+    client = NubeClient(stack.api_url, token)
+    body = {"image": "busybox:latest", "command": ["echo", "hello from nube"]}
+    return client.submit("POST", "/v1/containers", body, wait=60)
+
+
+def _write_env(path: Path, values: dict[str, str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+    path.chmod(0o600)
+
+
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main() -> None:
+    """``make up``: start everything, show a first job, stop everything on Ctrl-C."""
+    import json
+
+    from nube.tokens import Scope, TokenStore
+
+    env = os.environ
+    stack = Stack(
+        workdir=ROOT / ".nube",
+        redis_port=int(env.get("NUBE_REDIS_PORT", "6390")),
+        api_port=int(env.get("NUBE_API_PORT", "8080")),
+        flower_port=int(env.get("NUBE_FLOWER_PORT", "5555")),
+        libvirt_uri=env.get("NUBE_LIBVIRT_URI", "test:///default"),
+    )
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        print("starting redis, agent, workers, api and flower ...", flush=True)
+        stack.start_all()
+        token, _ = TokenStore(stack.redis()).create(
+            "local", [Scope.ADMIN], "make up", secret=env.get("NUBE_TOKEN") or None
+        )
+        _write_env(
+            ROOT / ".nube" / "local.env",
+            {
+                "NUBE_URL": stack.api_url,
+                "NUBE_TOKEN": token,
+                "NUBE_FLOWER_URL": stack.flower_url,
+                "NUBE_FLOWER_USER": "admin",
+                "NUBE_FLOWER_PASSWORD": stack.flower_password,
+            },
+        )
+        job = _first_job(stack, token)
+        print(f"\nnube is up.\n  API      {stack.api_url}   (docs: {stack.api_url}/docs)")
+        print(f"  Flower   {stack.flower_url}   (admin / {stack.flower_password})")
+        print(f"  token    {token}   (admin, tenant 'local')")
+        print(f"  env      {ROOT / '.nube' / 'local.env'}   (source it to use curl or the CLI)")
+        print(f"\nfirst job: POST /v1/containers → {job['status']}")
+        print(json.dumps({k: job[k] for k in ("id", "status", "result", "error")}, indent=2))
+        print(f"\nlogs in {stack.workdir}/*.log — press Ctrl-C to stop everything.", flush=True)
+        while all(p.poll() is None for p in stack.procs.values()):
+            time.sleep(1)
+        print("a process exited; stopping the stack", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("\nstopping ...", flush=True)
+    finally:
+        stack.stop_all()
+
+
+if __name__ == "__main__":
+    main()

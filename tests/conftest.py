@@ -109,3 +109,13 @@ def remove_docker_resources(tenant: str) -> None:
         if ids:
             force = ["-f"] if kind != "network" else []
             subprocess.run(["docker", kind, "rm", *force, *ids], capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def redis_only(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """A private Redis alone (for unit tests of stores)."""
+    need(shutil.which("redis-server") is not None, "redis-server")
+    s = Stack(workdir=tmp_path_factory.mktemp("redis"))
+    s.start_redis()
+    yield s
+    s.stop_all()

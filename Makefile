@@ -1,0 +1,23 @@
+# nube — the two front-door commands are `make up` and `make test`.
+.PHONY: up test setup lint bench clean
+
+PY := .venv/bin/python
+
+up: setup            ## start the whole stack locally and show a first job (Ctrl-C stops it)
+	$(PY) -m nube.devstack
+
+test: setup          ## install what is missing, start dockerd/libvirtd, run the whole suite
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+setup:
+	scripts/setup.sh all
+
+lint:                ## ruff and mypy
+	.venv/bin/ruff check .
+	.venv/bin/mypy nube api workers agents
+
+bench: setup         ## benchmarks (ratios against bare baselines measured in the same run)
+	for b in bench/bench_*.py; do $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf .nube .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,82 @@
+"""The job store on a real Redis: transitions, terminal finality, waiting, idempotency."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from nube.devstack import Stack
+from nube.errors import IdempotencyKeyReused
+from nube.jobs import Job, JobStatus, JobStore, new_job_id, now_iso
+
+
+@pytest.fixture
+def store(redis_only: Stack) -> JobStore:
+    client = redis_only.redis()
+    client.flushdb()
+    return JobStore(client)
+
+
+def new_job(store: JobStore, tenant: str = "acme") -> Job:
+    job = Job(id=new_job_id(), operation="vms.list", tenant=tenant, queue="vms", submitted_at=now_iso())
+    return store.create(job)
+
+
+def test_terminal_state_is_final(store: JobStore) -> None:
+    job = new_job(store)
+    assert store.mark_running(job.id, "n1").status == JobStatus.RUNNING  # type: ignore[union-attr]
+    assert store.finish(job.id, {"ok": 1}) is not None
+    assert store.fail(job.id, {"code": "internal", "message": "late"}) is None
+    assert store.mark_running(job.id, "n2") is None
+    final = store.get(job.id)
+    assert final.status == JobStatus.SUCCEEDED and final.result == {"ok": 1} and final.attempts == 1
+    assert [e.event for e in final.history] == ["queued", "running", "succeeded"]
+
+
+def test_concurrent_updates_lose_nothing(store: JobStore) -> None:
+    job = new_job(store)
+    threads = [threading.Thread(target=store.mark_running, args=(job.id, f"n{i}")) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert store.get(job.id).attempts == 20
+
+
+def test_wait_wakes_on_completion(store: JobStore) -> None:
+    job = new_job(store)
+    threading.Timer(0.3, store.finish, args=(job.id, None)).start()
+    started = time.monotonic()
+    done = store.wait(job.id, 10)
+    assert done is not None and done.status == JobStatus.SUCCEEDED
+    assert time.monotonic() - started < 2
+
+
+def test_wait_times_out_on_a_running_job(store: JobStore) -> None:
+    job = new_job(store)
+    started = time.monotonic()
+    assert store.wait(job.id, 1).status == JobStatus.QUEUED  # type: ignore[union-attr]
+    assert 0.9 < time.monotonic() - started < 3
+
+
+def test_idempotency(store: JobStore) -> None:
+    first, second = new_job(store), new_job(store)
+    assert store.claim_idempotency_key("acme", "k", first, "fp1").id == first.id
+    assert store.claim_idempotency_key("acme", "k", second, "fp1").id == first.id
+    with pytest.raises(IdempotencyKeyReused):
+        store.claim_idempotency_key("acme", "k", second, "fp2")
+    assert store.claim_idempotency_key("other", "k", second, "fp2").id == second.id
+
+
+def test_list_filters_and_pages(store: JobStore) -> None:
+    jobs = [new_job(store) for _ in range(7)]
+    store.finish(jobs[2].id, None)
+    page, cursor = store.list("acme", limit=4)
+    assert [j.id for j in page] == [j.id for j in jobs[::-1][:4]]
+    rest, end = store.list("acme", limit=4, cursor=cursor)
+    assert [j.id for j in rest] == [j.id for j in jobs[::-1][4:]] and end is None
+    done, _ = store.list("acme", status="succeeded")
+    assert [j.id for j in done] == [jobs[2].id]
+    assert store.list("nobody") == ([], None)
