@@ -1,0 +1,40 @@
+"""The libvirt implementation of :class:`~workers.drivers.hypervisor.HypervisorDriver`.
+
+Small parts composed into one driver: :mod:`.connection` (reconnect, error translation),
+:mod:`.xml` (builders and parsers), :mod:`.states` (the life-cycle table), :mod:`.guests`,
+:mod:`.domains`, :mod:`.provision`, :mod:`.snapshots`, :mod:`.storage`, :mod:`.networks` and
+:mod:`.host`.
+"""
+
+from __future__ import annotations
+
+from workers.drivers.hypervisor import HypervisorDriver
+from workers.drivers.libvirt.domains import DomainsMixin
+from workers.drivers.libvirt.host import HostMixin
+from workers.drivers.libvirt.networks import NetworksMixin
+from workers.drivers.libvirt.provision import ProvisionMixin
+from workers.drivers.libvirt.snapshots import SnapshotsMixin
+from workers.drivers.libvirt.storage import StorageMixin
+
+__all__ = ["LibvirtDriver"]
+
+
+class LibvirtDriver(
+    HostMixin,
+    DomainsMixin,
+    ProvisionMixin,
+    SnapshotsMixin,
+    StorageMixin,
+    NetworksMixin,
+    HypervisorDriver,
+):
+    """VM operations on one libvirt connection.
+
+    ``LibvirtDriver(uri, node)`` serves any libvirt URI (``qemu:///system``,
+    ``qemu:///session``, ``test:///default``, ``qemu+ssh://host/system``). Optional keywords:
+    ``domain_type`` (``kvm``/``qemu``/``test``; default: ``kvm`` when libvirt offers it, else
+    ``qemu``), ``pool_root`` (where directory pools live), ``attempts`` and ``backoff`` (retries
+    after a lost connection before ``BackendUnavailable``).
+    """
+
+    name = "libvirt"

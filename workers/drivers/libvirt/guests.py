@@ -1,0 +1,97 @@
+"""Finding a tenant's domain and describing it (shared by the domain operations)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+import libvirt
+
+from nube.errors import NotFound
+from workers.context import JobContext
+from workers.drivers.libvirt.base import error_code
+from workers.drivers.libvirt.states import VmState, allowed_actions
+from workers.drivers.libvirt.xml import NS, Owner, parse_domain, parse_owner
+
+_PAUSED = {libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_PMSUSPENDED}
+_OFF = {libvirt.VIR_DOMAIN_SHUTOFF, libvirt.VIR_DOMAIN_CRASHED, libvirt.VIR_DOMAIN_NOSTATE}
+
+
+def find_domain(conn: libvirt.virConnect, name: str) -> libvirt.virDomain | None:
+    """The domain called ``name``, or ``None``."""
+    try:
+        return conn.lookupByName(name)
+    except libvirt.libvirtError as err:
+        if error_code(err) == libvirt.VIR_ERR_NO_DOMAIN:
+            return None
+        raise
+
+
+def owner_of(dom: libvirt.virDomain) -> Owner | None:
+    """nube's metadata of ``dom``, or ``None`` for a domain nube did not make."""
+    try:
+        xml = dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, NS, 0)
+    except libvirt.libvirtError as err:
+        if error_code(err) == libvirt.VIR_ERR_NO_DOMAIN_METADATA:
+            return None
+        raise
+    return parse_owner(xml)
+
+
+def visible(owner: Owner | None, ctx: JobContext) -> bool:
+    """Whether the job's tenant may see a domain (admins see every domain)."""
+    return ctx.admin or (owner is not None and owner.tenant == ctx.tenant)
+
+
+def owned_domain(
+    conn: libvirt.virConnect, name: str, ctx: JobContext
+) -> tuple[libvirt.virDomain, Owner | None]:
+    """The tenant's domain ``name``; another tenant's is ``NotFound`` exactly like none."""
+    dom = find_domain(conn, name)
+    owner = owner_of(dom) if dom is not None else None
+    if dom is None or not visible(owner, ctx):
+        raise NotFound(kind="vm", id=name)
+    return dom, owner
+
+
+def state_of(dom: libvirt.virDomain) -> VmState:
+    """The life-cycle state of an existing domain."""
+    state = dom.state(0)[0]
+    if state in _PAUSED:
+        return VmState.PAUSED
+    if state in _OFF:
+        saved = dom.isPersistent() and dom.hasManagedSaveImage(0)
+        return VmState.SAVED if saved else VmState.DEFINED
+    return VmState.RUNNING
+
+
+def describe(dom: libvirt.virDomain, owner: Owner | None, node: str) -> dict[str, Any]:
+    """A VM's representation (see :class:`~workers.drivers.hypervisor.HypervisorDriver`)."""
+    state, persistent = state_of(dom), bool(dom.isPersistent())
+    _, max_kib, kib, vcpus, cpu_ns = dom.info()
+    spec = parse_domain(dom.XMLDesc(0))
+    return {
+        "name": dom.name(),
+        "uuid": dom.UUIDString(),
+        "node": (owner.node if owner and owner.node else node),
+        "tenant": owner.tenant if owner else None,
+        "job": owner.job if owner else None,
+        "created_at": owner.created_at if owner else None,
+        "state": state.value,
+        "persistent": persistent,
+        "autostart": bool(dom.autostart()) if persistent else False,
+        "managed_save": state is VmState.SAVED,
+        "max_memory_mib": max_kib // 1024,
+        "memory_mib": kib // 1024,
+        "vcpus": vcpus,
+        "cpu_time_ns": cpu_ns,
+        "allowed_actions": allowed_actions(state, persistent),
+        "disks": [asdict(d) for d in spec.disks],
+        "interfaces": [asdict(i) for i in spec.interfaces],
+        "boot": list(spec.boot),
+    }
+
+
+def gone(name: str, node: str) -> dict[str, Any]:
+    """The representation of a domain that no longer exists (a stopped transient one)."""
+    return {"name": name, "node": node, "state": VmState.UNDEFINED.value, "allowed_actions": []}
