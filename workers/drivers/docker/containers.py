@@ -1,0 +1,202 @@
+"""Container lifecycle: run, create, list, inspect, start, stop, restart, pause, kill, remove."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import requests.exceptions
+from docker.models.containers import Container
+
+from nube.catalog.containers import (
+    ContainerCreate,
+    ContainerKill,
+    ContainerList,
+    ContainerRef,
+    ContainerRemove,
+    ContainerRename,
+    ContainerRun,
+    ContainerSpec,
+    ContainerStop,
+)
+from nube.errors import NotFound, NubeError, Timeout
+from workers.context import JobContext
+from workers.drivers.docker import output, views
+from workers.drivers.docker.base import HELPER, DockerBase
+from workers.drivers.docker.errors import translated
+from workers.drivers.docker.specs import create_kwargs
+
+_PREDEFINED_NETWORKS = {"bridge", "none"}
+
+
+class ContainersMixin(DockerBase):
+    """The container lifecycle operations of :class:`ContainerDriver`."""
+
+    def run(self, params: ContainerRun, ctx: JobContext) -> dict[str, Any]:
+        """See :meth:`ContainerDriver.run`."""
+        spec = params if params.detach else params.model_copy(update={"auto_remove": False})
+        container = self._created_by_job(ctx) or self._create(spec, ctx)
+        if params.detach:
+            self._start_or_remove(container)
+            return self._view(container)
+        return self._run_to_completion(container, params.wait_timeout)
+
+    def create(self, params: ContainerCreate, ctx: JobContext) -> dict[str, Any]:
+        """See :meth:`ContainerDriver.create`."""
+        return self._view(self._created_by_job(ctx) or self._create(params, ctx))
+
+    def list(self, params: ContainerList, ctx: JobContext) -> dict[str, Any]:
+        """See :meth:`ContainerDriver.list`."""
+        filters = self.label_filter(ctx, params.label)
+        if params.status:
+            filters["status"] = params.status
+        if params.name:
+            filters["name"] = params.name
+        found = self.client.containers.list(all=params.all, filters=filters, sparse=False)
+        return {"containers": [views.container_summary(c) for c in found
+                               if HELPER not in c.labels]}
+
+    def inspect(self, params: ContainerRef, ctx: JobContext) -> dict[str, Any]:
+        """See :meth:`ContainerDriver.inspect`."""
+        return views.container_view(self.container(params.id, ctx))
+
+    def start(self, params: ContainerRef, ctx: JobContext) -> dict[str, Any]:
+        """See :meth:`ContainerDriver.start`."""
+        container = self.container(params.id, ctx)
+        container.start()
+        return self._state(container)
+
+    def stop(self, params: ContainerStop, ctx: JobContext) -> dict[str, Any]:
+        """See :meth:`ContainerDriver.stop`."""
+        container = self.container(params.id, ctx)
+        container.stop(timeout=params.timeout)
+        return self._state(container)
+
+    def restart(self, params: ContainerStop, ctx: JobContext) -> dict[str, Any]:
+        """See :meth:`ContainerDriver.restart`."""
+        container = self.container(params.id, ctx)
+        container.restart(timeout=params.timeout)
+        return self._state(container)
+
+    def pause(self, params: ContainerRef, ctx: JobContext) -> dict[str, Any]:
+        """See :meth:`ContainerDriver.pause`."""
+        container = self.container(params.id, ctx)
+        container.pause()
+        return self._state(container)
+
+    def unpause(self, params: ContainerRef, ctx: JobContext) -> dict[str, Any]:
+        """See :meth:`ContainerDriver.unpause`."""
+        container = self.container(params.id, ctx)
+        container.unpause()
+        return self._state(container)
+
+    def kill(self, params: ContainerKill, ctx: JobContext) -> dict[str, Any]:
+        """See :meth:`ContainerDriver.kill`."""
+        container = self.container(params.id, ctx)
+        container.kill(signal=params.signal)
+        return self._state(container)
+
+    def remove(self, params: ContainerRemove, ctx: JobContext) -> dict[str, Any]:
+        """See :meth:`ContainerDriver.remove`."""
+        container = self.container(params.id, ctx)
+        container.remove(force=params.force, v=params.volumes)
+        return {"id": container.id, "removed": True}
+
+    def rename(self, params: ContainerRename, ctx: JobContext) -> dict[str, Any]:
+        """See :meth:`ContainerDriver.rename`."""
+        container = self.container(params.id, ctx)
+        container.rename(params.name)
+        return self._state(container) | {"name": params.name}
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    def _created_by_job(self, ctx: JobContext) -> Container | None:
+        """The container an earlier attempt of this job made, if any."""
+        found = self.client.containers.list(all=True, filters=self.job_filter(ctx))
+        return next((c for c in found if HELPER not in c.labels), None)
+
+    def _create(self, spec: ContainerSpec, ctx: JobContext) -> Container:
+        self.image(spec.image, ctx)
+        self._prepare_volumes(spec, ctx)
+        kwargs = create_kwargs(spec, self.new_labels(ctx, spec.labels))
+        kwargs |= self._network_kwargs(spec, ctx)
+        with translated("image", spec.image):
+            return self.client.containers.create(**kwargs)
+
+    def _prepare_volumes(self, spec: ContainerSpec, ctx: JobContext) -> None:
+        """Check each named volume is the tenant's; create the missing ones, labelled."""
+        for mount in spec.volumes:
+            try:
+                self.volume(mount.volume, ctx)
+            except NotFound:
+                if self.volume_exists(mount.volume):
+                    raise
+                self.client.volumes.create(mount.volume, labels=self.new_labels(ctx))
+
+    def _network_kwargs(self, spec: ContainerSpec, ctx: JobContext) -> dict[str, Any]:
+        if spec.network is None:
+            return {}
+        if spec.network not in _PREDEFINED_NETWORKS:
+            self.network(spec.network, ctx)
+        if not spec.network_aliases:
+            return {"network": spec.network}
+        endpoint = self.client.api.create_endpoint_config(aliases=spec.network_aliases)
+        return {"network": spec.network, "networking_config": {spec.network: endpoint}}
+
+    def _start_or_remove(self, container: Container) -> None:
+        """Start; a container that cannot start is removed before the error is raised."""
+        container.reload()
+        if container.status not in ("created", "exited"):
+            return
+        try:
+            with translated("container", container.id):
+                container.start()
+        except NubeError:
+            self._discard(container)
+            raise
+
+    def _run_to_completion(self, container: Container, timeout: int) -> dict[str, Any]:
+        try:
+            self._start_or_remove(container)
+            code = self._wait(container, timeout)
+            return {"id": container.id, "exit_code": code} | self._output(container)
+        finally:
+            self._discard(container)
+
+    def _wait(self, container: Container, timeout: int) -> int:
+        try:
+            status = container.wait(timeout=timeout)
+        except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError) as err:
+            if "timed out" not in str(err).lower():
+                raise
+            raise Timeout(f"the container ran longer than {timeout} s", limit=timeout) from err
+        return int(status.get("StatusCode", -1))
+
+    @staticmethod
+    def _output(container: Container) -> dict[str, Any]:
+        stdout = container.logs(stdout=True, stderr=False)
+        stderr = container.logs(stdout=False, stderr=True)
+        return output.streams(stdout, stderr)
+
+    def _discard(self, container: Container) -> None:
+        """Remove a container, ignoring that it is already gone."""
+        try:
+            with translated("container", container.id):
+                container.remove(force=True)
+        except NotFound:
+            pass
+
+    def _view(self, container: Container) -> dict[str, Any]:
+        container.reload()
+        return views.container_view(container)
+
+    @staticmethod
+    def _state(container: Container) -> dict[str, Any]:
+        try:
+            with translated("container", container.id):
+                container.reload()
+        except NotFound:  # auto_remove took it away once it stopped
+            return {"id": container.id, "name": container.name, "state": "removed",
+                    "exit_code": None}
+        state = container.attrs.get("State", {})
+        return {"id": container.id, "name": container.name, "state": container.status,
+                "exit_code": state.get("ExitCode")}

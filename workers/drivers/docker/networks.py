@@ -1,0 +1,82 @@
+"""User bridge networks: create, list, inspect, connect, disconnect, remove, prune."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from docker.models.networks import Network
+from docker.types import IPAMConfig, IPAMPool
+
+from nube.catalog.containers import (
+    LabelFilter,
+    NetworkConnect,
+    NetworkCreate,
+    NetworkDisconnect,
+    NetworkRef,
+)
+from workers.context import JobContext
+from workers.drivers.docker import views
+from workers.drivers.docker.base import DockerBase
+from workers.drivers.docker.errors import translated
+
+
+class NetworksMixin(DockerBase):
+    """The network operations of :class:`ContainerDriver`."""
+
+    def network_create(self, params: NetworkCreate, ctx: JobContext) -> dict[str, Any]:
+        """See :meth:`ContainerDriver.network_create`."""
+        earlier = self.client.networks.list(filters=self.job_filter(ctx))
+        if earlier:
+            return self._network_view(earlier[0])
+        with translated("network", params.name):
+            network = self.client.networks.create(
+                params.name, driver="bridge", internal=params.internal, ipam=_ipam(params),
+                labels=self.new_labels(ctx, params.labels), check_duplicate=True)
+        return self._network_view(network)
+
+    def network_list(self, params: LabelFilter, ctx: JobContext) -> dict[str, Any]:
+        """See :meth:`ContainerDriver.network_list`."""
+        found = self.client.networks.list(filters=self.label_filter(ctx, params.label),
+                                          greedy=True)
+        return {"networks": [views.network_view(n) for n in found]}
+
+    def network_inspect(self, params: NetworkRef, ctx: JobContext) -> dict[str, Any]:
+        """See :meth:`ContainerDriver.network_inspect`."""
+        return views.network_view(self.network(params.id, ctx))
+
+    def network_connect(self, params: NetworkConnect, ctx: JobContext) -> dict[str, Any]:
+        """See :meth:`ContainerDriver.network_connect`."""
+        network = self.network(params.id, ctx)
+        container = self.container(params.container, ctx)
+        network.connect(container, aliases=params.aliases or None)
+        return self._network_view(network)
+
+    def network_disconnect(self, params: NetworkDisconnect, ctx: JobContext) -> dict[str, Any]:
+        """See :meth:`ContainerDriver.network_disconnect`."""
+        network = self.network(params.id, ctx)
+        container = self.container(params.container, ctx)
+        network.disconnect(container, force=params.force)
+        return self._network_view(network)
+
+    def network_remove(self, params: NetworkRef, ctx: JobContext) -> dict[str, Any]:
+        """See :meth:`ContainerDriver.network_remove`."""
+        network = self.network(params.id, ctx)
+        network.remove()
+        return {"id": network.id, "name": network.name, "removed": True}
+
+    def network_prune(self, params: LabelFilter, ctx: JobContext) -> dict[str, Any]:
+        """See :meth:`ContainerDriver.network_prune`."""
+        pruned = self.client.networks.prune(filters=self.label_filter(ctx, params.label))
+        return {"deleted": pruned.get("NetworksDeleted") or []}
+
+    @staticmethod
+    def _network_view(network: Network) -> dict[str, Any]:
+        network.reload()
+        return views.network_view(network)
+
+
+def _ipam(params: NetworkCreate) -> IPAMConfig | None:
+    if params.subnet is None:
+        return None
+    gateway = str(params.gateway) if params.gateway else None
+    return IPAMConfig(pool_configs=[IPAMPool(subnet=str(params.subnet), gateway=gateway)])
