@@ -1,0 +1,176 @@
+"""The audit chain: append, query, concurrent appenders, and detection of edit/delete/insert."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from agents.audit import (
+    STREAM,
+    AuditEvent,
+    AuditLog,
+    Problem,
+    Query,
+    canonical,
+    record_hash,
+    verify_file,
+)
+
+
+def _fill(log: AuditLog, n: int = 6) -> list[dict[str, Any]]:
+    return [
+        log.append(AuditEvent(operation="containers.run" if i % 2 else "vms.list",
+                              outcome="succeeded", tenant="acme" if i < 4 else "beta",
+                              job_id=f"job-{i}", decision="accepted", actor="agent"))
+        for i in range(n)
+    ]
+
+
+def _records(r: redis.Redis) -> list[dict[str, Any]]:
+    return [json.loads(f[b"r"]) for _, f in r.xrange(STREAM)]
+
+
+def _rewrite(r: redis.Redis, records: list[dict[str, Any]]) -> None:
+    """What an attacker with Redis access does: rebuild the stream (entries are immutable)."""
+    r.delete(STREAM)
+    for i, rec in enumerate(records, 1):
+        r.xadd(STREAM, {"r": canonical(rec)}, id=f"{i}-0")
+
+
+def test_chain_links_and_verifies(r: redis.Redis) -> None:
+    log = AuditLog(r)
+    recs = _fill(log)
+    assert [x["seq"] for x in recs] == [1, 2, 3, 4, 5, 6]
+    assert recs[1]["prev"] == recs[0]["hash"]
+    report = log.verify()
+    assert report.ok and report.checked == 6
+
+
+def test_query_filters(r: redis.Redis) -> None:
+    log = AuditLog(r)
+    _fill(log)
+    assert [x["job_id"] for x in log.query(Query(tenant="beta"))[0]] == ["job-4", "job-5"]
+    assert [x["job_id"] for x in log.query(Query(job_id="job-3"))[0]] == ["job-3"]
+    ops = log.query(Query(operation="vms.list"))[0]
+    assert [x["seq"] for x in ops] == [1, 3, 5]
+    page, cursor = log.query(Query(limit=4))
+    assert len(page) == 4 and cursor
+    rest, end = log.query(Query(limit=4, after=cursor))
+    assert [x["seq"] for x in rest] == [5, 6] and end is None
+    assert log.query(Query(until=1))[0] == []
+
+
+def test_concurrent_appenders_keep_one_chain(redis_url: str) -> None:
+    def work(k: int) -> None:
+        log = AuditLog(redis.Redis.from_url(redis_url))
+        for i in range(25):
+            log.append(AuditEvent(operation="op", outcome="ok", job_id=f"{k}-{i}"))
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    report = AuditLog(redis.Redis.from_url(redis_url)).verify()
+    assert report.ok and report.checked == 100
+
+
+def test_edit_without_rehash_is_named(r: redis.Redis) -> None:
+    log = AuditLog(r)
+    _fill(log)
+    recs = _records(r)
+    recs[2]["decision"] = "denied"
+    _rewrite(r, recs)
+    report = log.verify()
+    assert (report.problem, report.seq) == (Problem.ALTERED, 3)
+    assert "seq 3" in report.message
+
+
+def test_edit_with_rehash_is_named_by_the_broken_link(r: redis.Redis) -> None:
+    log = AuditLog(r)
+    _fill(log)
+    recs = _records(r)
+    recs[2]["tenant"] = "someone-else"
+    recs[2]["hash"] = record_hash(recs[2])
+    _rewrite(r, recs)
+    report = log.verify()
+    assert (report.problem, report.seq) == (Problem.ALTERED, 3)
+
+
+@pytest.mark.parametrize("index, seq", [(0, 1), (3, 4)])
+def test_delete_is_named(r: redis.Redis, index: int, seq: int) -> None:
+    log = AuditLog(r)
+    _fill(log)
+    entry_ids = [eid for eid, _ in r.xrange(STREAM)]
+    r.xdel(STREAM, entry_ids[index])
+    report = log.verify()
+    assert (report.problem, report.seq) == (Problem.DELETED, seq)
+
+
+def test_delete_of_the_last_record_is_named_via_the_head(r: redis.Redis) -> None:
+    log = AuditLog(r)
+    _fill(log)
+    r.xdel(STREAM, r.xrevrange(STREAM, count=1)[0][0])
+    report = log.verify()
+    assert (report.problem, report.seq) == (Problem.DELETED, 6)
+
+
+def test_inserted_copy_is_named(r: redis.Redis) -> None:
+    log = AuditLog(r)
+    _fill(log)
+    recs = _records(r)
+    recs.insert(4, dict(recs[1]))  # replay an old record further down
+    _rewrite(r, recs)
+    report = log.verify()
+    assert (report.problem, report.seq, report.entry) == (Problem.INSERTED, 2, "5-0")
+
+
+def test_inserted_forgery_with_a_valid_hash_is_named(r: redis.Redis) -> None:
+    log = AuditLog(r)
+    _fill(log)
+    recs = _records(r)
+    forged = {**recs[2], "outcome": "succeeded", "job_id": "job-forged"}
+    forged["hash"] = record_hash(forged)  # links correctly to seq 2, claims seq 3
+    recs.insert(2, forged)
+    _rewrite(r, recs)
+    report = log.verify()
+    assert (report.problem, report.entry) == (Problem.INSERTED, "3-0")
+
+
+def test_garbage_entry_is_altered(r: redis.Redis) -> None:
+    log = AuditLog(r)
+    _fill(log, 3)
+    recs: list[Any] = _records(r)
+    _rewrite(r, recs)
+    r.xadd(STREAM, {"r": b"not json"})
+    assert log.verify().problem is Problem.ALTERED
+
+
+def test_mirror_file_is_complete_ordered_and_verifiable(redis_url: str, tmp_path: Path) -> None:
+    path = tmp_path / "audit.jsonl"
+    logs = [AuditLog(redis.Redis.from_url(redis_url), mirror=path) for _ in range(3)]
+
+    def work(log: AuditLog) -> None:
+        for i in range(10):
+            log.append(AuditEvent(operation="op", outcome="ok", job_id=str(i)))
+
+    threads = [threading.Thread(target=work, args=(log,)) for log in logs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    lines = path.read_text().splitlines()
+    assert [json.loads(x)["seq"] for x in lines] == list(range(1, 31))
+    assert verify_file(path).ok
+    edited = lines[:]
+    rec = json.loads(edited[9])
+    rec["outcome"] = "failed"
+    edited[9] = json.dumps(rec)
+    path.write_text("\n".join(edited) + "\n")
+    report = verify_file(path)
+    assert (report.problem, report.seq, report.entry) == (Problem.ALTERED, 10, "line 10")
