@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from typing import Any
 
 from flask import Blueprint, Response, jsonify, request, stream_with_context
 from pydantic import Field
@@ -39,7 +40,7 @@ def list_jobs() -> Response:
         limit=query.limit,
         cursor=query.cursor,
     )
-    body = {"jobs": [job_body(svc, job) for job in jobs], "next_cursor": cursor}
+    body: dict[str, Any] = {"jobs": [job_body(svc, job) for job in jobs], "next_cursor": cursor}
     if cursor is not None:
         body["links"] = {"next": f"/v1/jobs?limit={query.limit}&cursor={cursor}"}
     return jsonify(body)

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 import redis
 from pydantic import BaseModel, Field
@@ -160,7 +160,9 @@ class JobStore:
     def _scan_index(self, tenant: str, cursor: int | None) -> Iterator[Job]:
         top: str = f"({cursor}" if cursor else "+inf"
         while True:
-            ids = self.redis.zrevrangebyscore(self.index(tenant), top, "-inf", start=0, num=100)
+            ids: list[str] = self.redis.zrevrangebyscore(  # type: ignore[assignment]
+                self.index(tenant), top, "-inf", start=0, num=100
+            )
             if not ids:
                 return
             raws = self.redis.mget([self.key(i) for i in ids])
@@ -210,7 +212,12 @@ class JobStore:
             pipe.publish(self.channel(job_id), json.dumps({"event": event, "status": job.status}))
             return job
 
-        return self.redis.transaction(apply, self.key(job_id), value_from_callable=True)
+        job = self.redis.transaction(
+            apply,  # type: ignore[arg-type]
+            self.key(job_id),
+            value_from_callable=True,
+        )
+        return cast(Job | None, job)
 
     def mark_running(self, job_id: str, node: str) -> Job | None:
         """Count one more delivery of the job and mark it running on ``node``."""

@@ -12,16 +12,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 PREFIX = "NUBE_"
 
 
-class Settings(BaseSettings):
-    """Every option, with its help text and default."""
+class Settings(BaseModel):
+    """Every option, with its help text and default (read by :func:`load_settings`)."""
 
-    model_config = SettingsConfigDict(env_prefix=PREFIX, extra="ignore", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
     redis_url: str = Field(
         default="redis://127.0.0.1:6379/0",
@@ -50,11 +49,6 @@ class Settings(BaseSettings):
     publish_timeout: float = Field(default=5.0, gt=0, description="Broker publish timeout (s)")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     audit_file: Path | None = Field(default=None, description="JSON-lines mirror of the audit log")
-
-    @classmethod
-    def settings_customise_sources(cls, settings_cls, init_settings, *args, **kwargs):  # type: ignore[no-untyped-def,override]
-        """Only what :func:`load_settings` passes: the environment is read there, injectable."""
-        return (init_settings,)
 
     @model_validator(mode="after")
     def _check_redis(self) -> Settings:
@@ -95,7 +89,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     fields = {name.lower()[len(PREFIX) :]: value for name, value in env.items()}
     known = {k: v for k, v in fields.items() if k in Settings.model_fields}
     try:
-        return Settings(**known)
+        return Settings.model_validate(known)
     except ValidationError as e:
         err = e.errors()[0]
         loc = err["loc"][0] if err["loc"] else ""

@@ -90,7 +90,7 @@ class TokenStore:
 
     def list(self) -> list[TokenInfo]:
         hashes = self.redis.hvals("nube:token-ids")
-        raws = self.redis.mget([f"nube:token:{h}" for h in hashes]) if hashes else []
+        raws = self.redis.mget([f"nube:token:{h!s}" for h in hashes]) if hashes else []
         return sorted(
             (TokenInfo.model_validate_json(r) for r in raws if r), key=lambda t: t.created_at
         )
@@ -101,5 +101,5 @@ class TokenStore:
             raise NotFound(kind="token", id=token_id)
         pipe = self.redis.pipeline()
         pipe.hdel("nube:token-ids", token_id)
-        pipe.delete(f"nube:token:{digest}")
+        pipe.delete(f"nube:token:{digest!s}")
         pipe.execute()
