@@ -7,6 +7,7 @@ silently passes without its backend proves nothing). Everything a test makes car
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -119,10 +120,8 @@ def cleanup(client: docker.DockerClient, tenant: str) -> None:
 
 
 def _quietly(call: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
-    try:
+    with contextlib.suppress(docker.errors.APIError):
         call(*args, **kwargs)
-    except docker.errors.APIError:
-        pass
 
 
 def free_port() -> int:
