@@ -58,6 +58,13 @@ def _inherited(task_id: str) -> dict[str, Any]:
     return {}
 
 
+def _tenant_in_kwargs(kwargs: Any) -> str | None:
+    """The relay's forwarded shape: ``kwargs["job"]["tenant"]``."""
+    job = kwargs.get("job") if isinstance(kwargs, dict) else None
+    tenant = job.get("tenant") if isinstance(job, dict) else None
+    return tenant if isinstance(tenant, str) else None
+
+
 def bind_and_redact(body: Any, headers: dict[str, Any], **_: Any) -> None:
     """``before_task_publish`` receiver: seal the binding in, keep secrets out of headers."""
     task_name, task_id = headers["task"], headers["id"]
@@ -66,7 +73,8 @@ def bind_and_redact(body: Any, headers: dict[str, Any], **_: Any) -> None:
     bound = {**_inherited(task_id), **(present if isinstance(present, dict) else {}), **given}
     if bound.get("task", task_name) != task_name:
         raise MessageMisbound(field="task", sealed=bound["task"], actual=task_name, job=task_id)
-    binding = Binding(task_name, str(bound.get("job") or task_id), bound.get("tenant") or "-")
+    tenant = bound.get("tenant") or _tenant_in_kwargs(body[1]) or SYSTEM_TENANT
+    binding = Binding(task_name, str(bound.get("job") or task_id), tenant)
     body[2][BINDING_KEY] = binding.as_dict()
     operation = str(bound.get("op") or task_name)
     headers["argsrepr"], headers["kwargsrepr"] = redacted_repr(
