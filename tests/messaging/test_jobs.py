@@ -32,7 +32,7 @@ def test_container_run_polls_to_succeeded(api: NubeClient) -> None:
         time.sleep(0.1)
     assert job["status"] == "succeeded", job
     assert job["result"]["exit_code"] == 0
-    assert "hi" in job["result"]["output"]
+    assert job["result"]["stdout"] == "hi\n"
     events = [e["event"] for e in job["history"]]
     assert events[:3] == ["queued", "relayed", "running"] and events[-1] == "succeeded"
     assert job["attempts"] == 1 and job["node"]
@@ -56,7 +56,7 @@ def test_prefer_wait_returns_the_finished_job(stack: Stack, api: NubeClient) -> 
     )
     assert response.status_code == 201
     assert response.headers["Preference-Applied"] == "wait=30"
-    assert response.json()["result"]["output"].strip() == "hello"
+    assert response.json()["result"]["stdout"].strip() == "hello"
 
 
 def test_long_poll_wakes_on_completion(api: NubeClient) -> None:
