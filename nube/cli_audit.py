@@ -1,0 +1,50 @@
+"""``nube audit verify``: recompute the audit chain (mounted by ``nube.cli``)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import redis
+import typer
+
+from agents.audit import AuditLog, VerifyReport, verify_file
+
+audit_app = typer.Typer(help="The tamper-evident audit log")
+
+
+@audit_app.callback()
+def _group() -> None:
+    """The tamper-evident audit log (a group, so ``nube audit verify`` keeps its name)."""
+
+
+def _print(source: str, report: VerifyReport) -> None:
+    if report.ok:
+        typer.echo(f"{source}: ok, {report.checked} records, chain intact")
+    else:
+        typer.echo(f"{source}: {str(report.problem).upper()}: {report.message}", err=True)
+
+
+@audit_app.command("verify")
+def verify_cmd(
+    redis_url: Annotated[str | None, typer.Option(
+        help="Redis URL (default: NUBE_REDIS_URL)")] = None,
+    file: Annotated[Path | None, typer.Option(
+        "--file", "-f", help="Also verify this JSON-lines mirror (alone with --no-redis)")] = None,
+    use_redis: Annotated[bool, typer.Option("--redis/--no-redis")] = True,
+) -> None:
+    """Recompute the hash chain; name the first altered, inserted or deleted record.
+
+    Exit status 0 when every source verifies, 1 when a record was tampered with.
+    """
+    reports: list[tuple[str, VerifyReport]] = []
+    if use_redis:
+        url = redis_url or os.environ.get("NUBE_REDIS_URL", "redis://127.0.0.1:6379/0")
+        reports.append(("redis", AuditLog(redis.Redis.from_url(url)).verify()))
+    if file is not None:
+        reports.append((str(file), verify_file(file)))
+    for source, report in reports:
+        _print(source, report)
+    if not all(r.ok for _, r in reports):
+        raise typer.Exit(1)
