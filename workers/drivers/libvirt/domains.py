@@ -92,15 +92,16 @@ class DomainsMixin(LibvirtBase):
             persistent = bool(dom.isPersistent())
             require(action, state_of(dom), persistent, name)
             fn(dom)
-            return self._after(dom, owner, persistent)
+            return self._after(dom, owner)
 
         return self._run(call)
 
-    def _after(self, dom: Dom, owner: Any, persistent: bool) -> dict[str, Any]:
+    def _after(self, dom: Dom, owner: Any) -> dict[str, Any]:
+        """Describe ``dom`` after an action; a stopped transient or undefined domain is gone."""
         try:
             return describe(dom, owner, self.node)
         except libvirt.libvirtError as err:
-            if persistent or error_code(err) != libvirt.VIR_ERR_NO_DOMAIN:
+            if error_code(err) != libvirt.VIR_ERR_NO_DOMAIN:
                 raise
             return gone(dom.name(), self.node)
 
@@ -122,7 +123,9 @@ class DomainsMixin(LibvirtBase):
 
     def save_domain(self, params: VmRef, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`HypervisorDriver.save_domain`."""
-        return self._act(params.name, ctx, VmAction.SAVE, lambda d: d.managedSave(0))
+        # SAVE_RUNNING: a VM saved while paused restores running, as the state table says
+        flag = libvirt.VIR_DOMAIN_SAVE_RUNNING
+        return self._act(params.name, ctx, VmAction.SAVE, lambda d: d.managedSave(flag))
 
     def restore_domain(self, params: VmRef, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`HypervisorDriver.restore_domain`."""
