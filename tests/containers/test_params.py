@@ -129,3 +129,9 @@ def test_rest_scheme_is_one_resource_per_action() -> None:
     assert len(paths) == len([op for op in CATALOG if op.service == "containers"])
     assert ("POST", "/v1/containers/<id>/stop") in paths
     assert ("POST", "/v1/container-networks/<id>/connect") in paths
+
+
+def test_query_string_values_coerce() -> None:
+    """GET parameters arrive as strings; one ``label=`` arrives as a single string."""
+    params = ContainerList.model_validate({"all": "false", "label": "tier=front"})
+    assert params.all is False and params.label == ["tier=front"]
