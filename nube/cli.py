@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -63,8 +64,17 @@ def tokens_revoke(token_id: str) -> None:
     console.print(f"revoked {token_id}")
 
 
+def _local_env(path: Path = Path(".nube/local.env")) -> dict[str, str]:
+    """What `make up` wrote, as a fallback for variables not in the environment."""
+    if not path.is_file():
+        return {}
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
+    return {k.strip(): v.strip() for k, v in pairs}
+
+
 def _client() -> NubeClient:
-    url, token = os.environ.get("NUBE_URL"), os.environ.get("NUBE_TOKEN")
+    env = {**_local_env(), **os.environ}
+    url, token = env.get("NUBE_URL"), env.get("NUBE_TOKEN")
     if not url or not token:
         console.print(
             "set NUBE_URL and NUBE_TOKEN (see .nube/local.env after `make up`)", style="red"
