@@ -211,3 +211,10 @@ def install(
                 complete_request(guard, task.request)
 
         signals.task_postrun.connect(_postrun, weak=False, dispatch_uid=f"nube.postrun.{id(app)}")
+
+
+def uninstall(app: Celery) -> None:
+    """Disconnect what :func:`install` connected (tests; the signals are process-global)."""
+    signals.before_task_publish.disconnect(dispatch_uid="nube.bind_and_redact")
+    signals.task_postrun.disconnect(dispatch_uid=f"nube.postrun.{id(app)}")
+    app.nube_on_refused = None

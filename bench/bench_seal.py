@@ -50,11 +50,11 @@ def main() -> None:
     ring = Keyring([generate_key("bench")])
     sealer = Sealer(ring)
     register(sealer, ReplayGuard(MemoryNonceStore()))
+    binding = Binding("containers.run", "0" * 32, "acme")
     print(f"{'size':>7} {'json µs':>9} {'sealed µs':>10} {'ratio':>6} {'seal+open µs':>13}")
     for size in (1024, 64 * 1024):
         body = _body(size)
         raw = json.dumps(body).encode()
-        binding = Binding("containers.run", "0" * 32, "acme")
         base = _time(lambda b=body: json.loads(json.dumps(b)), n)
         sealed = _time(lambda b=body: loads(dumps(b, serializer=TASK_SERIALIZER)[2],
                                             TASK_CONTENT_TYPE, "utf-8",

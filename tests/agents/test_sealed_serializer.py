@@ -153,6 +153,7 @@ def celery_app(redis_url: str, ring: Keyring, r: redis.Redis) -> Iterator[tuple[
 
     app.nube_ran = ran  # type: ignore[attr-defined]
     yield app, refused
+    celery_hooks.uninstall(app)
     unregister()
 
 
