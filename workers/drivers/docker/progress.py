@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from nube.errors import InvalidRequest
 from workers.context import JobContext
 from workers.drivers.docker.errors import from_message
 
@@ -78,7 +79,5 @@ def _raise_error(event: dict[str, Any], kind: str, id: str, build: bool = False)
         return
     message = str((event.get("errorDetail") or {}).get("message") or event["error"])
     if build:
-        from nube.errors import InvalidRequest
-
         raise InvalidRequest(f"the build failed: {message.strip()}")
     raise from_message(message, kind, id)
