@@ -61,7 +61,9 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
             f"QEMU {info['hypervisor_version']}, libvirt {info['libvirt_version']}"]
 
 
-def make_ctx(tenant: str = "tenant-a", job_id: str | None = None, admin: bool = False) -> JobContext:
+def make_ctx(
+    tenant: str = "tenant-a", job_id: str | None = None, admin: bool = False
+) -> JobContext:
     return JobContext(
         job_id=job_id or f"job-{uuid.uuid4()}", tenant=tenant, operation="vms.test", admin=admin
     )
