@@ -13,6 +13,7 @@ import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import libvirt
 import pytest
@@ -49,6 +50,16 @@ def need_qemu() -> None:
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
     """Say which hypervisor the VM tests use (kvm, or qemu emulation without /dev/kvm)."""
+    return _hypervisor_lines()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The same line at the end (the header misses it when this conftest loads late)."""
+    for line in _hypervisor_lines():
+        terminalreporter.write_line(line)
+
+
+def _hypervisor_lines() -> list[str]:
     if not qemu_reachable():
         return [f"vms: {QEMU} unreachable; only {MOCK} runs"]
     driver = LibvirtDriver(QEMU, node="test")
