@@ -7,13 +7,14 @@ import sys
 
 from agents.app import create_agent_app
 from nube.broker import INGRESS_QUEUE
-from nube.settings import load_settings_or_exit
+from nube.settings import exit_on_bad_setting, load_settings_or_exit
 
 
 def main(argv: list[str]) -> None:
     settings = load_settings_or_exit()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(name)s %(message)s")
-    app = create_agent_app(settings)
+    with exit_on_bad_setting():
+        app = create_agent_app(settings)
     app.worker_main(
         [
             "worker",

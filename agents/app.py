@@ -1,4 +1,4 @@
-"""The agent's Celery app: consumes ``nube.ingress`` and relays every request."""
+"""The agent's Celery app: consumes ``nube.ingress``, relays every request, audits outcomes."""
 
 from __future__ import annotations
 
@@ -6,9 +6,13 @@ import time
 import uuid
 from typing import Any
 
-from celery import Celery
+from celery import Celery, Task
+from celery.signals import worker_ready, worker_shutdown
 
+from agents.celery_hooks import verify_request
+from agents.outcomes import OutcomeListener
 from agents.relay import Relay, default_middlewares
+from agents.security import RecordSealer, Security, load_security, secure_app
 from nube.broker import INGRESS_QUEUE, RELAY_TASK, make_celery
 from nube.jobs import JobStore
 from nube.redis_client import connect
@@ -16,18 +20,24 @@ from nube.registry import ServiceInstance, heartbeat_while_serving
 from nube.settings import Settings
 
 
-def create_agent_app(settings: Settings) -> Celery:
-    """The agent: the relay task on the ingress queue, and its heartbeat."""
+def create_agent_app(settings: Settings, security: Security | None = None) -> Celery:
+    """The agent: the relay task on the ingress queue, its outcome listener and heartbeat."""
+    client = connect(settings)
+    security = security or load_security(settings, client)
+    jobs = JobStore(client, RecordSealer(security.sealer))
     app = make_celery(settings, "nube-agent")
-    relay = Relay(app, JobStore(connect(settings)), default_middlewares())
+    secure_app(app, security, jobs)
+    relay = Relay(app, jobs, default_middlewares(security))
 
-    @app.task(name=RELAY_TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
-    def relay_task(envelope: dict[str, Any]) -> None:
+    @app.task(
+        name=RELAY_TASK, bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True
+    )
+    def relay_task(self: Task, envelope: dict[str, Any]) -> None:
+        verify_request(self, job_is_task_id=False)
         relay.relay(envelope)
 
     name = f"agent.{uuid.uuid4().hex[:8]}@{settings.node}"
     app.conf.nube_instance_name = name
-
     heartbeat_while_serving(
         settings,
         lambda: ServiceInstance(
@@ -38,4 +48,13 @@ def create_agent_app(settings: Settings) -> Celery:
             started_at=time.time(),
         ),
     )
+    _listen_for_outcomes(app, jobs, security)
     return app
+
+
+def _listen_for_outcomes(app: Celery, jobs: JobStore, security: Security) -> None:
+    @worker_ready.connect(weak=False)
+    def start(**_: Any) -> None:
+        listener = OutcomeListener(app, jobs, security.audit)
+        listener.start()
+        worker_shutdown.connect(lambda **_: listener.stop(), weak=False)

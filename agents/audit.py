@@ -30,8 +30,20 @@ from agents.errors import AuditUnavailable
 STREAM = "nube:audit"
 HEAD = "nube:audit:head"
 GENESIS = "0" * 64
-FIELDS = ("seq", "time", "tenant", "token_id", "operation", "target", "job_id", "decision",
-          "outcome", "actor", "detail", "prev")
+FIELDS = (
+    "seq",
+    "time",
+    "tenant",
+    "token_id",
+    "operation",
+    "target",
+    "job_id",
+    "decision",
+    "outcome",
+    "actor",
+    "detail",
+    "prev",
+)
 
 
 class Decision(StrEnum):
@@ -70,18 +82,28 @@ def record_hash(record: dict[str, Any]) -> str:
 
 
 def _now_iso(clock: Callable[[], float]) -> str:
-    return datetime.fromtimestamp(clock(), UTC).isoformat(timespec="milliseconds").replace(
-        "+00:00", "Z"
+    return (
+        datetime.fromtimestamp(clock(), UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
     )
 
 
 def build_record(event: AuditEvent, seq: int, prev: str, when: str) -> dict[str, Any]:
     """The full record for ``event`` at position ``seq`` after a record hashed ``prev``."""
     record: dict[str, Any] = {
-        "seq": seq, "time": when, "tenant": event.tenant, "token_id": event.token_id,
-        "operation": event.operation, "target": event.target, "job_id": event.job_id,
-        "decision": event.decision, "outcome": event.outcome, "actor": event.actor,
-        "detail": event.detail, "prev": prev,
+        "seq": seq,
+        "time": when,
+        "tenant": event.tenant,
+        "token_id": event.token_id,
+        "operation": event.operation,
+        "target": event.target,
+        "job_id": event.job_id,
+        "decision": event.decision,
+        "outcome": event.outcome,
+        "actor": event.actor,
+        "detail": event.detail,
+        "prev": prev,
     }
     record["hash"] = record_hash(record)
     return record
@@ -102,8 +124,11 @@ class Query:
     def matches(self, rec: dict[str, Any]) -> bool:
         return all(
             want is None or rec.get(name) == want
-            for name, want in (("tenant", self.tenant), ("job_id", self.job_id),
-                               ("operation", self.operation))
+            for name, want in (
+                ("tenant", self.tenant),
+                ("job_id", self.job_id),
+                ("operation", self.operation),
+            )
         )
 
 
@@ -198,7 +223,8 @@ class AuditLog:
         lines = [
             canonical({**e.record, "id": e.id}).decode() + "\n"
             for e in self.entries()
-            if e.record is not None and isinstance(e.record.get("seq"), int)
+            if e.record is not None
+            and isinstance(e.record.get("seq"), int)
             and e.record["seq"] > last
         ]
         with self.mirror.open("a") as f:
@@ -320,14 +346,24 @@ def _check_one(items: list[Entry], i: int, prev: str, expected: int) -> VerifyRe
         return _report(Problem.ALTERED, entry, None, f"entry {entry.id} is not a record", i)
     seq = rec["seq"]
     if record_hash(rec) != rec["hash"]:
-        return _report(Problem.ALTERED, entry, seq,
-                       f"record seq {seq} ({entry.id}) was altered: its hash does not match", i)
+        return _report(
+            Problem.ALTERED,
+            entry,
+            seq,
+            f"record seq {seq} ({entry.id}) was altered: its hash does not match",
+            i,
+        )
     if seq == expected and rec["prev"] == prev:
         return None
     if seq > expected:
         missing = f"{expected}" if seq == expected + 1 else f"{expected}..{seq - 1}"
-        return _report(Problem.DELETED, entry, expected,
-                       f"record seq {missing} was deleted (missing before {entry.id})", i)
+        return _report(
+            Problem.DELETED,
+            entry,
+            expected,
+            f"record seq {missing} was deleted (missing before {entry.id})",
+            i,
+        )
     return _misplaced(items, i, prev, expected)
 
 
@@ -347,15 +383,24 @@ def _misplaced(items: list[Entry], i: int, prev: str, expected: int) -> VerifyRe
     if before is None or before.record is None:
         return _inserted(entry, i)
     bseq = before.record["seq"]
-    return _report(Problem.ALTERED, before, bseq,
-                   f"record seq {bseq} ({before.id}) was altered: seq {rec['seq']} "
-                   "links to a different hash", i - 1)
+    return _report(
+        Problem.ALTERED,
+        before,
+        bseq,
+        f"record seq {bseq} ({before.id}) was altered: seq {rec['seq']} links to a different hash",
+        i - 1,
+    )
 
 
 def _inserted(entry: Entry, checked: int) -> VerifyReport:
     seq = entry.record.get("seq") if entry.record else None
-    return _report(Problem.INSERTED, entry, seq,
-                   f"record at {entry.id} (claims seq {seq}) was inserted", checked)
+    return _report(
+        Problem.INSERTED,
+        entry,
+        seq,
+        f"record at {entry.id} (claims seq {seq}) was inserted",
+        checked,
+    )
 
 
 def _check_end(n: int, prev: str, expected: int, head: tuple[int, str] | None) -> VerifyReport:
@@ -364,11 +409,21 @@ def _check_end(n: int, prev: str, expected: int, head: tuple[int, str] | None) -
     head_seq, _ = head
     if head_seq > expected - 1:
         missing = f"{expected}" if head_seq == expected else f"{expected}..{head_seq}"
-        return VerifyReport(n, Problem.DELETED, expected, None,
-                            f"record seq {missing} was deleted (the head records seq {head_seq})")
-    return VerifyReport(n, Problem.ALTERED, expected - 1, None,
-                        f"record seq {expected - 1} does not match the head (seq {head_seq}): "
-                        "the last record or the head was altered")
+        return VerifyReport(
+            n,
+            Problem.DELETED,
+            expected,
+            None,
+            f"record seq {missing} was deleted (the head records seq {head_seq})",
+        )
+    return VerifyReport(
+        n,
+        Problem.ALTERED,
+        expected - 1,
+        None,
+        f"record seq {expected - 1} does not match the head (seq {head_seq}): "
+        "the last record or the head was altered",
+    )
 
 
 def _well_formed(rec: dict[str, Any]) -> bool:

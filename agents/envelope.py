@@ -162,8 +162,14 @@ class Sealer:
         alg = Alg.A256GCM if self.mode is Mode.ACTIVE else Alg.HS256
         nonce = os.urandom(NONCE_BYTES)
         header = Header(
-            VERSION, alg.value, key.kid, int(self._clock() * 1000), _b64e(nonce),
-            binding.task, binding.job, binding.tenant,
+            VERSION,
+            alg.value,
+            key.kid,
+            int(self._clock() * 1000),
+            _b64e(nonce),
+            binding.task,
+            binding.job,
+            binding.tenant,
         )
         out: dict[str, Any] = header.as_dict()
         if alg is Alg.A256GCM:

@@ -195,8 +195,9 @@ class Policy:
         else:
             decision = Decision(True)
         if decision.allowed and operation in CONTAINER_CREATES:
-            return Decision(True, decision.rule, decision.reason,
-                            _container_defaults(rules.containers, params))
+            return Decision(
+                True, decision.rule, decision.reason, _container_defaults(rules.containers, params)
+            )
         return decision
 
 
@@ -215,12 +216,14 @@ def load_policy(path: str | Path) -> Policy:
 
 # --- containers --------------------------------------------------------------------------------
 
-_NAMESPACES = (("host_network", "allow_host_network", ("network_mode", "network")),
-               ("host_pid", "allow_host_pid", ("pid_mode",)),
-               ("host_ipc", "allow_host_ipc", ("ipc_mode",)),
-               ("host_uts", None, ("uts_mode",)),
-               ("host_userns", None, ("userns_mode",)),
-               ("host_cgroupns", None, ("cgroupns", "cgroupns_mode")))
+_NAMESPACES = (
+    ("host_network", "allow_host_network", ("network_mode", "network")),
+    ("host_pid", "allow_host_pid", ("pid_mode",)),
+    ("host_ipc", "allow_host_ipc", ("ipc_mode",)),
+    ("host_uts", None, ("uts_mode",)),
+    ("host_userns", None, ("userns_mode",)),
+    ("host_cgroupns", None, ("cgroupns", "cgroupns_mode")),
+)
 
 
 def _check_container(
@@ -231,8 +234,14 @@ def _check_container(
         lambda: _check_mounts(rules, params),
         lambda: _check_image(rules, params),
         lambda: _check_limits(rules, params),
-        lambda: _check_count(op in CONTAINER_CREATES, rules.max_containers, "max_containers",
-                             "containers", tenant, counts),
+        lambda: _check_count(
+            op in CONTAINER_CREATES,
+            rules.max_containers,
+            "max_containers",
+            "containers",
+            tenant,
+            counts,
+        ),
     )
     for check in checks:
         denied = check()
@@ -256,8 +265,10 @@ def _check_flags(rules: ContainerRules, p: dict[str, Any]) -> Decision | None:
         rules.allow_devices
     ):
         return _deny("devices", "host devices are not allowed")
-    if any("unconfined" in str(o) or "no-new-privileges:false" in str(o)
-           for o in p.get("security_opt") or []):
+    if any(
+        "unconfined" in str(o) or "no-new-privileges:false" in str(o)
+        for o in p.get("security_opt") or []
+    ):
         return _deny("security_opt", "weakening security options is not allowed")
     return None
 

@@ -15,11 +15,15 @@ from typing import Any
 from celery import Celery
 from pydantic import ValidationError
 
+from agents.audit import AuditEvent, AuditLog, Decision
+from agents.envelope import Mode
 from agents.middleware import Chain, Middleware, RelayMessage
+from agents.policy import Counts, Policy
+from agents.security import Security
 from nube.catalog import CATALOG
 from nube.errors import InvalidRequest, NubeError
 from nube.jobs import JobStore
-from nube.summary import summarize
+from nube.summary import summarize, target_of
 
 log = logging.getLogger("nube.agent")
 
@@ -62,8 +66,62 @@ class Route(Middleware):
         message.queue = f"{op.queue}.{node}" if node else op.queue
 
 
-def default_middlewares() -> list[Middleware]:
-    return [Validate(), Log(), Route()]
+class PolicyCheck(Middleware):
+    """The tenant's policy allows the request; allowed creates get hardening defaults."""
+
+    def __init__(self, policy: Policy, counts: Counts | None = None) -> None:
+        self.policy = policy
+        self.counts = counts
+
+    def before_relay(self, message: RelayMessage) -> None:
+        decision = self.policy.check(
+            message.operation, message.params, message.tenant, message.admin, self.counts
+        )
+        message.notes["policy"] = decision.rule or "allowed"
+        decision.raise_if_denied()
+        if decision.defaults:
+            message.notes["hardening"] = decision.defaults
+
+
+class Audit(Middleware):
+    """One audit record per relayed or refused request (first in the chain, so last after)."""
+
+    def __init__(self, audit: AuditLog) -> None:
+        self.audit = audit
+
+    def after_relay(self, message: RelayMessage, error: NubeError | None) -> None:
+        if error is None:
+            outcome, decision, detail = "routed", Decision.ACCEPTED, {"queue": message.queue}
+        else:
+            denied = error.code == "policy_denied"
+            outcome = "denied" if denied else "refused"
+            decision = Decision.DENIED if denied else Decision.REFUSED
+            detail = {
+                "code": error.code,
+                "rule": error.details.get("rule"),
+                "reason": error.message,
+            }
+        self.audit.append(
+            AuditEvent(
+                operation=message.operation,
+                outcome=outcome,
+                decision=decision.value,
+                tenant=message.tenant,
+                job_id=message.job_id,
+                token_id=message.token_id,
+                target=target_of(message.operation, message.params),
+                actor="agent",
+                detail={k: v for k, v in detail.items() if v is not None},
+            )
+        )
+
+
+def default_middlewares(security: Security | None = None) -> list[Middleware]:
+    """Audit, validate, log, policy, route; without ``security`` (tests): no audit or policy."""
+    if security is None or security.mode is Mode.PASSIVE:
+        head: list[Middleware] = [Audit(security.audit)] if security else []
+        return [*head, Validate(), Log(), Route()]
+    return [Audit(security.audit), Validate(), Log(), PolicyCheck(security.policy), Route()]
 
 
 class Relay:
@@ -118,15 +176,23 @@ class Relay:
         self.jobs.update(
             message.job_id, "relayed", f"to queue {message.queue}", queue=message.queue
         )
-        summary = summarize(message.operation, message.params, message.tenant)
+        meta = {
+            "tenant": message.tenant,
+            "admin": message.admin,
+            "hardening": message.notes.get("hardening") or {},
+        }
+        target = target_of(message.operation, message.params)
         self.app.send_task(
             message.operation,
-            kwargs={
-                "params": message.params,
-                "job": {"tenant": message.tenant, "admin": message.admin},
-            },
+            kwargs={"params": message.params, "job": meta},
             task_id=message.job_id,
             queue=message.queue,
-            argsrepr="()",
-            kwargsrepr=summary,
+            headers={
+                "nube": {
+                    "tenant": message.tenant,
+                    "job": message.job_id,
+                    "op": message.operation,
+                    "target": target,
+                }
+            },
         )

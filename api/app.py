@@ -7,13 +7,14 @@ from typing import Any
 
 from flask import Flask
 
-from api import docs, health, jobs, operations, problems, tokens
+from agents.security import RecordSealer, load_security, secure_app
+from api import audit, docs, health, jobs, operations, problems, tokens
 from api.services import Services
 from nube.broker import make_celery
 from nube.jobs import JobStore
 from nube.redis_client import connect
 from nube.registry import Registry
-from nube.settings import Settings, load_settings_or_exit
+from nube.settings import Settings, exit_on_bad_setting, load_settings_or_exit
 from nube.tokens import TokenStore
 
 
@@ -29,16 +30,21 @@ def create_app(
     if test_config:
         app.config.update(test_config)
     client = connect(settings)
+    with exit_on_bad_setting():
+        security = load_security(settings, client)
+    celery = make_celery(settings, "nube-api")
+    secure_app(celery, security)
     app.extensions["nube"] = Services(
         settings=settings,
         redis=client,
-        jobs=JobStore(client),
+        jobs=JobStore(client, RecordSealer(security.sealer)),
         tokens=TokenStore(client),
         registry=Registry(client),
-        celery=make_celery(settings, "nube-api"),
+        celery=celery,
+        audit=security.audit,
     )
     problems.register(app)
-    for blueprint in (health.bp, jobs.bp, tokens.bp, docs.bp):
+    for blueprint in (health.bp, jobs.bp, tokens.bp, audit.bp, docs.bp):
         app.register_blueprint(blueprint)
     operations.register(app)
     return app

@@ -64,7 +64,11 @@ def get_job(job_id: str) -> Response:
 @bp.delete("/<job_id>")
 @require("write")
 def cancel_job(job_id: str) -> Response:
-    """Cancel a queued job (it never runs); a running or finished job is ``409``."""
+    """Cancel a queued job (it never runs); a running or finished job is ``409``.
+
+    No Celery revoke is broadcast: the relay drops a cancelled job's message and a worker skips
+    it (the job record is the source of truth), which holds across restarts, unlike revokes.
+    """
     svc = services()
     job = svc.jobs.get(job_id, current_token().tenant)
     if job.status != JobStatus.QUEUED:
@@ -72,7 +76,6 @@ def cancel_job(job_id: str) -> Response:
     cancelled = svc.jobs.cancel(job_id)
     if cancelled is None:
         raise Conflict(f"job {job_id} ended before it could be cancelled")
-    svc.celery.control.revoke(job_id)
     return job_response(svc, cancelled)
 
 

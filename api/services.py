@@ -8,6 +8,7 @@ import redis
 from celery import Celery
 from flask import current_app
 
+from agents.audit import AuditLog
 from nube.jobs import JobStore
 from nube.registry import Registry
 from nube.settings import Settings
@@ -22,6 +23,7 @@ class Services:
     tokens: TokenStore
     registry: Registry
     celery: Celery
+    audit: AuditLog
 
 
 def services() -> Services:

@@ -17,7 +17,7 @@ from nube.broker import INGRESS_QUEUE, RELAY_TASK
 from nube.catalog import Operation
 from nube.errors import BrokerUnavailable
 from nube.jobs import Job, body_fingerprint, new_job_id, now_iso
-from nube.summary import summarize, target_of
+from nube.summary import target_of
 from nube.tokens import TokenInfo
 
 log = logging.getLogger("nube.api")
@@ -72,9 +72,15 @@ def _publish(svc: Services, job: Job, params: dict[str, Any], token: TokenInfo) 
             args=(envelope,),
             task_id=f"relay-{job.id}",
             queue=INGRESS_QUEUE,
-            argsrepr=summarize(job.operation, params, job.tenant),
-            kwargsrepr="{}",
             ignore_result=True,
+            headers={
+                "nube": {
+                    "tenant": job.tenant,
+                    "job": job.id,
+                    "op": job.operation,
+                    "target": job.target,
+                }
+            },
         )
     except OperationalError as e:
         log.warning("publishing job %s failed: %s", job.id, e)

@@ -11,6 +11,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from nube.cli_audit import audit_app
+from nube.cli_keys import keys_app
 from nube.client import ApiError, NubeClient
 from nube.redis_client import connect
 from nube.settings import load_settings_or_exit
@@ -21,6 +23,8 @@ tokens_app = typer.Typer(
     help="Manage bearer tokens (talks to Redis directly).", no_args_is_help=True
 )
 app.add_typer(tokens_app, name="tokens")
+app.add_typer(keys_app, name="keys")
+app.add_typer(audit_app, name="audit")
 console = Console()
 
 

@@ -28,10 +28,15 @@ def _print(source: str, report: VerifyReport) -> None:
 
 @audit_app.command("verify")
 def verify_cmd(
-    redis_url: Annotated[str | None, typer.Option(
-        help="Redis URL (default: NUBE_REDIS_URL)")] = None,
-    file: Annotated[Path | None, typer.Option(
-        "--file", "-f", help="Also verify this JSON-lines mirror (alone with --no-redis)")] = None,
+    redis_url: Annotated[
+        str | None, typer.Option(help="Redis URL (default: NUBE_REDIS_URL)")
+    ] = None,
+    file: Annotated[
+        Path | None,
+        typer.Option(
+            "--file", "-f", help="Also verify this JSON-lines mirror (alone with --no-redis)"
+        ),
+    ] = None,
     use_redis: Annotated[bool, typer.Option("--redis/--no-redis")] = True,
 ) -> None:
     """Recompute the hash chain; name the first altered, inserted or deleted record.

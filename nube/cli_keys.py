@@ -26,8 +26,9 @@ def _load(path: Path) -> Keyring:
 
 @keys_app.command("generate")
 def generate(
-    file: Annotated[Path | None, typer.Option("--file", "-f", help="Write a new keyring here")]
-    = None,
+    file: Annotated[
+        Path | None, typer.Option("--file", "-f", help="Write a new keyring here")
+    ] = None,
     kid: KidOpt = None,
     force: Annotated[bool, typer.Option(help="Overwrite an existing file")] = False,
 ) -> None:

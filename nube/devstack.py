@@ -20,6 +20,8 @@ from pathlib import Path
 import redis
 import requests
 
+from agents.keyring import generate_key
+
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 
@@ -41,6 +43,7 @@ class Stack:
     redis_password: str = field(default_factory=lambda: secrets.token_hex(16))
     flower_password: str = field(default_factory=lambda: secrets.token_hex(8))
     libvirt_uri: str = "test:///default"
+    keys: str = field(default_factory=lambda: generate_key().to_line(), repr=False)
     extra_env: dict[str, str] = field(default_factory=dict)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
@@ -62,6 +65,7 @@ class Stack:
             NUBE_REDIS_URL=self.redis_url,
             NUBE_REDIS_PASSWORD=self.redis_password,
             NUBE_LIBVIRT_URI=self.libvirt_uri,
+            NUBE_KEYS=self.keys,
             NUBE_API_BIND=f"127.0.0.1:{self.api_port}",
             PYTHONPATH=str(ROOT),
             PYTHONUNBUFFERED="1",
@@ -220,6 +224,15 @@ def _write_env(path: Path, values: dict[str, str]) -> None:
     path.chmod(0o600)
 
 
+def _local_keys(path: Path) -> str:
+    """The local stack's keyring, made once and kept (so queued messages survive a restart)."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(generate_key().to_line() + "\n")
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
 def _interrupt(*_: object) -> None:
     raise KeyboardInterrupt
 
@@ -232,6 +245,7 @@ def main() -> None:
 
     env = os.environ
     stack = Stack(
+        keys=_local_keys(ROOT / ".nube" / "keys"),
         workdir=ROOT / ".nube",
         redis_port=int(env.get("NUBE_REDIS_PORT", "6390")),
         api_port=int(env.get("NUBE_API_PORT", "8080")),

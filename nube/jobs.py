@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import redis
 from pydantic import BaseModel, Field
@@ -90,11 +90,44 @@ def body_fingerprint(operation: str, params: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-class JobStore:
-    """Job records in Redis: ``nube:job:<id>`` (JSON) and a per-tenant index for listing."""
+class RecordSealer(Protocol):
+    """Seals the sensitive part of a job record (its result) for storage."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def seal(self, job_id: str, tenant: str, data: bytes) -> str: ...
+
+    def open(self, job_id: str, sealed: str) -> bytes: ...
+
+
+SEALED = "$sealed"
+
+
+class JobStore:
+    """Job records in Redis: ``nube:job:<id>`` (JSON) and a per-tenant index for listing.
+
+    With a ``sealer``, a job's result is stored sealed (``{"$sealed": ...}``) and opened on read,
+    so Redis never holds an operation's output readable.
+    """
+
+    def __init__(self, client: redis.Redis, sealer: RecordSealer | None = None) -> None:
         self.redis = client
+        self.sealer = sealer
+
+    def _dump(self, job: Job) -> str:
+        if self.sealer is None or job.result is None:
+            return job.model_dump_json()
+        data = job.model_dump(mode="json")
+        plain = json.dumps(data["result"]).encode()
+        data["result"] = {SEALED: self.sealer.seal(job.id, job.tenant, plain)}
+        return json.dumps(data)
+
+    def _load(self, raw: str | bytes) -> Job:
+        data = json.loads(raw)
+        result = data.get("result")
+        if isinstance(result, dict) and SEALED in result:
+            if self.sealer is None:
+                raise ValueError(f"job {data.get('id')} holds a sealed result but no sealer is set")
+            data["result"] = json.loads(self.sealer.open(data["id"], result[SEALED]))
+        return Job.model_validate(data)
 
     # --- keys ---------------------------------------------------------------------------------
     @staticmethod
@@ -115,7 +148,7 @@ class JobStore:
         job.seq = int(self.redis.incr("nube:job-seq"))
         job.history = [JobEvent(event="queued", at=job.submitted_at)]
         pipe = self.redis.pipeline()
-        pipe.set(self.key(job.id), job.model_dump_json(), ex=JOB_TTL)
+        pipe.set(self.key(job.id), self._dump(job), ex=JOB_TTL)
         pipe.zadd(self.index(job.tenant), {job.id: job.seq})
         pipe.execute()
         return job
@@ -129,7 +162,7 @@ class JobStore:
 
     def find(self, job_id: str) -> Job | None:
         raw = self.redis.get(self.key(job_id))
-        return Job.model_validate_json(raw) if raw else None
+        return self._load(raw) if raw else None
 
     def get(self, job_id: str, tenant: str | None = None) -> Job:
         """The job, or ``NotFound`` (also when it belongs to another tenant)."""
@@ -170,7 +203,7 @@ class JobStore:
                 if raw is None:
                     self.redis.zrem(self.index(tenant), job_id)  # expired record
                     continue
-                yield Job.model_validate_json(raw)
+                yield self._load(raw)
             top = f"({self.redis.zscore(self.index(tenant), ids[-1]) or 0}"
             if len(ids) < 100:
                 return
@@ -202,13 +235,13 @@ class JobStore:
             raw = pipe.get(self.key(job_id))
             if raw is None:
                 return None
-            job = Job.model_validate_json(raw)
+            job = self._load(raw)
             if job.status.terminal:
                 return None
             detail = change(job)
             job.history.append(JobEvent(event=event, at=now_iso(), detail=detail))
             pipe.multi()
-            pipe.set(self.key(job_id), job.model_dump_json(), keepttl=True)
+            pipe.set(self.key(job_id), self._dump(job), keepttl=True)
             pipe.publish(self.channel(job_id), json.dumps({"event": event, "status": job.status}))
             return job
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
@@ -49,11 +50,40 @@ class Settings(BaseModel):
     publish_timeout: float = Field(default=5.0, gt=0, description="Broker publish timeout (s)")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     audit_file: Path | None = Field(default=None, description="JSON-lines mirror of the audit log")
+    keys: str | None = Field(
+        default=None,
+        repr=False,
+        description="Sealing keyring (secret): `kid:base64key` entries, newest first, separated "
+        "by newlines or commas; make one with `nube keys generate`",
+    )
+    agent_mode: Literal["active", "passive"] = Field(
+        default="active",
+        description="`active` seals, checks policy and audits; `passive` (debugging only) signs "
+        "messages but leaves them readable",
+    )
+    replay_window_seconds: int = Field(
+        default=7 * 24 * 3600,
+        ge=60,
+        description="Oldest accepted message age; a job queued longer than this fails `expired`",
+    )
+    replay_skew_seconds: int = Field(default=300, ge=0, description="Tolerated clock skew")
+    policy_file: Path | None = Field(
+        default=None, description="Per-tenant policy (YAML or JSON); none: the built-in default"
+    )
 
     @model_validator(mode="after")
     def _check_redis(self) -> Settings:
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("NUBE_REDIS_URL must be a redis:// or rediss:// URL")
+        return self
+
+    @model_validator(mode="after")
+    def _check_replay_window(self) -> Settings:
+        if self.replay_window_seconds <= self.visibility_timeout:
+            raise ValueError(
+                "NUBE_REPLAY_WINDOW_SECONDS must exceed NUBE_VISIBILITY_TIMEOUT, or a "
+                "redelivered message would be refused as expired"
+            )
         return self
 
     @property
@@ -92,15 +122,23 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         return Settings.model_validate(known)
     except ValidationError as e:
         err = e.errors()[0]
-        loc = err["loc"][0] if err["loc"] else ""
-        var = f"{PREFIX}{str(loc).upper()}" if loc else "settings"
-        raise SettingsError(f"{var}: {err['msg']}") from e
+        if not err["loc"]:  # a check across fields: its message names the variables
+            raise SettingsError(err["msg"].removeprefix("Value error, ")) from e
+        raise SettingsError(f"{PREFIX}{str(err['loc'][0]).upper()}: {err['msg']}") from e
+
+
+@contextmanager
+def exit_on_bad_setting() -> Iterator[None]:
+    """Turn a ``SettingsError`` into one line on stderr naming the variable, and exit 2."""
+    try:
+        yield
+    except SettingsError as e:
+        print(f"nube: invalid setting {e}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def load_settings_or_exit(environ: Mapping[str, str] | None = None) -> Settings:
     """:func:`load_settings`, or print one line naming the bad variable and exit 2."""
-    try:
+    with exit_on_bad_setting():
         return load_settings(environ)
-    except SettingsError as e:
-        print(f"nube: invalid setting {e}", file=sys.stderr)
-        raise SystemExit(2) from None
+    raise AssertionError("unreachable")

@@ -7,10 +7,9 @@ import hmac
 import secrets
 from datetime import UTC, datetime
 from enum import StrEnum
-
-import redis
 from typing import Annotated
 
+import redis
 from pydantic import BaseModel, StringConstraints
 
 from nube.errors import NotFound, Unauthorized

@@ -32,15 +32,20 @@ def need(available: bool, what: str) -> None:
 
 
 def docker_available() -> bool:
-    return shutil.which("docker") is not None and subprocess.run(
-        ["docker", "info"], capture_output=True, timeout=20
-    ).returncode == 0
+    return (
+        shutil.which("docker") is not None
+        and subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode == 0
+    )
 
 
 def libvirt_available() -> bool:
-    return shutil.which("virsh") is not None and subprocess.run(
-        ["virsh", "-c", "qemu:///system", "version"], capture_output=True, timeout=20
-    ).returncode == 0
+    return (
+        shutil.which("virsh") is not None
+        and subprocess.run(
+            ["virsh", "-c", "qemu:///system", "version"], capture_output=True, timeout=20
+        ).returncode
+        == 0
+    )
 
 
 @pytest.fixture(scope="session")
@@ -76,7 +81,9 @@ def make_client(stack: Stack) -> Iterator[ClientFactory]:
     """Make a client with a fresh token: ``make_client(tenant=None, scopes=("read","write"))``."""
     tenants: list[str] = []
 
-    def factory(tenant: str | None = None, scopes: tuple[str, ...] = ("read", "write")) -> NubeClient:
+    def factory(
+        tenant: str | None = None, scopes: tuple[str, ...] = ("read", "write")
+    ) -> NubeClient:
         tenant = tenant or f"t{secrets.token_hex(4)}"
         tenants.append(tenant)
         secret, _ = TokenStore(stack.redis()).create(tenant, [Scope(s) for s in scopes])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from nube.settings import load_settings_or_exit
+from nube.settings import exit_on_bad_setting, load_settings_or_exit
 from workers.app import create_worker_app, queues_for
 
 
@@ -16,7 +16,8 @@ def main(argv: list[str]) -> None:
     service, extra = argv[0], argv[1:]
     settings = load_settings_or_exit()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(name)s %(message)s")
-    app = create_worker_app(settings, service)
+    with exit_on_bad_setting():
+        app = create_worker_app(settings, service)
     app.worker_main(
         [
             "worker",

@@ -10,6 +10,8 @@ from typing import Any
 
 from celery import Celery, Task
 
+from agents.celery_hooks import verify_request
+from agents.security import RecordSealer, Security, load_security, secure_app
 from nube.broker import make_celery
 from nube.catalog import CATALOG, Operation
 from nube.jobs import JobStore
@@ -33,8 +35,10 @@ def register_operation(app: Celery, op: Operation, runtime: Runtime) -> Task:
         acks_late=True,
         reject_on_worker_lost=True,
         typing=False,
+        resultrepr_maxsize=0,  # events and Flower never show a result (it may hold secrets)
     )
     def operation_task(self: Task, params: dict[str, Any], job: dict[str, Any]) -> Any:
+        verify_request(self)
         return runtime.execute(self, op, params, job)
 
     return operation_task
@@ -45,10 +49,14 @@ def queues_for(service: str, settings: Settings) -> list[str]:
     return [service, f"{service}.{settings.node}"]
 
 
-def create_worker_app(settings: Settings, service: str) -> Celery:
+def create_worker_app(settings: Settings, service: str, security: Security | None = None) -> Celery:
     """The Celery app of a worker that serves ``service`` (``containers`` or ``vms``)."""
+    client = connect(settings)
+    security = security or load_security(settings, client)
+    jobs = JobStore(client, RecordSealer(security.sealer))
     app = make_celery(settings, f"nube-{service}")
-    runtime = Runtime(settings=settings, jobs=JobStore(connect(settings)))
+    secure_app(app, security, jobs)
+    runtime = Runtime(settings=settings, jobs=jobs)
     for op in CATALOG:
         if op.service == service:
             register_operation(app, op, runtime)

@@ -23,6 +23,8 @@ class JobContext:
     tenant: str
     operation: str
     admin: bool = False
+    hardening: dict[str, Any] = field(default_factory=dict)
+    """Defaults the agent's policy requires for a create (``cap_drop_all``, ``pids_limit``...)."""
     report_progress: Callable[[dict[str, Any]], None] = field(default=_no_progress)
 
     @property

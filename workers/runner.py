@@ -61,6 +61,7 @@ class Runtime:
             tenant=meta["tenant"],
             operation=op.name,
             admin=bool(meta.get("admin")),
+            hardening=dict(meta.get("hardening") or {}),
             report_progress=lambda progress: self.jobs.report_progress(job_id, progress),
         )
         try:

@@ -24,9 +24,16 @@ from agents.audit import (
 
 def _fill(log: AuditLog, n: int = 6) -> list[dict[str, Any]]:
     return [
-        log.append(AuditEvent(operation="containers.run" if i % 2 else "vms.list",
-                              outcome="succeeded", tenant="acme" if i < 4 else "beta",
-                              job_id=f"job-{i}", decision="accepted", actor="agent"))
+        log.append(
+            AuditEvent(
+                operation="containers.run" if i % 2 else "vms.list",
+                outcome="succeeded",
+                tenant="acme" if i < 4 else "beta",
+                job_id=f"job-{i}",
+                decision="accepted",
+                actor="agent",
+            )
+        )
         for i in range(n)
     ]
 

@@ -26,13 +26,17 @@ def test_generate_rotate_drop_list(tmp_path: Path) -> None:
     assert res.exit_code == 0 and "sealing key is now k2" in res.output
     assert Keyring.from_files([path]).kids == ["k2", "k1"]
     assert runner.invoke(keys_app, ["list", "-f", str(path)]).output.split() == [
-        "k2", "(seals)", "k1"]
+        "k2",
+        "(seals)",
+        "k1",
+    ]
     assert runner.invoke(keys_app, ["drop", "-f", str(path), "k1"]).exit_code == 0
     assert runner.invoke(keys_app, ["drop", "-f", str(path), "k2"]).exit_code == 2
 
 
-def test_audit_verify_ok_then_names_the_edit(redis_url: str, r: redis.Redis,
-                                            tmp_path: Path) -> None:
+def test_audit_verify_ok_then_names_the_edit(
+    redis_url: str, r: redis.Redis, tmp_path: Path
+) -> None:
     mirror = tmp_path / "audit.jsonl"
     log = AuditLog(r, mirror=mirror)
     for i in range(4):

@@ -59,8 +59,9 @@ def test_every_single_byte_flip_is_refused(ring: Keyring) -> None:
             sealer.open(bytes(flipped))
 
 
-@pytest.mark.parametrize("field, value", [("task", "vms.delete"), ("job", "job-2"),
-                                          ("tenant", "evil"), ("ts", 1)])
+@pytest.mark.parametrize(
+    "field, value", [("task", "vms.delete"), ("job", "job-2"), ("tenant", "evil"), ("ts", 1)]
+)
 def test_header_edit_breaks_authentication(ring: Keyring, field: str, value: object) -> None:
     sealer = Sealer(ring)
     raw = parse_envelope(sealer.seal(SECRET, BIND))
@@ -79,8 +80,9 @@ def test_ciphertext_byte_flip_is_tamper(ring: Keyring) -> None:
         sealer.open(json.dumps(raw))
 
 
-@pytest.mark.parametrize("data", [b'{"args": [], "kwargs": {}}', b"\x80\x04K\x01.", b"", b"[]",
-                                  b'{"v": 1}'])
+@pytest.mark.parametrize(
+    "data", [b'{"args": [], "kwargs": {}}', b"\x80\x04K\x01.", b"", b"[]", b'{"v": 1}']
+)
 def test_plaintext_pickle_and_junk_are_not_sealed(ring: Keyring, data: bytes) -> None:
     with pytest.raises(MessageNotSealed):
         Sealer(ring).open(data)

@@ -102,8 +102,15 @@ def test_container_count_cap(policy: Policy) -> None:
     [
         ("vms.define", {"vcpus": 8, "memory_mib": 512}, "max_vcpus"),
         ("vms.define", {"vcpus": 1, "memory_mib": 8192}, "max_vm_memory"),
-        ("vms.define", {"vcpus": 1, "memory_mib": 512,
-                        "disks": [{"capacity_mib": 16384}, {"capacity_mib": 8192}]}, "max_disk"),
+        (
+            "vms.define",
+            {
+                "vcpus": 1,
+                "memory_mib": 512,
+                "disks": [{"capacity_mib": 16384}, {"capacity_mib": 8192}],
+            },
+            "max_disk",
+        ),
         ("vms.volume_create", {"pool": "default", "name": "v", "capacity_mib": 30000}, "max_disk"),
     ],
 )
@@ -123,22 +130,34 @@ def test_allowed_container_gets_hardening_and_limits(policy: Policy) -> None:
     decision = policy.check("containers.run", OK, "acme", counts=counts_of(0))
     assert decision.allowed
     assert decision.defaults == {
-        "cap_drop": ["ALL"], "security_opt": ["no-new-privileges:true"],
-        "mem_limit": 512 * 1024**2, "nano_cpus": 2_000_000_000, "pids_limit": 256,
+        "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges:true"],
+        "mem_limit": 512 * 1024**2,
+        "nano_cpus": 2_000_000_000,
+        "pids_limit": 256,
     }
-    within = policy.check("containers.run", {**OK, "memory": "64m", "cpus": 1, "pids_limit": 50},
-                          "acme", counts=counts_of(0))
+    within = policy.check(
+        "containers.run",
+        {**OK, "memory": "64m", "cpus": 1, "pids_limit": 50},
+        "acme",
+        counts=counts_of(0),
+    )
     assert within.defaults == {"cap_drop": ["ALL"], "security_opt": ["no-new-privileges:true"]}
 
 
 def test_tenant_overrides_merge_over_default(policy: Policy) -> None:
     params = {"image": "anything/at-all:1", "cap_add": ["NET_ADMIN"]}
     assert policy.check("containers.run", params, "trusted", counts=counts_of(50)).allowed
-    too_big = policy.check("containers.run", {**params, "memory": "2g"}, "trusted",
-                           counts=counts_of(0))
+    too_big = policy.check(
+        "containers.run", {**params, "memory": "2g"}, "trusted", counts=counts_of(0)
+    )
     assert too_big.rule == "max_memory"  # inherited from default
-    assert policy.check("containers.run", {**params, "cap_add": ["SYS_ADMIN"]}, "trusted",
-                        counts=counts_of(0)).rule == "cap_add"
+    assert (
+        policy.check(
+            "containers.run", {**params, "cap_add": ["SYS_ADMIN"]}, "trusted", counts=counts_of(0)
+        ).rule
+        == "cap_add"
+    )
 
 
 def test_admin_bypass(policy: Policy) -> None:
@@ -152,8 +171,15 @@ def test_catalog_shapes_are_allowed(policy: Policy) -> None:
     from nube.catalog import load_catalog
 
     op = load_catalog().get("containers.run")
-    model = op.params.model_validate({"image": "busybox:1.36", "volumes": ["data:/data"],
-                                      "ports": ["8080:80"], "memory": "64m", "cpus": 0.5})
+    model = op.params.model_validate(
+        {
+            "image": "busybox:1.36",
+            "volumes": ["data:/data"],
+            "ports": ["8080:80"],
+            "memory": "64m",
+            "cpus": 0.5,
+        }
+    )
     decision = policy.check(op.name, model.model_dump(mode="json"), "acme", counts=counts_of(0))
     assert decision.allowed, decision
 

@@ -69,8 +69,10 @@ def test_body_without_binding_is_not_encoded(codec: Any) -> None:
 
 @pytest.mark.parametrize(
     "ctype, data",
-    [("application/json", json.dumps(_body()).encode()),
-     ("application/x-python-serialize", pickle.dumps(_body()))],
+    [
+        ("application/json", json.dumps(_body()).encode()),
+        ("application/x-python-serialize", pickle.dumps(_body())),
+    ],
 )
 def test_plaintext_and_pickle_are_disallowed(codec: Any, ctype: str, data: bytes) -> None:
     with pytest.raises(ContentDisallowed):
@@ -139,8 +141,12 @@ def celery_app(redis_url: str, ring: Keyring, r: redis.Redis) -> Iterator[tuple[
     guard = ReplayGuard(RedisNonceStore(r), window_s=600)
     register(Sealer(ring), guard)
     app = Celery("t", broker=redis_url, backend=redis_url, set_as_current=False)
-    app.conf.update(task_acks_late=True, worker_prefetch_multiplier=1, task_track_started=True,
-                    worker_hijack_root_logger=False)
+    app.conf.update(
+        task_acks_late=True,
+        worker_prefetch_multiplier=1,
+        task_track_started=True,
+        worker_hijack_root_logger=False,
+    )
     refused: list[Refusal] = []
     ran: list[str] = []
     celery_hooks.install(app, guard, on_refused=refused.append)
@@ -159,8 +165,10 @@ def celery_app(redis_url: str, ring: Keyring, r: redis.Redis) -> Iterator[tuple[
 
 def _publish(app: Celery, job: str) -> Any:
     return app.send_task(
-        "containers.run", kwargs={"params": {"image": "busybox", "env": {"TOKEN": MARKER}}},
-        task_id=job, headers={"nube": {"tenant": "acme", "target": "busybox"}},
+        "containers.run",
+        kwargs={"params": {"image": "busybox", "env": {"TOKEN": MARKER}}},
+        task_id=job,
+        headers={"nube": {"tenant": "acme", "target": "busybox"}},
     )
 
 
@@ -178,7 +186,10 @@ def test_worker_runs_sealed_jobs_and_redis_never_holds_the_marker(
     headers = queued[0]["headers"]
     assert headers["argsrepr"] == "()"
     assert json.loads(headers["kwargsrepr"]) == {
-        "operation": "containers.run", "target": "busybox", "tenant": "acme"}
+        "operation": "containers.run",
+        "target": "busybox",
+        "tenant": "acme",
+    }
     assert queued[0]["content-type"] == TASK_CONTENT_TYPE
     with start_worker(app, perform_ping_check=False, loglevel="WARNING"):
         values = [res.get(timeout=20) for res in results]
@@ -222,8 +233,12 @@ def test_bad_messages_are_refused_never_run_and_reported(
     with start_worker(app, perform_ping_check=False, loglevel="CRITICAL"):
         _wait_for(lambda: len(refused) >= 4)
     by_job = {x.job_id: x.reason for x in refused}
-    assert by_job == {"j-tampered": "tampered", "j-foreign": "unknown_key",
-                      "j-plain": "not_sealed", "j-pickle": "not_sealed"}
+    assert by_job == {
+        "j-tampered": "tampered",
+        "j-foreign": "unknown_key",
+        "j-plain": "not_sealed",
+        "j-pickle": "not_sealed",
+    }
     assert app.nube_ran == []  # type: ignore[attr-defined]
 
 

@@ -14,14 +14,17 @@ from api.app import create_app
 from nube.client import NubeClient
 from nube.devstack import Stack, free_port
 from nube.settings import load_settings
-from nube.tokens import Scope, TokenStore
 from tests.conftest import docker_available, need
 
 
 def test_redis_down_during_post_is_503_and_leaves_no_job(stack: Stack) -> None:
     """An API whose Redis is unreachable answers 503 problem+json within its timeout."""
     settings = load_settings(
-        {"NUBE_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0", "NUBE_PUBLISH_TIMEOUT": "1"}
+        {
+            "NUBE_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
+            "NUBE_PUBLISH_TIMEOUT": "1",
+            "NUBE_KEYS": stack.keys,
+        }
     )
     client = create_app(settings).test_client()
     started = time.monotonic()
@@ -52,10 +55,25 @@ def test_agent_down_jobs_wait_then_complete(stack: Stack, api: NubeClient) -> No
 
 def _container_creations(job_id: str, since: float) -> int:
     out = subprocess.run(
-        ["docker", "events", "--since", str(int(since)), "--until", str(int(time.time()) + 1),
-         "--filter", "type=container", "--filter", "event=create",
-         "--filter", f"label=nube.job={job_id}", "--format", "{{.ID}}"],
-        capture_output=True, text=True, timeout=30,
+        [
+            "docker",
+            "events",
+            "--since",
+            str(int(since)),
+            "--until",
+            str(int(time.time()) + 1),
+            "--filter",
+            "type=container",
+            "--filter",
+            "event=create",
+            "--filter",
+            f"label=nube.job={job_id}",
+            "--format",
+            "{{.ID}}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     return len(out.stdout.split())
 
@@ -64,7 +82,9 @@ def test_worker_child_killed_mid_create_makes_one_container(stack: Stack, api: N
     """SIGKILL the worker child while it runs a container: redelivered, one container, succeeded."""
     need(docker_available(), "the Docker engine")
     started = time.time() - 1
-    job = api.submit("POST", "/v1/containers", {"image": "busybox:latest", "command": ["sleep", "3"]})
+    job = api.submit(
+        "POST", "/v1/containers", {"image": "busybox:latest", "command": ["sleep", "3"]}
+    )
     _wait_for(lambda: _container_creations(job["id"], started) == 1, 30, "the container")
     parent = psutil.Process(stack.procs["worker-containers"].pid)
     for child in parent.children():  # the child running the job is one of them

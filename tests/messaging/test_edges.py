@@ -50,7 +50,9 @@ def test_non_admin_cannot_manage_tokens(stack: Stack, api: NubeClient) -> None:
 def test_other_tenants_job_is_404(stack: Stack, make_client: ClientFactory) -> None:
     alice, bob = make_client(), make_client()
     job = alice.submit("GET", "/v1/vms")
-    body = assert_problem(bob.session.get(stack.api_url + f"/v1/jobs/{job['id']}"), 404, "not_found")
+    body = assert_problem(
+        bob.session.get(stack.api_url + f"/v1/jobs/{job['id']}"), 404, "not_found"
+    )
     assert alice.tenant not in json.dumps(body)  # type: ignore[attr-defined]
     assert_problem(bob.session.delete(stack.api_url + f"/v1/jobs/{job['id']}"), 404, "not_found")
     assert job["id"] not in json.dumps(bob.request("GET", "/v1/jobs").json())
@@ -62,13 +64,17 @@ def test_unknown_job_is_404(stack: Stack, api: NubeClient) -> None:
 
 def test_oversized_body_is_413(stack: Stack, api: NubeClient) -> None:
     body = {"image": "busybox", "env": {"BIG": "x" * (2 << 20)}}
-    assert_problem(api.session.post(stack.api_url + "/v1/containers", json=body), 413, "invalid_request")
+    assert_problem(
+        api.session.post(stack.api_url + "/v1/containers", json=body), 413, "invalid_request"
+    )
     assert queued_jobs(stack, api.tenant) == 0  # type: ignore[attr-defined]
 
 
 def test_malformed_json_is_400(stack: Stack, api: NubeClient) -> None:
     r = api.session.post(
-        stack.api_url + "/v1/containers", data="{not json", headers={"Content-Type": "application/json"}
+        stack.api_url + "/v1/containers",
+        data="{not json",
+        headers={"Content-Type": "application/json"},
     )
     assert_problem(r, 400, "invalid_request")
     assert queued_jobs(stack, api.tenant) == 0  # type: ignore[attr-defined]
@@ -107,28 +113,55 @@ def test_unknown_route_and_method_are_problems(stack: Stack, api: NubeClient) ->
     assert_problem(api.session.put(stack.api_url + "/v1/jobs"), 405, "method_not_allowed")
 
 
-def _push_raw(stack: Stack, envelope: object) -> None:
+def _push(stack: Stack, envelope: dict, task_id: str | None = None, sealed: bool = True) -> None:
     """Publish a relay message straight into the ingress queue, bypassing the API."""
     from celery import Celery
 
+    from agents.security import load_security, secure_app
+    from nube.settings import load_settings
+
     app = Celery(broker=f"redis://:{stack.redis_password}@127.0.0.1:{stack.redis_port}/0")
-    app.conf.task_serializer = "json"
-    app.send_task("agent.relay", args=(envelope,), queue=INGRESS_QUEUE)
+    if sealed:
+        settings = load_settings({"NUBE_KEYS": stack.keys})
+        secure_app(app, load_security(settings, stack.redis()))
+    else:
+        app.conf.task_serializer = "json"
+    job = envelope.get("job_id")
+    headers = {"nube": {"tenant": envelope.get("tenant", "-"), "job": job or "-"}} if sealed else {}
+    app.send_task(
+        "agent.relay",
+        args=(envelope,),
+        queue=INGRESS_QUEUE,
+        task_id=task_id or (f"relay-{job}" if job else None),
+        headers=headers,
+    )
 
 
 def _job_record(stack: Stack, tenant: str) -> dict:
     from nube.jobs import Job, JobStore, new_job_id, now_iso
 
-    job = Job(id=new_job_id(), operation="containers.run", tenant=tenant, queue="containers",
-              submitted_at=now_iso())
+    job = Job(
+        id=new_job_id(),
+        operation="containers.run",
+        tenant=tenant,
+        queue="containers",
+        submitted_at=now_iso(),
+    )
     return JobStore(stack.redis()).create(job).model_dump(mode="json")
 
 
 def test_invalid_message_in_ingress_fails_its_job(stack: Stack, api: NubeClient) -> None:
     tenant = api.tenant  # type: ignore[attr-defined]
     job = _job_record(stack, tenant)
-    _push_raw(stack, {"job_id": job["id"], "operation": "containers.run", "tenant": tenant,
-                      "params": {"image": "busybox", "privileged": True}})
+    _push(
+        stack,
+        {
+            "job_id": job["id"],
+            "operation": "containers.run",
+            "tenant": tenant,
+            "params": {"image": "busybox", "privileged": True},
+        },
+    )
     done = api.job(job["id"], wait=30)
     assert done["status"] == "failed" and done["error"]["code"] == "invalid_request"
     assert "running" not in [e["event"] for e in done["history"]]  # never reached a worker
@@ -137,14 +170,39 @@ def test_invalid_message_in_ingress_fails_its_job(stack: Stack, api: NubeClient)
 def test_unknown_operation_in_ingress_fails_its_job(stack: Stack, api: NubeClient) -> None:
     tenant = api.tenant  # type: ignore[attr-defined]
     job = _job_record(stack, tenant)
-    _push_raw(stack, {"job_id": job["id"], "operation": "containers.format_disk", "tenant": tenant,
-                      "params": {}})
+    _push(
+        stack,
+        {
+            "job_id": job["id"],
+            "operation": "containers.format_disk",
+            "tenant": tenant,
+            "params": {},
+        },
+    )
     done = api.job(job["id"], wait=30)
     assert done["status"] == "failed" and done["error"]["code"] == "not_found"
 
 
+def test_plaintext_message_in_ingress_is_refused(stack: Stack, api: NubeClient) -> None:
+    tenant = api.tenant  # type: ignore[attr-defined]
+    job = _job_record(stack, tenant)
+    _push(
+        stack,
+        {
+            "job_id": job["id"],
+            "operation": "containers.run",
+            "tenant": tenant,
+            "params": {"image": "busybox"},
+        },
+        sealed=False,
+    )
+    done = api.job(job["id"], wait=30)
+    assert done["status"] == "failed" and done["error"]["code"] == "message_rejected"
+    assert "running" not in [e["event"] for e in done["history"]]
+
+
 def test_message_without_job_is_dropped_and_logged(stack: Stack) -> None:
-    _push_raw(stack, {"operation": "containers.run", "params": {"image": "busybox"}})
+    _push(stack, {"operation": "containers.run", "params": {"image": "busybox"}})
     log = stack.workdir / "agent.log"
     for _ in range(100):
         if "dropping a malformed envelope" in log.read_text():
@@ -167,4 +225,6 @@ def test_openapi_covers_every_operation(stack: Stack) -> None:
     ids = {spec["operationId"] for methods in doc["paths"].values() for spec in methods.values()}
     assert {op.name for op in CATALOG} <= ids
     page = requests.get(stack.api_url + "/docs")
-    assert page.status_code == 200 and "containers.run" in page.text and "cdn" not in page.text.lower()
+    assert (
+        page.status_code == 200 and "containers.run" in page.text and "cdn" not in page.text.lower()
+    )

@@ -23,7 +23,9 @@ def docker_ps(label: str) -> list[str]:
 
 def test_container_run_polls_to_succeeded(api: NubeClient) -> None:
     need(docker_available(), "the Docker engine")
-    job = api.submit("POST", "/v1/containers", {"image": "busybox:latest", "command": ["echo", "hi"]})
+    job = api.submit(
+        "POST", "/v1/containers", {"image": "busybox:latest", "command": ["echo", "hi"]}
+    )
     assert job["status"] in ("queued", "running")
     for _ in range(300):
         job = api.job(job["id"])
@@ -51,7 +53,11 @@ def test_prefer_wait_returns_the_finished_job(stack: Stack, api: NubeClient) -> 
     need(docker_available(), "the Docker engine")
     response = api.session.post(
         stack.api_url + "/v1/containers",
-        json={"image": "busybox:latest", "command": ["sh", "-c", "echo $GREETING"], "env": {"GREETING": "hello"}},
+        json={
+            "image": "busybox:latest",
+            "command": ["sh", "-c", "echo $GREETING"],
+            "env": {"GREETING": "hello"},
+        },
         headers={"Prefer": "wait=30"},
     )
     assert response.status_code == 201
@@ -61,7 +67,9 @@ def test_prefer_wait_returns_the_finished_job(stack: Stack, api: NubeClient) -> 
 
 def test_long_poll_wakes_on_completion(api: NubeClient) -> None:
     need(docker_available(), "the Docker engine")
-    job = api.submit("POST", "/v1/containers", {"image": "busybox:latest", "command": ["sleep", "1"]})
+    job = api.submit(
+        "POST", "/v1/containers", {"image": "busybox:latest", "command": ["sleep", "1"]}
+    )
     started = time.monotonic()
     done = api.job(job["id"], wait=30)
     elapsed = time.monotonic() - started
@@ -87,8 +95,10 @@ def test_read_operations_succeed(api: NubeClient, path: str, key: str | None) ->
 def test_list_shows_the_tenants_container(api: NubeClient) -> None:
     need(docker_available(), "the Docker engine")
     run = api.submit(
-        "POST", "/v1/containers",
-        {"image": "busybox:latest", "command": ["sleep", "30"], "detach": True}, wait=30,
+        "POST",
+        "/v1/containers",
+        {"image": "busybox:latest", "command": ["sleep", "30"], "detach": True},
+        wait=30,
     )
     assert run["status"] == "succeeded", run
     listed = api.submit("GET", "/v1/containers", wait=30)["result"]["containers"]
@@ -97,7 +107,14 @@ def test_list_shows_the_tenants_container(api: NubeClient) -> None:
 
 def test_hypervisor_info_fields(api: NubeClient) -> None:
     info = api.submit("GET", "/v1/hypervisors", wait=30)["result"]
-    for key in ("hostname", "uri", "max_vcpus", "hypervisor_version", "libvirt_version", "node_info"):
+    for key in (
+        "hostname",
+        "uri",
+        "max_vcpus",
+        "hypervisor_version",
+        "libvirt_version",
+        "node_info",
+    ):
         assert key in info, key
     assert info["node_info"]["cpus"] >= 1
 
@@ -118,9 +135,19 @@ def test_idempotency_key_makes_one_job_and_one_container(api: NubeClient) -> Non
 
 
 def test_idempotency_key_with_another_body_is_422(api: NubeClient) -> None:
-    api.submit("POST", "/v1/containers", {"image": "busybox:latest", "command": ["true"]}, idempotency_key="k1")
+    api.submit(
+        "POST",
+        "/v1/containers",
+        {"image": "busybox:latest", "command": ["true"]},
+        idempotency_key="k1",
+    )
     with pytest.raises(Exception) as raised:
-        api.submit("POST", "/v1/containers", {"image": "busybox:latest", "command": ["false"]}, idempotency_key="k1")
+        api.submit(
+            "POST",
+            "/v1/containers",
+            {"image": "busybox:latest", "command": ["false"]},
+            idempotency_key="k1",
+        )
     assert raised.value.status == 422 and raised.value.code == "idempotency_key_reused"  # type: ignore[attr-defined]
 
 
@@ -128,12 +155,16 @@ def test_job_list_newest_first_with_cursor(api: NubeClient) -> None:
     ids = [api.submit("GET", "/v1/vms")["id"] for _ in range(5)]
     page1 = api.request("GET", "/v1/jobs", params={"limit": 3}).json()
     assert [j["id"] for j in page1["jobs"]] == ids[::-1][:3]
-    page2 = api.request("GET", "/v1/jobs", params={"limit": 3, "cursor": page1["next_cursor"]}).json()
+    page2 = api.request(
+        "GET", "/v1/jobs", params={"limit": 3, "cursor": page1["next_cursor"]}
+    ).json()
     assert [j["id"] for j in page2["jobs"]] == ids[::-1][3:]
     assert page2["next_cursor"] is None
     for job_id in ids:
         api.job(job_id, wait=30)
-    done = api.request("GET", "/v1/jobs", params={"status": "succeeded", "operation": "vms.list"}).json()
+    done = api.request(
+        "GET", "/v1/jobs", params={"status": "succeeded", "operation": "vms.list"}
+    ).json()
     assert {j["id"] for j in done["jobs"]} == set(ids)
 
 

@@ -15,7 +15,9 @@ from tests.conftest import ClientFactory
 
 def test_admin_creates_lists_and_revokes_tokens(stack: Stack, make_client: ClientFactory) -> None:
     admin = make_client(scopes=("admin",))
-    created = admin.request("POST", "/v1/tokens", json={"tenant": "zeta", "scopes": ["read"]}).json()
+    created = admin.request(
+        "POST", "/v1/tokens", json={"tenant": "zeta", "scopes": ["read"]}
+    ).json()
     assert created["token"].startswith("nube_") and created["tenant"] == "zeta"
     listed = admin.request("GET", "/v1/tokens").json()["tokens"]
     assert created["id"] in [t["id"] for t in listed]
@@ -30,7 +32,9 @@ def test_admin_creates_lists_and_revokes_tokens(stack: Stack, make_client: Clien
 
 def test_bad_token_request_is_422(stack: Stack, make_client: ClientFactory) -> None:
     admin = make_client(scopes=("admin",))
-    r = admin.session.post(stack.api_url + "/v1/tokens", json={"tenant": "Bad Tenant!", "scopes": ["read"]})
+    r = admin.session.post(
+        stack.api_url + "/v1/tokens", json={"tenant": "Bad Tenant!", "scopes": ["read"]}
+    )
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "tenant"
     r = admin.session.post(stack.api_url + "/v1/tokens", json={"tenant": "ok", "scopes": ["root"]})
     assert r.status_code == 422
@@ -39,31 +43,62 @@ def test_bad_token_request_is_422(stack: Stack, make_client: ClientFactory) -> N
 def test_cli_manages_tokens(stack: Stack) -> None:
     env = stack.env()
     create = subprocess.run(
-        [sys.executable, "-m", "nube.cli", "tokens", "create", "--tenant", "clitenant", "--scope", "read"],
-        env=env, capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "nube.cli",
+            "tokens",
+            "create",
+            "--tenant",
+            "clitenant",
+            "--scope",
+            "read",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert create.returncode == 0, create.stderr
     secret = create.stdout.split()[0]
-    assert requests.get(stack.api_url + "/v1/jobs", headers={"Authorization": f"Bearer {secret}"}).ok
+    assert requests.get(
+        stack.api_url + "/v1/jobs", headers={"Authorization": f"Bearer {secret}"}
+    ).ok
     listing = subprocess.run(
-        [sys.executable, "-m", "nube.cli", "tokens", "list"], env={**env, "COLUMNS": "200"},
-        capture_output=True, text=True, timeout=60,
+        [sys.executable, "-m", "nube.cli", "tokens", "list"],
+        env={**env, "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     line = next(row for row in listing.stdout.splitlines() if "clitenant" in row)
     token_id = line.split("│")[1].strip()
     revoke = subprocess.run(
-        [sys.executable, "-m", "nube.cli", "tokens", "revoke", token_id], env=env,
-        capture_output=True, text=True, timeout=60,
+        [sys.executable, "-m", "nube.cli", "tokens", "revoke", token_id],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert revoke.returncode == 0, revoke.stderr
-    assert requests.get(stack.api_url + "/v1/jobs", headers={"Authorization": f"Bearer {secret}"}).status_code == 401
+    assert (
+        requests.get(
+            stack.api_url + "/v1/jobs", headers={"Authorization": f"Bearer {secret}"}
+        ).status_code
+        == 401
+    )
 
 
 def test_events_stream_follows_the_job(stack: Stack, api: NubeClient) -> None:
     job = api.submit("GET", "/v1/vms")
-    with api.session.get(f"{stack.api_url}/v1/jobs/{job['id']}/events", stream=True, timeout=60) as r:
+    with api.session.get(
+        f"{stack.api_url}/v1/jobs/{job['id']}/events", stream=True, timeout=60
+    ) as r:
         assert r.headers["Content-Type"].startswith("text/event-stream")
-        events = [line.split(": ", 1)[1] for line in r.iter_lines(decode_unicode=True)
-                  if line.startswith("event: ")]
+        events = [
+            line.split(": ", 1)[1]
+            for line in r.iter_lines(decode_unicode=True)
+            if line.startswith("event: ")
+        ]
     assert events[0] == "job" and events[-1] in ("succeeded", "job")
     assert api.job(job["id"])["status"] == "succeeded"

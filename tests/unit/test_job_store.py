@@ -20,7 +20,9 @@ def store(redis_only: Stack) -> JobStore:
 
 
 def new_job(store: JobStore, tenant: str = "acme") -> Job:
-    job = Job(id=new_job_id(), operation="vms.list", tenant=tenant, queue="vms", submitted_at=now_iso())
+    job = Job(
+        id=new_job_id(), operation="vms.list", tenant=tenant, queue="vms", submitted_at=now_iso()
+    )
     return store.create(job)
 
 
@@ -37,7 +39,9 @@ def test_terminal_state_is_final(store: JobStore) -> None:
 
 def test_concurrent_updates_lose_nothing(store: JobStore) -> None:
     job = new_job(store)
-    threads = [threading.Thread(target=store.mark_running, args=(job.id, f"n{i}")) for i in range(20)]
+    threads = [
+        threading.Thread(target=store.mark_running, args=(job.id, f"n{i}")) for i in range(20)
+    ]
     for t in threads:
         t.start()
     for t in threads:

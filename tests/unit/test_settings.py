@@ -33,8 +33,12 @@ def test_unreadable_secret_file_names_the_variable() -> None:
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("NUBE_MAX_WAIT_SECONDS", "soon"), ("NUBE_NODE", "bad/node"), ("NUBE_LOG_LEVEL", "LOUD"),
-     ("NUBE_REDIS_URL", "http://x")],
+    [
+        ("NUBE_MAX_WAIT_SECONDS", "soon"),
+        ("NUBE_NODE", "bad/node"),
+        ("NUBE_LOG_LEVEL", "LOUD"),
+        ("NUBE_REDIS_URL", "http://x"),
+    ],
 )
 def test_bad_value_names_the_variable(name: str, value: str) -> None:
     with pytest.raises(SettingsError, match=name):
@@ -49,8 +53,11 @@ def test_visibility_timeout_must_exceed_time_limits() -> None:
 
 def test_service_stops_with_one_line() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "agents"], env={"NUBE_MAX_WAIT_SECONDS": "soon", "PATH": "/usr/bin"},
-        capture_output=True, text=True, timeout=60,
+        [sys.executable, "-m", "agents"],
+        env={"NUBE_MAX_WAIT_SECONDS": "soon", "PATH": "/usr/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [

@@ -1,0 +1,76 @@
+"""The agent's outcome listener: every operation's Celery events, appended to the audit log.
+
+Events carry only what Celery puts in them; nube's tasks keep them free of secrets (redacted
+``argsrepr``/``kwargsrepr``, no result repr), so the listener records the outcome and the job's
+tenant and operation from the job record.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from celery import Celery
+
+from agents.audit import AuditEvent, AuditLog
+from nube.jobs import JobStore
+
+log = logging.getLogger("nube.agent")
+
+OUTCOMES = {
+    "task-started": "started",
+    "task-succeeded": "succeeded",
+    "task-failed": "failed",
+    "task-retried": "retried",
+    "task-revoked": "revoked",
+}
+
+
+class OutcomeListener(threading.Thread):
+    """Consumes Celery events until stopped; reconnects when the broker goes away."""
+
+    def __init__(self, app: Celery, jobs: JobStore, audit: AuditLog) -> None:
+        super().__init__(name="nube-outcomes", daemon=True)
+        self.app, self.jobs, self.audit = app, jobs, audit
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        handlers = {name: self.record for name in OUTCOMES}
+        while not self._stop_event.is_set():
+            try:
+                with self.app.connection_for_read() as conn:
+                    receiver = self.app.events.Receiver(conn, handlers=handlers)
+                    for _ in receiver.consume(limit=None, timeout=1, wakeup=False):
+                        if self._stop_event.is_set():
+                            return
+            except TimeoutError:
+                continue
+            except Exception as e:
+                log.warning("event listener lost its connection (%s); reconnecting", e)
+                time.sleep(1)
+
+    def record(self, event: dict[str, Any]) -> None:
+        """Append one outcome record for an operation's event (relay tasks are skipped)."""
+        job_id = str(event.get("uuid", ""))
+        job = self.jobs.find(job_id) if job_id and not job_id.startswith("relay-") else None
+        if job is None:
+            return
+        detail = {"node": event.get("hostname")}
+        if event["type"] == "task-failed":
+            detail["error"] = job.error.code if job.error else "failed"
+        self.audit.append(
+            AuditEvent(
+                operation=job.operation,
+                outcome=OUTCOMES[event["type"]],
+                tenant=job.tenant,
+                job_id=job.id,
+                target=job.target,
+                actor="worker",
+                detail={k: v for k, v in detail.items() if v},
+            )
+        )
+
+    def stop(self) -> None:
+        self._stop_event.set()
