@@ -83,11 +83,19 @@ def make_ctx(engine: docker.DockerClient) -> Iterator[MakeCtx]:
     Everything the test's tenants made is removed when the test ends.
     """
 
-    def make(tenant: str = TENANT_A, job_id: str | None = None, admin: bool = False,
-             progress: Progress | None = None) -> JobContext:
-        return JobContext(job_id=job_id or uuid.uuid4().hex, tenant=tenant,
-                          operation="containers.test", admin=admin,
-                          report_progress=progress or Progress())
+    def make(
+        tenant: str = TENANT_A,
+        job_id: str | None = None,
+        admin: bool = False,
+        progress: Progress | None = None,
+    ) -> JobContext:
+        return JobContext(
+            job_id=job_id or uuid.uuid4().hex,
+            tenant=tenant,
+            operation="containers.test",
+            admin=admin,
+            report_progress=progress or Progress(),
+        )
 
     yield make
     for tenant in (TENANT_A, TENANT_B):
@@ -146,8 +154,9 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         f"    rootdirectory: {root / 'data'}\n  delete:\n    enabled: true\n"
         f"http:\n  addr: 127.0.0.1:{port}\n"
     )
-    proc = subprocess.Popen([str(binary), "serve", str(config)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [str(binary), "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         _wait_http(f"http://127.0.0.1:{port}/v2/")
         yield f"127.0.0.1:{port}"

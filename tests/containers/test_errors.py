@@ -34,8 +34,11 @@ def _api_error(status: int, explanation: str) -> docker.errors.APIError:
         (409, "Container abc is not running", Conflict),
         (403, "error while removing network: network n has active endpoints", Conflict),
         (500, "Bind for 127.0.0.1:80 failed: port is already allocated", Conflict),
-        (500, 'Get "http://127.0.0.1:1/v2/": dial tcp: connect: connection refused',
-         BackendUnavailable),
+        (
+            500,
+            'Get "http://127.0.0.1:1/v2/": dial tcp: connect: connection refused',
+            BackendUnavailable,
+        ),
         (500, "manifest for 127.0.0.1:5000/x:v1 not found: manifest unknown", NotFound),
         (400, "invalid reference format", InvalidRequest),
         (503, "daemon is restarting", BackendUnavailable),
@@ -56,8 +59,11 @@ def test_not_found_names_kind_and_id() -> None:
 
 @pytest.mark.parametrize(
     "error",
-    [requests.exceptions.ConnectionError("refused"), requests.exceptions.ReadTimeout("slow"),
-     docker.errors.DockerException("Error while fetching server API version: refused")],
+    [
+        requests.exceptions.ConnectionError("refused"),
+        requests.exceptions.ReadTimeout("slow"),
+        docker.errors.DockerException("Error while fetching server API version: refused"),
+    ],
 )
 def test_transport_errors_are_backend_unavailable(error: Exception) -> None:
     with pytest.raises(BackendUnavailable) as info, translated():

@@ -29,15 +29,19 @@ Name = Callable[[str], str]
 DOCKERFILE = "FROM busybox:latest\nCOPY hello.txt /hello.txt\nRUN echo built > /built.txt\n"
 
 
-def _build(driver: DockerDriver, make_ctx: MakeCtx, tag: str,
-           progress: Progress | None = None) -> dict[str, object]:
+def _build(
+    driver: DockerDriver, make_ctx: MakeCtx, tag: str, progress: Progress | None = None
+) -> dict[str, object]:
     files = {"hello.txt": base64.b64encode(b"hello from context\n").decode()}
     params = ImageBuild(dockerfile=DOCKERFILE, files=files, tag=tag, labels={"app": "demo"})
     return driver.image_build(params, make_ctx(progress=progress))
 
 
 def test_build_tag_push_remove_pull_back(
-    driver: DockerDriver, make_ctx: MakeCtx, engine: docker.DockerClient, registry: str,
+    driver: DockerDriver,
+    make_ctx: MakeCtx,
+    engine: docker.DockerClient,
+    registry: str,
     name: Name,
 ) -> None:
     repo = name("img")
@@ -49,29 +53,35 @@ def test_build_tag_push_remove_pull_back(
     assert last["phase"] == "build" and last["step"] == last["steps"] >= 3
     labels = engine.images.get(f"{repo}:v1").labels
     assert labels["app"] == "demo" and labels["nube.tenant"] == make_ctx().tenant
-    tagged = driver.image_tag(ImageTagParams(id=f"{repo}:v1", repository=repo, tag="v2"),
-                              make_ctx())
+    tagged = driver.image_tag(
+        ImageTagParams(id=f"{repo}:v1", repository=repo, tag="v2"), make_ctx()
+    )
     assert engine.images.get(f"{repo}:v2").id == built["id"] == tagged["id"]
     layers = driver.image_history(ImageRefParams(id=f"{repo}:v2"), make_ctx())["layers"]
     assert any("built.txt" in str(layer["created_by"]) for layer in layers)
     pushed_progress = Progress()
-    pushed = driver.image_push(ImagePush(id=f"{repo}:v1", registry=registry,
-                                         repository=f"nube/{repo}", tag="v1"),
-                               make_ctx(progress=pushed_progress))
+    pushed = driver.image_push(
+        ImagePush(id=f"{repo}:v1", registry=registry, repository=f"nube/{repo}", tag="v1"),
+        make_ctx(progress=pushed_progress),
+    )
     assert pushed["digest"].startswith("sha256:")
     assert pushed_progress.reports[-1]["phase"] == "push"
-    gone = driver.image_remove(ImageRemove(id=built["id"].split(":")[1][:12], force=True),
-                               make_ctx())
+    gone = driver.image_remove(
+        ImageRemove(id=built["id"].split(":")[1][:12], force=True), make_ctx()
+    )
     assert built["id"] in gone["deleted"]
     with pytest.raises(NotFound):
         driver.image_inspect(ImageRefParams(id=f"{repo}:v1"), make_ctx())
     pulled_progress = Progress()
-    pulled = driver.image_pull(ImagePull(image=pushed["reference"]),
-                               make_ctx(progress=pulled_progress))
+    pulled = driver.image_pull(
+        ImagePull(image=pushed["reference"]), make_ctx(progress=pulled_progress)
+    )
     assert pulled["id"] == built["id"] and pulled["tags"] == [pushed["reference"]]
     assert pulled_progress.reports[-1]["done"] is True
-    out = driver.run(ContainerRun(image=pushed["reference"],
-                                  command=["cat", "/hello.txt", "/built.txt"]), make_ctx())
+    out = driver.run(
+        ContainerRun(image=pushed["reference"], command=["cat", "/hello.txt", "/built.txt"]),
+        make_ctx(),
+    )
     assert out["stdout"] == "hello from context\nbuilt\n"
 
 
@@ -86,15 +96,14 @@ def test_save_and_load_round_trip(
     loaded = driver.image_load(ImageLoad(archive=saved["archive"]), make_ctx())
     assert loaded["images"] == [{"id": built["id"], "tags": [f"{repo}:v1"]}]
     with pytest.raises(InvalidRequest):
-        driver.image_load(ImageLoad(archive=base64.b64encode(b"no tar here").decode()),
-                          make_ctx())
+        driver.image_load(ImageLoad(archive=base64.b64encode(b"no tar here").decode()), make_ctx())
 
 
-def test_build_errors_and_redelivery(driver: DockerDriver, make_ctx: MakeCtx,
-                                     engine: docker.DockerClient, name: Name) -> None:
+def test_build_errors_and_redelivery(
+    driver: DockerDriver, make_ctx: MakeCtx, engine: docker.DockerClient, name: Name
+) -> None:
     with pytest.raises(InvalidRequest, match="the build failed"):
-        driver.image_build(ImageBuild(dockerfile="FROM busybox:latest\nRUN exit 7\n"),
-                           make_ctx())
+        driver.image_build(ImageBuild(dockerfile="FROM busybox:latest\nRUN exit 7\n"), make_ctx())
     ctx = make_ctx()
     params = ImageBuild(dockerfile="FROM busybox:latest\nRUN echo x > /x\n", tag=name("re"))
     assert driver.image_build(params, ctx)["id"] == driver.image_build(params, ctx)["id"]
@@ -110,12 +119,12 @@ def test_list_and_inspect_images(driver: DockerDriver, make_ctx: MakeCtx) -> Non
         driver.image_inspect(ImageRefParams(id="nube-no-such-image:1"), make_ctx())
 
 
-def test_shared_images_are_protected(driver: DockerDriver, make_ctx: MakeCtx,
-                                     name: Name) -> None:
+def test_shared_images_are_protected(driver: DockerDriver, make_ctx: MakeCtx, name: Name) -> None:
     mine = _build(driver, make_ctx, f"{name('mine')}:v1")
     with pytest.raises(Conflict):  # would re-point every tenant's busybox:latest
-        driver.image_tag(ImageTagParams(id=str(mine["id"]), repository="busybox",
-                                        tag="latest"), make_ctx())
+        driver.image_tag(
+            ImageTagParams(id=str(mine["id"]), repository="busybox", tag="latest"), make_ctx()
+        )
     with pytest.raises(Forbidden):
         driver.image_remove(ImageRemove(id=IMAGE), make_ctx())
 

@@ -44,16 +44,19 @@ def _run(driver: DockerDriver, ctx: JobContext, **spec: Any) -> dict[str, Any]:
 
 
 def test_containers_on_one_user_network_reach_each_other_by_name(
-    driver: DockerDriver, ctx: JobContext, make_ctx: MakeCtx, engine: docker.DockerClient,
+    driver: DockerDriver,
+    ctx: JobContext,
+    make_ctx: MakeCtx,
+    engine: docker.DockerClient,
     name: Name,
 ) -> None:
-    net = driver.network_create(NetworkCreate(name=name("net"), subnet="10.213.7.0/24",
-                                              labels={"app": "demo"}), ctx)
+    net = driver.network_create(
+        NetworkCreate(name=name("net"), subnet="10.213.7.0/24", labels={"app": "demo"}), ctx
+    )
     assert engine.networks.get(net["id"]).attrs["Labels"]["nube.job"] == ctx.job_id
     assert net["subnets"][0]["subnet"] == "10.213.7.0/24"
     server = name("server")
-    _run(driver, make_ctx(), name=server, network=net["name"], detach=True,
-         command=SERVE)
+    _run(driver, make_ctx(), name=server, network=net["name"], detach=True, command=SERVE)
     out = _run(driver, make_ctx(), network=net["name"], command=_ask(server))
     assert (out["exit_code"], out["stdout"]) == (0, "pong\n")
     inspected = driver.network_inspect(NetworkRef(id=net["name"]), make_ctx())
@@ -74,8 +77,7 @@ def test_connect_with_alias_disconnect_remove_and_prune(
     assert out["stdout"] == "pong\n"
     with pytest.raises(Conflict):  # in use
         driver.network_remove(NetworkRef(id=net["id"]), make_ctx())
-    driver.network_disconnect(NetworkDisconnect(id=net["id"], container=server["id"]),
-                              make_ctx())
+    driver.network_disconnect(NetworkDisconnect(id=net["id"], container=server["id"]), make_ctx())
     assert driver.network_inspect(NetworkRef(id=net["id"]), make_ctx())["containers"] == {}
     assert driver.network_remove(NetworkRef(id=net["id"]), make_ctx())["removed"]
     spare = driver.network_create(NetworkCreate(name=name("spare")), make_ctx())
@@ -99,18 +101,27 @@ def test_network_conflicts_and_redelivery(
 
 
 def test_volume_written_by_one_container_is_read_by_another(
-    driver: DockerDriver, ctx: JobContext, make_ctx: MakeCtx, engine: docker.DockerClient,
+    driver: DockerDriver,
+    ctx: JobContext,
+    make_ctx: MakeCtx,
+    engine: docker.DockerClient,
     name: Name,
 ) -> None:
     vol = driver.volume_create(VolumeCreate(name=name("vol"), labels={"app": "db"}), ctx)
     assert engine.volumes.get(vol["name"]).attrs["Labels"]["nube.tenant"] == ctx.tenant
-    _run(driver, make_ctx(), volumes=[f"{vol['name']}:/data"],
-         command=["sh", "-c", "echo shared > /data/file"])
-    out = _run(driver, make_ctx(), volumes=[f"{vol['name']}:/data:ro"],
-               command=["cat", "/data/file"])
+    _run(
+        driver,
+        make_ctx(),
+        volumes=[f"{vol['name']}:/data"],
+        command=["sh", "-c", "echo shared > /data/file"],
+    )
+    out = _run(
+        driver, make_ctx(), volumes=[f"{vol['name']}:/data:ro"], command=["cat", "/data/file"]
+    )
     assert out["stdout"] == "shared\n"
-    denied = _run(driver, make_ctx(), volumes=[f"{vol['name']}:/data:ro"],
-                  command=["touch", "/data/x"])
+    denied = _run(
+        driver, make_ctx(), volumes=[f"{vol['name']}:/data:ro"], command=["touch", "/data/x"]
+    )
     assert denied["exit_code"] != 0
 
 
@@ -123,23 +134,30 @@ def test_missing_volume_is_created_with_labels(
 
 
 def test_backup_restore_round_trip(
-    driver: DockerDriver, ctx: JobContext, make_ctx: MakeCtx, engine: docker.DockerClient,
+    driver: DockerDriver,
+    ctx: JobContext,
+    make_ctx: MakeCtx,
+    engine: docker.DockerClient,
     name: Name,
 ) -> None:
     src, dst = name("src"), name("dst")
-    _run(driver, ctx, volumes=[f"{src}:/data"],
-         command=["sh", "-c", "mkdir /data/d && echo one > /data/a && echo two > /data/d/b"])
+    _run(
+        driver,
+        ctx,
+        volumes=[f"{src}:/data"],
+        command=["sh", "-c", "mkdir /data/d && echo one > /data/a && echo two > /data/d/b"],
+    )
     backup = driver.volume_backup(VolumeRef(name=src), make_ctx())
     with tarfile.open(fileobj=io.BytesIO(base64.b64decode(backup["archive"]))) as tar:
         names = tar.getnames()
     assert {"./a", "./d/b"} <= set(names)
-    restored = driver.volume_restore(VolumeRestore(name=dst, archive=backup["archive"]),
-                                     make_ctx())
+    restored = driver.volume_restore(VolumeRestore(name=dst, archive=backup["archive"]), make_ctx())
     assert restored["size"] == backup["size"]
-    out = _run(driver, make_ctx(), volumes=[f"{dst}:/data"],
-               command=["sh", "-c", "cat /data/a /data/d/b"])
+    out = _run(
+        driver, make_ctx(), volumes=[f"{dst}:/data"], command=["sh", "-c", "cat /data/a /data/d/b"]
+    )
     assert out["stdout"] == "one\ntwo\n"
-    assert not engine.containers.list(all=True, filters={"label": "nube.helper"})
+    assert not engine.api.containers(all=True, filters={"label": "nube.helper"})
     with pytest.raises(InvalidRequest):
         driver.volume_restore(VolumeRestore(name=dst, archive="bm90IGEgdGFy"), make_ctx())
 
@@ -152,8 +170,7 @@ def test_volume_conflicts_remove_and_prune(
     assert driver.volume_create(params, ctx) == driver.volume_create(params, ctx)
     with pytest.raises(Conflict):  # the engine alone would hand back the existing volume
         driver.volume_create(params, make_ctx())
-    _run(driver, make_ctx(), volumes=[f"{params.name}:/data"], detach=True,
-         command=["sleep", "60"])
+    _run(driver, make_ctx(), volumes=[f"{params.name}:/data"], detach=True, command=["sleep", "60"])
     with pytest.raises(Conflict):
         driver.volume_remove(VolumeRemove(name=str(params.name)), make_ctx())
     anon = driver.volume_create(VolumeCreate(), make_ctx())

@@ -74,18 +74,23 @@ def test_kill_rejects_bad_signal(signal: str) -> None:
     assert _loc(ContainerKill, {"id": "x", "signal": signal}) == ("signal",)
 
 
-@pytest.mark.parametrize(("given", "normal"), [("kill", "SIGKILL"), ("SIGTERM", "SIGTERM"),
-                                               ("9", "9"), ("hup", "SIGHUP")])
+@pytest.mark.parametrize(
+    ("given", "normal"),
+    [("kill", "SIGKILL"), ("SIGTERM", "SIGTERM"), ("9", "9"), ("hup", "SIGHUP")],
+)
 def test_kill_normalises_signal(given: str, normal: str) -> None:
     assert ContainerKill.model_validate({"id": "x", "signal": given}).signal == normal
 
 
 def test_short_forms_parse() -> None:
     run = ContainerRun.model_validate(
-        BASE | {"ports": ["127.0.0.1::80", "8080:80/udp"], "volumes": ["data:/data:ro"],
-                "memory": "64m"})
+        BASE
+        | {"ports": ["127.0.0.1::80", "8080:80/udp"], "volumes": ["data:/data:ro"], "memory": "64m"}
+    )
     assert [(p.host_ip, p.host_port, p.container_port, p.protocol) for p in run.ports] == [
-        ("127.0.0.1", None, 80, "tcp"), ("0.0.0.0", 8080, 80, "udp")]
+        ("127.0.0.1", None, 80, "tcp"),
+        ("0.0.0.0", 8080, 80, "udp"),
+    ]
     assert run.volumes[0].read_only and run.memory == 64 * 1024 * 1024
     assert run.detach is False
 

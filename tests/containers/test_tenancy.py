@@ -37,8 +37,9 @@ Name = Callable[[str], str]
 def test_another_tenants_container_is_not_found(
     driver: DockerDriver, make_ctx: MakeCtx, name: Name
 ) -> None:
-    mine = driver.run(ContainerRun(image=IMAGE, name=name("a"), command=["sleep", "60"],
-                                   detach=True), make_ctx())
+    mine = driver.run(
+        ContainerRun(image=IMAGE, name=name("a"), command=["sleep", "60"], detach=True), make_ctx()
+    )
     other = make_ctx(tenant=TENANT_B)
     assert mine["id"] not in {c["id"] for c in driver.list(ContainerList(), other)["containers"]}
     for key in (mine["id"], mine["id"][:12], mine["name"]):
@@ -78,8 +79,7 @@ def test_another_tenants_network_and_volume_are_not_found(
         driver.volume_restore(VolumeRestore(name=vol["name"], archive=archive), other)
     theirs = driver.create(ContainerCreate(image=IMAGE), other)
     with pytest.raises(NotFound):  # cannot attach its container to my network either
-        driver.network_connect(NetworkConnect(id=net["id"], container=theirs["id"]),
-                               make_ctx())
+        driver.network_connect(NetworkConnect(id=net["id"], container=theirs["id"]), make_ctx())
     assert driver.network_prune(LabelFilter(), other)["deleted"] == []
     assert driver.volume_prune(LabelFilter(), other)["deleted"] == []
     assert driver.network_inspect(NetworkRef(id=net["id"]), make_ctx())["name"] == net["name"]
@@ -89,8 +89,9 @@ def test_tenant_images_are_private_shared_images_visible(
     driver: DockerDriver, make_ctx: MakeCtx, name: Name
 ) -> None:
     tag = f"{name('private')}:v1"
-    driver.image_build(ImageBuild(dockerfile="FROM busybox:latest\nRUN touch /p\n", tag=tag),
-                       make_ctx())
+    driver.image_build(
+        ImageBuild(dockerfile="FROM busybox:latest\nRUN touch /p\n", tag=tag), make_ctx()
+    )
     other = make_ctx(tenant=TENANT_B)
     with pytest.raises(NotFound):
         driver.image_inspect(ImageRefParams(id=tag), other)

@@ -27,8 +27,9 @@ class DockerBase:
     down engine surfaces as ``BackendUnavailable`` from the first call.
     """
 
-    def __init__(self, base_url: str | None = None, helper_image: str = "busybox:latest",
-                 timeout: int = 120) -> None:
+    def __init__(
+        self, base_url: str | None = None, helper_image: str = "busybox:latest", timeout: int = 120
+    ) -> None:
         self._base_url = base_url
         self._timeout = timeout
         self.helper_image = helper_image

@@ -51,9 +51,17 @@ class BuildsMixin(DockerBase):
         image_id, log = "", ""
         with translated("image"):
             events = self.client.api.build(
-                fileobj=context_tar(params), custom_context=True, tag=params.tag,
-                labels=self.new_labels(ctx, params.labels), buildargs=dict(params.build_args),
-                rm=True, forcerm=True, pull=params.pull, nocache=params.nocache, decode=True)
+                fileobj=context_tar(params),
+                custom_context=True,
+                tag=params.tag,
+                labels=self.new_labels(ctx, params.labels),
+                buildargs=dict(params.build_args),
+                rm=True,
+                forcerm=True,
+                pull=params.pull,
+                nocache=params.nocache,
+                decode=True,
+            )
             for event in build_stream(events, Reporter(ctx, "build")):
                 log = (log + str(event.get("stream", "")))[-_LOG_LIMIT:]
                 image_id = (event.get("aux") or {}).get("ID", image_id)

@@ -25,9 +25,13 @@ class ContainerIOMixin(DockerBase):
     def logs(self, params: ContainerLogs, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`ContainerDriver.logs`."""
         container = self.container(params.id, ctx)
-        raw = container.logs(stdout=True, stderr=True, timestamps=params.timestamps,
-                             tail="all" if params.tail is None else params.tail,
-                             since=params.since)
+        raw = container.logs(
+            stdout=True,
+            stderr=True,
+            timestamps=params.timestamps,
+            tail="all" if params.tail is None else params.tail,
+            since=params.since,
+        )
         text, cut = output.text(raw)
         return {"id": container.id, "logs": text, "truncated": cut}
 
@@ -35,8 +39,11 @@ class ContainerIOMixin(DockerBase):
         """See :meth:`ContainerDriver.exec`."""
         container = self.container(params.id, ctx)
         code, (stdout, stderr) = container.exec_run(
-            params.command, environment=dict(params.env), workdir=params.workdir,
-            user=params.user or "", demux=True,
+            params.command,
+            environment=dict(params.env),
+            workdir=params.workdir,
+            user=params.user or "",
+            demux=True,
         )
         return {"id": container.id, "exit_code": code} | output.streams(stdout, stderr)
 
@@ -53,8 +60,12 @@ class ContainerIOMixin(DockerBase):
         reference = f"{params.repository}:{params.tag}"
         guard_reference(self, reference, ctx)
         image = container.commit(
-            repository=params.repository, tag=params.tag, author=params.author,
-            message=params.message, pause=params.pause, changes=_label_changes(ctx.labels),
+            repository=params.repository,
+            tag=params.tag,
+            author=params.author,
+            message=params.message,
+            pause=params.pause,
+            changes=_label_changes(ctx.labels),
         )
         return views.image_view(image)
 
@@ -90,7 +101,8 @@ def _usage(raw: dict[str, Any]) -> dict[str, Any]:
 def _cpu_percent(raw: dict[str, Any]) -> float:
     cpu, pre = raw.get("cpu_stats") or {}, raw.get("precpu_stats") or {}
     used = cpu.get("cpu_usage", {}).get("total_usage", 0) - pre.get("cpu_usage", {}).get(
-        "total_usage", 0)
+        "total_usage", 0
+    )
     system = cpu.get("system_cpu_usage", 0) - pre.get("system_cpu_usage", 0)
     if used <= 0 or system <= 0:
         return 0.0
@@ -98,11 +110,15 @@ def _cpu_percent(raw: dict[str, Any]) -> float:
 
 
 def _network_io(networks: dict[str, Any]) -> dict[str, int]:
-    return {"rx_bytes": sum(n.get("rx_bytes", 0) for n in networks.values()),
-            "tx_bytes": sum(n.get("tx_bytes", 0) for n in networks.values())}
+    return {
+        "rx_bytes": sum(n.get("rx_bytes", 0) for n in networks.values()),
+        "tx_bytes": sum(n.get("tx_bytes", 0) for n in networks.values()),
+    }
 
 
 def _block_io(blkio: dict[str, Any]) -> dict[str, int]:
     entries = blkio.get("io_service_bytes_recursive") or []
-    return {"read_bytes": sum(e.get("value", 0) for e in entries if e.get("op") == "Read"),
-            "write_bytes": sum(e.get("value", 0) for e in entries if e.get("op") == "Write")}
+    return {
+        "read_bytes": sum(e.get("value", 0) for e in entries if e.get("op") == "Read"),
+        "write_bytes": sum(e.get("value", 0) for e in entries if e.get("op") == "Write"),
+    }

@@ -51,9 +51,10 @@ class ContainersMixin(DockerBase):
             filters["status"] = params.status
         if params.name:
             filters["name"] = params.name
-        found = self.client.containers.list(all=params.all, filters=filters, sparse=False)
-        return {"containers": [views.container_summary(c) for c in found
-                               if HELPER not in c.labels]}
+        # The list payload itself: inspecting each one would race with removals.
+        found = self.client.api.containers(all=params.all, filters=filters)
+        entries = [c for c in found if HELPER not in (c.get("Labels") or {})]
+        return {"containers": [views.container_entry(c) for c in entries]}
 
     def inspect(self, params: ContainerRef, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`ContainerDriver.inspect`."""
@@ -117,7 +118,7 @@ class ContainersMixin(DockerBase):
     def _create(self, spec: ContainerSpec, ctx: JobContext) -> Container:
         self.image(spec.image, ctx)
         self._prepare_volumes(spec, ctx)
-        kwargs = create_kwargs(spec, self.new_labels(ctx, spec.labels))
+        kwargs = create_kwargs(spec, self.new_labels(ctx, spec.labels), ctx.hardening)
         kwargs |= self._network_kwargs(spec, ctx)
         with translated("image", spec.image):
             return self.client.containers.create(**kwargs)
@@ -195,8 +196,16 @@ class ContainersMixin(DockerBase):
             with translated("container", container.id):
                 container.reload()
         except NotFound:  # auto_remove took it away once it stopped
-            return {"id": container.id, "name": container.name, "state": "removed",
-                    "exit_code": None}
+            return {
+                "id": container.id,
+                "name": container.name,
+                "state": "removed",
+                "exit_code": None,
+            }
         state = container.attrs.get("State", {})
-        return {"id": container.id, "name": container.name, "state": container.status,
-                "exit_code": state.get("ExitCode")}
+        return {
+            "id": container.id,
+            "name": container.name,
+            "state": container.status,
+            "exit_code": state.get("ExitCode"),
+        }

@@ -40,8 +40,14 @@ _NOT_FOUND = [
     (re.compile(r"no such image: ?(\S*)", re.I), "image"),
     (re.compile(r"network (\S+) not found", re.I), "network"),
     (re.compile(r"get (\S+): no such volume", re.I), "volume"),
-    (re.compile(r"(?:manifest unknown|repository does not exist|pull access denied"
-                r"|not found: manifest|manifest for (\S+) not found)", re.I), "image"),
+    (
+        re.compile(
+            r"(?:manifest unknown|repository does not exist|pull access denied"
+            r"|not found: manifest|manifest for (\S+) not found)",
+            re.I,
+        ),
+        "image",
+    ),
 ]
 _CONFLICT = re.compile(
     r"already in use|already exists|is not running|is paused|is not paused|already paused"

@@ -35,8 +35,9 @@ def split_reference(reference: str) -> tuple[str, str]:
     return repo, tag or "latest"
 
 
-def guard_reference(base: DockerBase, reference: str, ctx: JobContext,
-                    image_id: str | None = None) -> None:
+def guard_reference(
+    base: DockerBase, reference: str, ctx: JobContext, image_id: str | None = None
+) -> None:
     """Refuse to move a tag held by an image the caller does not own (``Conflict``).
 
     Without this a tenant could re-point ``busybox:latest`` at an image of its own and every
@@ -82,8 +83,11 @@ def archive_tags(raw: bytes) -> list[tuple[str, str]]:
             manifest = json.load(member) if member else []
         except (KeyError, ValueError) as err:
             raise InvalidRequest("the archive has no valid manifest.json") from err
-    return [(tag, "sha256:" + str(entry.get("Config", "")).removesuffix(".json"))
-            for entry in manifest for tag in entry.get("RepoTags") or []]
+    return [
+        (tag, "sha256:" + str(entry.get("Config", "")).removesuffix(".json"))
+        for entry in manifest
+        for tag in entry.get("RepoTags") or []
+    ]
 
 
 class ImagesMixin(DockerBase):
@@ -126,11 +130,14 @@ class ImagesMixin(DockerBase):
         if TENANT not in image.labels and not ctx.admin:
             raise Forbidden("only an admin may remove a shared image", scope="admin")
         with translated("image", params.id):
-            gone = self.client.api.remove_image(params.id, force=params.force,
-                                                noprune=params.noprune)
-        return {"id": image.id,
-                "untagged": [g["Untagged"] for g in gone or [] if "Untagged" in g],
-                "deleted": [g["Deleted"] for g in gone or [] if "Deleted" in g]}
+            gone = self.client.api.remove_image(
+                params.id, force=params.force, noprune=params.noprune
+            )
+        return {
+            "id": image.id,
+            "untagged": [g["Untagged"] for g in gone or [] if "Untagged" in g],
+            "deleted": [g["Deleted"] for g in gone or [] if "Deleted" in g],
+        }
 
     def image_save(self, params: ImageSave, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`ContainerDriver.image_save`."""

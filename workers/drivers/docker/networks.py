@@ -30,14 +30,18 @@ class NetworksMixin(DockerBase):
             return self._network_view(earlier[0])
         with translated("network", params.name):
             network = self.client.networks.create(
-                params.name, driver="bridge", internal=params.internal, ipam=_ipam(params),
-                labels=self.new_labels(ctx, params.labels), check_duplicate=True)
+                params.name,
+                driver="bridge",
+                internal=params.internal,
+                ipam=_ipam(params),
+                labels=self.new_labels(ctx, params.labels),
+                check_duplicate=True,
+            )
         return self._network_view(network)
 
     def network_list(self, params: LabelFilter, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`ContainerDriver.network_list`."""
-        found = self.client.networks.list(filters=self.label_filter(ctx, params.label),
-                                          greedy=True)
+        found = self.client.networks.list(filters=self.label_filter(ctx, params.label))
         return {"networks": [views.network_view(n) for n in found]}
 
     def network_inspect(self, params: NetworkRef, ctx: JobContext) -> dict[str, Any]:

@@ -46,14 +46,17 @@ class LayerProgress:
             self.done.add(layer)
 
     def snapshot(self) -> dict[str, Any]:
-        return {"current": sum(c for c, _ in self.layers.values()),
-                "total": sum(t for _, t in self.layers.values()),
-                "layers": len(self.layers | dict.fromkeys(self.done, (0, 0))),
-                "layers_done": len(self.done)}
+        return {
+            "current": sum(c for c, _ in self.layers.values()),
+            "total": sum(t for _, t in self.layers.values()),
+            "layers": len(self.layers | dict.fromkeys(self.done, (0, 0))),
+            "layers_done": len(self.done),
+        }
 
 
-def layer_stream(events: Iterable[dict[str, Any]], reporter: Reporter,
-                 kind: str, id: str) -> Iterator[dict[str, Any]]:
+def layer_stream(
+    events: Iterable[dict[str, Any]], reporter: Reporter, kind: str, id: str
+) -> Iterator[dict[str, Any]]:
     """Follow a pull/push stream: report progress, raise its error, yield every event."""
     progress = LayerProgress()
     for event in events:

@@ -12,17 +12,36 @@ from docker.types import Mount
 
 from nube.catalog.containers import ContainerSpec, PortMapping
 
+#: What the agent's policy may add to a create (docker-py argument names).
+HARDENING_KEYS = frozenset({"cap_drop", "security_opt", "pids_limit", "mem_limit", "nano_cpus"})
 
-def create_kwargs(spec: ContainerSpec, labels: dict[str, str]) -> dict[str, Any]:
-    """Keyword arguments for ``client.containers.create`` (network handled separately)."""
+
+def create_kwargs(
+    spec: ContainerSpec, labels: dict[str, str], hardening: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Keyword arguments for ``client.containers.create`` (network handled separately).
+
+    ``hardening`` (from the agent's policy: ``cap_drop``, ``security_opt`` and default limits)
+    fills what the request left unset; it never loosens what the request asked.
+    """
     kwargs: dict[str, Any] = {
-        "image": spec.image, "command": spec.command, "entrypoint": spec.entrypoint,
-        "name": spec.name, "environment": dict(spec.env), "labels": labels,
-        "working_dir": spec.working_dir, "user": spec.user, "ports": port_bindings(spec.ports),
-        "mounts": mounts(spec), "tmpfs": {path: "" for path in spec.tmpfs} or None,
-        "auto_remove": spec.auto_remove, "detach": True,
+        "image": spec.image,
+        "command": spec.command,
+        "entrypoint": spec.entrypoint,
+        "name": spec.name,
+        "environment": dict(spec.env),
+        "labels": labels,
+        "working_dir": spec.working_dir,
+        "user": spec.user,
+        "ports": port_bindings(spec.ports),
+        "mounts": mounts(spec),
+        "tmpfs": {path: "" for path in spec.tmpfs} or None,
+        "auto_remove": spec.auto_remove,
+        "detach": True,
     }
-    return {k: v for k, v in (kwargs | _limits(spec)).items() if v is not None}
+    given = {k: v for k, v in (kwargs | _limits(spec)).items() if v is not None}
+    extra = {k: v for k, v in (hardening or {}).items() if k in HARDENING_KEYS}
+    return extra | given
 
 
 def _limits(spec: ContainerSpec) -> dict[str, Any]:
@@ -47,5 +66,7 @@ def port_bindings(mappings: list[PortMapping]) -> dict[str, list[tuple[str, int 
 
 def mounts(spec: ContainerSpec) -> list[Mount]:
     """Named volume mounts only."""
-    return [Mount(target=v.target, source=v.volume, type="volume", read_only=v.read_only)
-            for v in spec.volumes]
+    return [
+        Mount(target=v.target, source=v.volume, type="volume", read_only=v.read_only)
+        for v in spec.volumes
+    ]

@@ -18,10 +18,25 @@ def ports(raw: dict[str, Any] | None) -> list[dict[str, Any]]:
     for key, bindings in sorted((raw or {}).items()):
         port, _, proto = key.partition("/")
         for binding in bindings or []:
-            out.append({"container_port": int(port), "protocol": proto or "tcp",
-                        "host_ip": binding.get("HostIp", ""),
-                        "host_port": int(binding.get("HostPort") or 0)})
+            out.append(
+                {
+                    "container_port": int(port),
+                    "protocol": proto or "tcp",
+                    "host_ip": binding.get("HostIp", ""),
+                    "host_port": int(binding.get("HostPort") or 0),
+                }
+            )
     return out
+
+
+def container_entry(raw: dict[str, Any]) -> dict[str, Any]:
+    """A list entry from the engine's list payload (one call, no per-container inspect)."""
+    mapped = [{"container_port": p.get("PrivatePort"), "protocol": p.get("Type", "tcp"),
+               "host_ip": p.get("IP", ""), "host_port": p.get("PublicPort", 0)}
+              for p in raw.get("Ports") or [] if p.get("PublicPort")]
+    return {"id": raw.get("Id"), "name": (raw.get("Names") or ["/"])[0].lstrip("/"),
+            "image": raw.get("Image"), "state": raw.get("State"), "status": raw.get("Status"),
+            "created": raw.get("Created"), "labels": raw.get("Labels") or {}, "ports": mapped}
 
 
 def container_summary(container: Container) -> dict[str, Any]:
@@ -52,89 +67,148 @@ def container_view(container: Container) -> dict[str, Any]:
 
 
 def _state(state: dict[str, Any]) -> dict[str, Any]:
-    return {"status": state.get("Status"), "running": state.get("Running"),
-            "paused": state.get("Paused"), "restarting": state.get("Restarting"),
-            "exit_code": state.get("ExitCode"), "oom_killed": state.get("OOMKilled"),
-            "started_at": state.get("StartedAt"), "finished_at": state.get("FinishedAt"),
-            "error": state.get("Error") or None}
+    return {
+        "status": state.get("Status"),
+        "running": state.get("Running"),
+        "paused": state.get("Paused"),
+        "restarting": state.get("Restarting"),
+        "exit_code": state.get("ExitCode"),
+        "oom_killed": state.get("OOMKilled"),
+        "started_at": state.get("StartedAt"),
+        "finished_at": state.get("FinishedAt"),
+        "error": state.get("Error") or None,
+    }
 
 
 def _config(config: dict[str, Any]) -> dict[str, Any]:
     env = [item.partition("=")[0] for item in config.get("Env") or []]
-    return {"cmd": config.get("Cmd"), "entrypoint": config.get("Entrypoint"),
-            "working_dir": config.get("WorkingDir"), "user": config.get("User"),
-            "env_names": env, "hostname": config.get("Hostname")}
+    return {
+        "cmd": config.get("Cmd"),
+        "entrypoint": config.get("Entrypoint"),
+        "working_dir": config.get("WorkingDir"),
+        "user": config.get("User"),
+        "env_names": env,
+        "hostname": config.get("Hostname"),
+    }
 
 
 def _host_config(host: dict[str, Any]) -> dict[str, Any]:
     policy = host.get("RestartPolicy") or {}
-    return {"memory": host.get("Memory") or None, "nano_cpus": host.get("NanoCpus") or None,
-            "pids_limit": host.get("PidsLimit") or None, "auto_remove": host.get("AutoRemove"),
-            "restart_policy": policy.get("Name") or "no",
-            "restart_max_retries": policy.get("MaximumRetryCount", 0),
-            "network_mode": host.get("NetworkMode")}
+    return {
+        "memory": host.get("Memory") or None,
+        "nano_cpus": host.get("NanoCpus") or None,
+        "pids_limit": host.get("PidsLimit") or None,
+        "auto_remove": host.get("AutoRemove"),
+        "restart_policy": policy.get("Name") or "no",
+        "restart_max_retries": policy.get("MaximumRetryCount", 0),
+        "network_mode": host.get("NetworkMode"),
+    }
 
 
 def _networks(raw: dict[str, Any] | None) -> dict[str, Any]:
-    return {name: {"ipv4": net.get("IPAddress"), "aliases": net.get("Aliases") or [],
-                   "network_id": net.get("NetworkID")}
-            for name, net in (raw or {}).items()}
+    return {
+        name: {
+            "ipv4": net.get("IPAddress"),
+            "aliases": net.get("Aliases") or [],
+            "network_id": net.get("NetworkID"),
+        }
+        for name, net in (raw or {}).items()
+    }
 
 
 def _mount(mount: dict[str, Any]) -> dict[str, Any]:
-    return {"type": mount.get("Type"), "volume": mount.get("Name"),
-            "target": mount.get("Destination"), "read_only": not mount.get("RW", True)}
+    return {
+        "type": mount.get("Type"),
+        "volume": mount.get("Name"),
+        "target": mount.get("Destination"),
+        "read_only": not mount.get("RW", True),
+    }
 
 
 def diff(changes: list[dict[str, Any]] | None) -> dict[str, Any]:
     """``docker diff`` with readable kinds."""
-    return {"changes": [{"path": c["Path"], "kind": _DIFF_KINDS.get(c["Kind"], "changed")}
-                        for c in changes or []]}
+    return {
+        "changes": [
+            {"path": c["Path"], "kind": _DIFF_KINDS.get(c["Kind"], "changed")}
+            for c in changes or []
+        ]
+    }
 
 
 def network_view(network: Network) -> dict[str, Any]:
     """``docker network inspect``, curated."""
     attrs = network.attrs
     ipam = (attrs.get("IPAM") or {}).get("Config") or []
-    return {"id": network.id, "name": network.name, "driver": attrs.get("Driver"),
-            "internal": attrs.get("Internal", False), "created": attrs.get("Created"),
-            "labels": attrs.get("Labels") or {},
-            "subnets": [{"subnet": c.get("Subnet"), "gateway": c.get("Gateway")} for c in ipam],
-            "containers": {cid: {"name": c.get("Name"), "ipv4": c.get("IPv4Address")}
-                           for cid, c in (attrs.get("Containers") or {}).items()}}
+    return {
+        "id": network.id,
+        "name": network.name,
+        "driver": attrs.get("Driver"),
+        "internal": attrs.get("Internal", False),
+        "created": attrs.get("Created"),
+        "labels": attrs.get("Labels") or {},
+        "subnets": [{"subnet": c.get("Subnet"), "gateway": c.get("Gateway")} for c in ipam],
+        "containers": {
+            cid: {"name": c.get("Name"), "ipv4": c.get("IPv4Address")}
+            for cid, c in (attrs.get("Containers") or {}).items()
+        },
+    }
 
 
 def volume_view(volume: Volume) -> dict[str, Any]:
     """``docker volume inspect``, curated."""
     attrs = volume.attrs
-    return {"name": volume.name, "driver": attrs.get("Driver"),
-            "created": attrs.get("CreatedAt"), "labels": attrs.get("Labels") or {},
-            "mountpoint": attrs.get("Mountpoint")}
+    return {
+        "name": volume.name,
+        "driver": attrs.get("Driver"),
+        "created": attrs.get("CreatedAt"),
+        "labels": attrs.get("Labels") or {},
+        "mountpoint": attrs.get("Mountpoint"),
+    }
 
 
 def image_summary(image: Image) -> dict[str, Any]:
     """A list entry."""
     attrs = image.attrs
-    return {"id": image.id, "tags": image.tags, "size": attrs.get("Size"),
-            "created": attrs.get("Created"), "labels": image.labels}
+    return {
+        "id": image.id,
+        "tags": image.tags,
+        "size": attrs.get("Size"),
+        "created": attrs.get("Created"),
+        "labels": image.labels,
+    }
 
 
 def image_view(image: Image) -> dict[str, Any]:
     """``docker image inspect``, curated."""
     attrs, config = image.attrs, image.attrs.get("Config") or {}
     return image_summary(image) | {
-        "digests": attrs.get("RepoDigests") or [], "author": attrs.get("Author") or None,
-        "comment": attrs.get("Comment") or None, "architecture": attrs.get("Architecture"),
+        "digests": attrs.get("RepoDigests") or [],
+        "author": attrs.get("Author") or None,
+        "comment": attrs.get("Comment") or None,
+        "architecture": attrs.get("Architecture"),
         "os": attrs.get("Os"),
-        "config": {"cmd": config.get("Cmd"), "entrypoint": config.get("Entrypoint"),
-                   "working_dir": config.get("WorkingDir"), "user": config.get("User"),
-                   "exposed_ports": sorted(config.get("ExposedPorts") or {})},
+        "config": {
+            "cmd": config.get("Cmd"),
+            "entrypoint": config.get("Entrypoint"),
+            "working_dir": config.get("WorkingDir"),
+            "user": config.get("User"),
+            "exposed_ports": sorted(config.get("ExposedPorts") or {}),
+        },
     }
 
 
 def history(layers: list[dict[str, Any]]) -> dict[str, Any]:
     """``docker history``, newest layer first."""
-    return {"layers": [{"id": layer.get("Id"), "created": layer.get("Created"),
-                        "created_by": layer.get("CreatedBy"), "size": layer.get("Size"),
-                        "comment": layer.get("Comment"), "tags": layer.get("Tags") or []}
-                       for layer in layers]}
+    return {
+        "layers": [
+            {
+                "id": layer.get("Id"),
+                "created": layer.get("Created"),
+                "created_by": layer.get("CreatedBy"),
+                "size": layer.get("Size"),
+                "comment": layer.get("Comment"),
+                "tags": layer.get("Tags") or [],
+            }
+            for layer in layers
+        ]
+    }

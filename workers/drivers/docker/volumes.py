@@ -38,8 +38,9 @@ class VolumesMixin(DockerBase):
             return views.volume_view(earlier[0])
         if params.name and self.volume_exists(params.name):
             raise Conflict(f"the volume name {params.name} is already in use")
-        volume = self.client.volumes.create(params.name, driver="local",
-                                            labels=self.new_labels(ctx, params.labels))
+        volume = self.client.volumes.create(
+            params.name, driver="local", labels=self.new_labels(ctx, params.labels)
+        )
         return views.volume_view(volume)
 
     def volume_list(self, params: LabelFilter, ctx: JobContext) -> dict[str, Any]:
@@ -61,8 +62,10 @@ class VolumesMixin(DockerBase):
     def volume_prune(self, params: LabelFilter, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`ContainerDriver.volume_prune`."""
         pruned = self.client.volumes.prune(filters=self.label_filter(ctx, params.label))
-        return {"deleted": pruned.get("VolumesDeleted") or [],
-                "space_reclaimed": pruned.get("SpaceReclaimed", 0)}
+        return {
+            "deleted": pruned.get("VolumesDeleted") or [],
+            "space_reclaimed": pruned.get("SpaceReclaimed", 0),
+        }
 
     def volume_backup(self, params: VolumeRef, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`ContainerDriver.volume_backup`."""
@@ -70,8 +73,7 @@ class VolumesMixin(DockerBase):
         with self._helper(volume, ctx, read_only=True) as helper:
             chunks, _ = helper.get_archive(f"{_MOUNT}/.")
             raw = read_capped(chunks)
-        return {"name": volume.name, "size": len(raw),
-                "archive": base64.b64encode(raw).decode()}
+        return {"name": volume.name, "size": len(raw), "archive": base64.b64encode(raw).decode()}
 
     def volume_restore(self, params: VolumeRestore, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`ContainerDriver.volume_restore`."""
@@ -105,8 +107,12 @@ class VolumesMixin(DockerBase):
         mount = Mount(target=_MOUNT, source=volume.name, type="volume", read_only=read_only)
         with translated("image", self.helper_image):
             helper = self.client.containers.create(
-                self.helper_image, ["true"], mounts=[mount], network_mode="none",
-                labels=self.new_labels(ctx, {HELPER: "volume"}))
+                self.helper_image,
+                ["true"],
+                mounts=[mount],
+                network_mode="none",
+                labels=self.new_labels(ctx, {HELPER: "volume"}),
+            )
         try:
             yield helper
         finally:
