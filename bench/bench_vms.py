@@ -62,8 +62,10 @@ def _local_ways(driver: LibvirtDriver, conn: libvirt.virConnect) -> dict[str, Wa
     ref = VmRef(name=_define(driver, "driver"))
     return {
         "libvirt": (dom.create, dom.destroy),
-        "driver": (lambda: driver.start_domain(ref, _ctx()),
-                   lambda: driver.destroy_domain(ref, _ctx())),
+        "driver": (
+            lambda: driver.start_domain(ref, _ctx()),
+            lambda: driver.destroy_domain(ref, _ctx()),
+        ),
     }
 
 
@@ -83,8 +85,10 @@ def _nube_way(driver: LibvirtDriver, uri: str) -> Iterator[Way]:
         stack.wait_ready(["nube.ingress", "vms"], timeout=90)
         secret, _ = TokenStore(stack.redis()).create(TENANT, [Scope.READ, Scope.WRITE])
         api, name = NubeClient(stack.api_url, secret), _define(driver, "nube")
-        yield (lambda: api.run("POST", f"/v1/vms/{name}/start"),
-               lambda: api.run("POST", f"/v1/vms/{name}/destroy"))
+        yield (
+            lambda: api.run("POST", f"/v1/vms/{name}/start"),
+            lambda: api.run("POST", f"/v1/vms/{name}/destroy"),
+        )
     finally:
         stack.stop_all()
 
@@ -106,8 +110,10 @@ def _report(samples: dict[str, list[float]], domain_type: str) -> None:
     for key, values in samples.items():
         base = statistics.median(samples[f"libvirt {key.split()[1]}"])
         p50 = statistics.median(values)
-        print(f"{key:>15} {len(values):>4} {p50:8.1f} {_pct(values, 0.95):8.1f} "
-              f"{p50 / base:6.2f} {p50 - base:9.1f}")
+        print(
+            f"{key:>15} {len(values):>4} {p50:8.1f} {_pct(values, 0.95):8.1f} "
+            f"{p50 / base:6.2f} {p50 - base:9.1f}"
+        )
 
 
 def _cleanup(uri: str) -> None:

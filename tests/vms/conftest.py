@@ -68,8 +68,10 @@ def _hypervisor_lines() -> list[str]:
     finally:
         driver.close()
     why = "/dev/kvm usable" if info["domain_type"] == "kvm" else "no usable /dev/kvm"
-    return [f"vms: {QEMU} runs domain type '{info['domain_type']}' ({why}), "
-            f"QEMU {info['hypervisor_version']}, libvirt {info['libvirt_version']}"]
+    return [
+        f"vms: {QEMU} runs domain type '{info['domain_type']}' ({why}), "
+        f"QEMU {info['hypervisor_version']}, libvirt {info['libvirt_version']}"
+    ]
 
 
 def make_ctx(
@@ -114,8 +116,9 @@ def _clean_domain(dom: libvirt.virDomain) -> None:
     _quiet(dom.destroy)
     for snap in _listed(dom.listAllSnapshots):
         _quiet(lambda s=snap: s.delete(libvirt.VIR_DOMAIN_SNAPSHOT_DELETE_METADATA_ONLY))
-    flags = (libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
-             | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
+    flags = (
+        libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+    )
     _quiet(lambda: dom.undefineFlags(flags))
 
 

@@ -134,22 +134,25 @@ def test_undefine_a_saved_vm_drops_its_image(
     assert name not in [d.name() for d in raw.listAllDomains(0)]
 
 
-@pytest.mark.parametrize(("setup", "action"), [
-    ([], "suspend_domain"),
-    ([], "resume_domain"),
-    ([], "destroy_domain"),
-    ([], "shutdown_domain"),
-    ([], "reboot_domain"),
-    ([], "save_domain"),
-    ([], "restore_domain"),
-    (["start_domain"], "start_domain"),
-    (["start_domain"], "resume_domain"),
-    (["start_domain"], "undefine_domain"),
-    (["start_domain"], "restore_domain"),
-    (["start_domain", "suspend_domain"], "suspend_domain"),
-    (["start_domain", "suspend_domain"], "shutdown_domain"),
-    (["start_domain", "save_domain"], "suspend_domain"),
-])
+@pytest.mark.parametrize(
+    ("setup", "action"),
+    [
+        ([], "suspend_domain"),
+        ([], "resume_domain"),
+        ([], "destroy_domain"),
+        ([], "shutdown_domain"),
+        ([], "reboot_domain"),
+        ([], "save_domain"),
+        ([], "restore_domain"),
+        (["start_domain"], "start_domain"),
+        (["start_domain"], "resume_domain"),
+        (["start_domain"], "undefine_domain"),
+        (["start_domain"], "restore_domain"),
+        (["start_domain", "suspend_domain"], "suspend_domain"),
+        (["start_domain", "suspend_domain"], "shutdown_domain"),
+        (["start_domain", "save_domain"], "suspend_domain"),
+    ],
+)
 def test_illegal_transitions_conflict(
     driver: LibvirtDriver, raw: libvirt.virConnect, ctx: JobContext, setup: list[str], action: str
 ) -> None:
@@ -158,8 +161,11 @@ def test_illegal_transitions_conflict(
     for step in setup:
         getattr(driver, step)(VmRef(name=name), ctx)
     before = raw.lookupByName(name).state()[0]
-    params = {"shutdown_domain": VmShutdown, "reboot_domain": VmReboot,
-              "undefine_domain": VmUndefine}.get(action, VmRef)(name=name)
+    params = {
+        "shutdown_domain": VmShutdown,
+        "reboot_domain": VmReboot,
+        "undefine_domain": VmUndefine,
+    }.get(action, VmRef)(name=name)
     with pytest.raises(Conflict) as err:
         getattr(driver, action)(params, ctx)
     assert err.value.code == "conflict" and err.value.details["allowed_actions"]
@@ -234,15 +240,17 @@ def test_redelivered_define_finds_the_first_domain(
         driver.define_domain(spec, make_ctx())  # another job, same name
 
 
-def test_domain_xml_is_admin_only_and_round_trips(
-    driver: LibvirtDriver, ctx: JobContext
-) -> None:
+def test_domain_xml_is_admin_only_and_round_trips(driver: LibvirtDriver, ctx: JobContext) -> None:
     name = unique("vm")
     pool = make_pool(driver, ctx)
     net = _define_network(driver, ctx, "isolated")
-    spec = vm_spec(name, vcpus=2, boot=["network", "hd"],
-                   disks=[{"pool": pool, "capacity_mib": 4, "format": "qcow2"}],
-                   interfaces=[{"network": net, "mac": "52:54:00:0a:0b:0c"}, {"network": net}])
+    spec = vm_spec(
+        name,
+        vcpus=2,
+        boot=["network", "hd"],
+        disks=[{"pool": pool, "capacity_mib": 4, "format": "qcow2"}],
+        interfaces=[{"network": net, "mac": "52:54:00:0a:0b:0c"}, {"network": net}],
+    )
     driver.define_domain(spec, ctx)
     with pytest.raises(Forbidden):
         driver.domain_xml(VmRef(name=name), ctx)
@@ -274,8 +282,11 @@ def test_failed_define_leaves_nothing(
 ) -> None:
     name = unique("vm")
     pool = make_pool(driver, ctx)
-    spec = vm_spec(name, disks=[{"pool": pool, "capacity_mib": 4}],
-                   interfaces=[{"network": unique("no-such-net")}])
+    spec = vm_spec(
+        name,
+        disks=[{"pool": pool, "capacity_mib": 4}],
+        interfaces=[{"network": unique("no-such-net")}],
+    )
     with pytest.raises(NotFound) as err:
         driver.define_domain(spec, ctx)
     assert err.value.details["kind"] == "vm_network"
@@ -329,8 +340,11 @@ def test_vm_with_qcow2_volumes_and_storage_removal(
     pool = make_pool(driver, ctx)
     driver.create_volume(VolumeCreate(pool=pool, name="data", capacity_mib=8), ctx)
     name = unique("vm")
-    spec = vm_spec(name, start=True, disks=[{"pool": pool, "capacity_mib": 16},
-                                            {"pool": pool, "volume": "data"}])
+    spec = vm_spec(
+        name,
+        start=True,
+        disks=[{"pool": pool, "capacity_mib": 16}, {"pool": pool, "volume": "data"}],
+    )
     vm = driver.define_domain(spec, ctx)
     assert_state(raw, vm, "running")
     assert [d["format"] for d in vm["disks"]] == ["qcow2", "qcow2"]
@@ -373,10 +387,16 @@ def test_snapshots_need_qcow2_disks(driver: LibvirtDriver, ctx: JobContext) -> N
 def _define_network(driver: LibvirtDriver, ctx: JobContext, mode: str, **extra: Any) -> str:
     name = unique("net")
     third = random.randint(100, 250)
-    spec = NetworkDefine.model_validate({
-        "name": name, "mode": mode, "subnet": f"10.213.{third}.0/24",
-        "dhcp_start": f"10.213.{third}.10", "dhcp_end": f"10.213.{third}.20", **extra,
-    })
+    spec = NetworkDefine.model_validate(
+        {
+            "name": name,
+            "mode": mode,
+            "subnet": f"10.213.{third}.0/24",
+            "dhcp_start": f"10.213.{third}.10",
+            "dhcp_end": f"10.213.{third}.20",
+            **extra,
+        }
+    )
     driver.define_network(spec, ctx)
     return name
 
@@ -418,8 +438,13 @@ def test_network_define_is_idempotent_and_autostarts(
     driver: LibvirtDriver, ctx: JobContext
 ) -> None:
     name = unique("net")
-    spec = NetworkDefine(name=name, mode="isolated", subnet="10.213.99.0/24",  # type: ignore[arg-type]
-                         start=False, autostart=True)
+    spec = NetworkDefine(
+        name=name,
+        mode="isolated",
+        subnet="10.213.99.0/24",  # type: ignore[arg-type]
+        start=False,
+        autostart=True,
+    )
     first = driver.define_network(spec, ctx)
     assert first["active"] is False and first["autostart"] is True
     assert driver.define_network(spec, ctx)["uuid"] == first["uuid"]

@@ -50,8 +50,12 @@ FULL_SPEC: dict[str, Any] = {
     "boot": ["cdrom", "hd"],
 }
 NET_SPEC: dict[str, Any] = {
-    "name": "net1", "mode": "nat", "bridge": "virbr-n1", "subnet": "10.213.1.0/24",
-    "dhcp_start": "10.213.1.10", "dhcp_end": "10.213.1.20",
+    "name": "net1",
+    "mode": "nat",
+    "bridge": "virbr-n1",
+    "subnet": "10.213.1.0/24",
+    "dhcp_start": "10.213.1.10",
+    "dhcp_end": "10.213.1.20",
 }
 
 VM_OPS = [op for op in CATALOG if op.service == "vms"]
@@ -101,8 +105,11 @@ def _sample_for(model: type[BaseModel]) -> dict[str, Any]:
 SAMPLES = _samples()
 
 
-@pytest.mark.parametrize(("model", "spec", "path"), SAMPLES,
-                         ids=[f"{m.__name__}-{'.'.join(map(str, p))}" for m, _, p in SAMPLES])
+@pytest.mark.parametrize(
+    ("model", "spec", "path"),
+    SAMPLES,
+    ids=[f"{m.__name__}-{'.'.join(map(str, p))}" for m, _, p in SAMPLES],
+)
 def test_every_string_field_rejects_markup(model: type[BaseModel], spec: Any, path: Any) -> None:
     model.model_validate(spec)  # the sample itself is valid
     for payload in INJECTIONS:
@@ -124,36 +131,46 @@ def test_path_rules_name_fields_of_the_params() -> None:
                 assert segment.strip("<>") in op.params.model_fields, op.name
 
 
-@pytest.mark.parametrize("bad", [
-    {"subnet": "8.8.8.0/24"},
-    {"subnet": "10.213.1.0/31"},
-    {"dhcp_start": "10.213.1.1", "dhcp_end": "10.213.1.20"},
-    {"dhcp_start": "10.213.2.10", "dhcp_end": "10.213.2.20"},
-    {"dhcp_start": "10.213.1.30", "dhcp_end": "10.213.1.20"},
-    {"dhcp_start": "10.213.1.30", "dhcp_end": None},
-    {"mode": "bridge"},
-    {"bridge": "a-bridge-name-too-long"},
-    {"subnet": "10.213.1.0/24<x/>"},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"subnet": "8.8.8.0/24"},
+        {"subnet": "10.213.1.0/31"},
+        {"dhcp_start": "10.213.1.1", "dhcp_end": "10.213.1.20"},
+        {"dhcp_start": "10.213.2.10", "dhcp_end": "10.213.2.20"},
+        {"dhcp_start": "10.213.1.30", "dhcp_end": "10.213.1.20"},
+        {"dhcp_start": "10.213.1.30", "dhcp_end": None},
+        {"mode": "bridge"},
+        {"bridge": "a-bridge-name-too-long"},
+        {"subnet": "10.213.1.0/24<x/>"},
+    ],
+)
 def test_network_spec_rules(bad: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
         NetworkDefine.model_validate({**NET_SPEC, **bad})
 
 
-@pytest.mark.parametrize("bad", [
-    {"memory_mib": 8},
-    {"vcpus": 0},
-    {"disks": [{"pool": "p", "volume": "v", "capacity_mib": 8}]},
-    {"disks": [{"pool": "p"}]},
-    {"disks": [{"pool": "p", "capacity_mib": 8, "format": "vmdk"}]},
-    {"boot": ["hd", "hd"]},
-    {"boot": ["floppy"]},
-    {"interfaces": [{"network": "n", "mac": "52:54:00:aa:bb"}]},
-    {"interfaces": [{"network": "n", "mac": "52:54:00:aa:bb:cc"},
-                    {"network": "m", "mac": "52:54:00:AA:BB:CC"}]},
-    {"persistent": False, "autostart": True},
-    {"extra": 1},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"memory_mib": 8},
+        {"vcpus": 0},
+        {"disks": [{"pool": "p", "volume": "v", "capacity_mib": 8}]},
+        {"disks": [{"pool": "p"}]},
+        {"disks": [{"pool": "p", "capacity_mib": 8, "format": "vmdk"}]},
+        {"boot": ["hd", "hd"]},
+        {"boot": ["floppy"]},
+        {"interfaces": [{"network": "n", "mac": "52:54:00:aa:bb"}]},
+        {
+            "interfaces": [
+                {"network": "n", "mac": "52:54:00:aa:bb:cc"},
+                {"network": "m", "mac": "52:54:00:AA:BB:CC"},
+            ]
+        },
+        {"persistent": False, "autostart": True},
+        {"extra": 1},
+    ],
+)
 def test_domain_spec_rules(bad: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
         VmDefine.model_validate({**FULL_SPEC, **bad})
@@ -185,21 +202,44 @@ def test_domain_xml_round_trips() -> None:
     assert parse_domain(xml) == spec
 
 
-EXPECTED_PATHS = sorted([
-    "domain", "domain/name", "domain/memory", "domain/vcpu", "domain/metadata",
-    "domain/metadata/instance", *(f"domain/metadata/instance/{k}" for k in
-                                  ("tenant", "job", "node", "created_at")),
-    "domain/os", "domain/os/type", "domain/os/boot", "domain/os/boot", "domain/os/boot",
-    "domain/features", "domain/features/acpi", "domain/devices",
-    *["domain/devices/disk", "domain/devices/disk/driver", "domain/devices/disk/source",
-      "domain/devices/disk/target"] * 2, "domain/devices/disk/readonly",
-    "domain/devices/interface", "domain/devices/interface/source",
-    "domain/devices/interface/mac", "domain/devices/interface/model",
-    "domain/devices/interface", "domain/devices/interface/source",
-    "domain/devices/interface/model",
-    "domain/devices/serial", "domain/devices/serial/target",
-    "domain/devices/console", "domain/devices/console/target",
-])
+EXPECTED_PATHS = sorted(
+    [
+        "domain",
+        "domain/name",
+        "domain/memory",
+        "domain/vcpu",
+        "domain/metadata",
+        "domain/metadata/instance",
+        *(f"domain/metadata/instance/{k}" for k in ("tenant", "job", "node", "created_at")),
+        "domain/os",
+        "domain/os/type",
+        "domain/os/boot",
+        "domain/os/boot",
+        "domain/os/boot",
+        "domain/features",
+        "domain/features/acpi",
+        "domain/devices",
+        *[
+            "domain/devices/disk",
+            "domain/devices/disk/driver",
+            "domain/devices/disk/source",
+            "domain/devices/disk/target",
+        ]
+        * 2,
+        "domain/devices/disk/readonly",
+        "domain/devices/interface",
+        "domain/devices/interface/source",
+        "domain/devices/interface/mac",
+        "domain/devices/interface/model",
+        "domain/devices/interface",
+        "domain/devices/interface/source",
+        "domain/devices/interface/model",
+        "domain/devices/serial",
+        "domain/devices/serial/target",
+        "domain/devices/console",
+        "domain/devices/console/target",
+    ]
+)
 
 
 def _local(path: str) -> str:
@@ -225,8 +265,13 @@ def test_network_xml_round_trips() -> None:
     from ipaddress import IPv4Address, IPv4Network
 
     for mode in ("nat", "route", "isolated"):
-        spec = NetworkSpec("net1", mode, IPv4Network("10.213.7.0/24"), "virbr-x",
-                           (IPv4Address("10.213.7.10"), IPv4Address("10.213.7.20")))
+        spec = NetworkSpec(
+            "net1",
+            mode,
+            IPv4Network("10.213.7.0/24"),
+            "virbr-x",
+            (IPv4Address("10.213.7.10"), IPv4Address("10.213.7.20")),
+        )
         assert parse_network(network_xml(spec)) == spec
     assert ET.fromstring(network_xml(spec)).find("forward") is None  # isolated
 

@@ -106,9 +106,7 @@ def restartable(qemu: LibvirtDriver) -> Any:
     _start_libvirtd()
 
 
-def test_libvirtd_stopped_mid_job(
-    qemu: LibvirtDriver, ctx: JobContext, restartable: None
-) -> None:
+def test_libvirtd_stopped_mid_job(qemu: LibvirtDriver, ctx: JobContext, restartable: None) -> None:
     name = unique("vm")
     qemu.define_domain(vm_spec(name, start=True), ctx)
     outcome: dict[str, BaseException] = {}

@@ -22,33 +22,43 @@ def test_every_action_has_a_rule() -> None:
     assert set(TABLE) == set(VmAction)
 
 
-@pytest.mark.parametrize(("action", "state", "persistent", "ok"), [
-    (A.START, S.DEFINED, True, True),
-    (A.START, S.RUNNING, True, False),
-    (A.START, S.SAVED, True, True),
-    (A.SUSPEND, S.DEFINED, True, False),
-    (A.SUSPEND, S.RUNNING, False, True),
-    (A.RESUME, S.PAUSED, True, True),
-    (A.RESUME, S.RUNNING, True, False),
-    (A.SAVE, S.RUNNING, False, False),
-    (A.SAVE, S.PAUSED, True, True),
-    (A.RESTORE, S.DEFINED, True, False),
-    (A.UNDEFINE, S.RUNNING, True, False),
-    (A.UNDEFINE, S.SAVED, True, True),
-    (A.DESTROY, S.DEFINED, True, False),
-    (A.SHUTDOWN, S.PAUSED, True, False),
-    (A.AUTOSTART, S.RUNNING, False, False),
-    (A.DEFINE, S.UNDEFINED, True, True),
-    (A.DEFINE, S.DEFINED, True, False),
-])
+@pytest.mark.parametrize(
+    ("action", "state", "persistent", "ok"),
+    [
+        (A.START, S.DEFINED, True, True),
+        (A.START, S.RUNNING, True, False),
+        (A.START, S.SAVED, True, True),
+        (A.SUSPEND, S.DEFINED, True, False),
+        (A.SUSPEND, S.RUNNING, False, True),
+        (A.RESUME, S.PAUSED, True, True),
+        (A.RESUME, S.RUNNING, True, False),
+        (A.SAVE, S.RUNNING, False, False),
+        (A.SAVE, S.PAUSED, True, True),
+        (A.RESTORE, S.DEFINED, True, False),
+        (A.UNDEFINE, S.RUNNING, True, False),
+        (A.UNDEFINE, S.SAVED, True, True),
+        (A.DESTROY, S.DEFINED, True, False),
+        (A.SHUTDOWN, S.PAUSED, True, False),
+        (A.AUTOSTART, S.RUNNING, False, False),
+        (A.DEFINE, S.UNDEFINED, True, True),
+        (A.DEFINE, S.DEFINED, True, False),
+    ],
+)
 def test_allowed(action: VmAction, state: VmState, persistent: bool, ok: bool) -> None:
     assert allowed(action, state, persistent) is ok
 
 
 def test_allowed_actions_of_a_running_vm() -> None:
     assert allowed_actions(S.RUNNING, True) == [
-        "shutdown", "destroy", "reboot", "suspend", "save", "autostart",
-        "snapshot_create", "snapshot_revert", "snapshot_delete",
+        "shutdown",
+        "destroy",
+        "reboot",
+        "suspend",
+        "save",
+        "autostart",
+        "snapshot_create",
+        "snapshot_revert",
+        "snapshot_delete",
     ]
     assert "save" not in allowed_actions(S.RUNNING, False)
     assert allowed_actions(S.UNDEFINED, True) == ["define"]

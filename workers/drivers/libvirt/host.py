@@ -11,8 +11,7 @@ from workers.context import JobContext
 from workers.drivers.libvirt.base import LibvirtBase, version_string
 from workers.drivers.libvirt.xml import parse_capabilities
 
-_NODE_KEYS = ("cpu_model", "memory_mib", "cpus", "mhz", "numa_nodes", "sockets", "cores",
-              "threads")
+_NODE_KEYS = ("cpu_model", "memory_mib", "cpus", "mhz", "numa_nodes", "sockets", "cores", "threads")
 
 
 class HostMixin(LibvirtBase):
@@ -21,8 +20,10 @@ class HostMixin(LibvirtBase):
     def version(self) -> str:
         """``libvirt <lib version>, <hypervisor> <version>``."""
         return self._run(
-            lambda c: f"libvirt {version_string(c.getLibVersion())}, "
-            f"{c.getType()} {version_string(c.getVersion())}"
+            lambda c: (
+                f"libvirt {version_string(c.getLibVersion())}, "
+                f"{c.getType()} {version_string(c.getVersion())}"
+            )
         )
 
     def hypervisor_info(self, params: NoParams, ctx: JobContext) -> dict[str, Any]:

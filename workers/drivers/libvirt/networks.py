@@ -69,8 +69,11 @@ class NetworksMixin(LibvirtBase):
     def list_networks(self, params: NoParams, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`HypervisorDriver.list_networks`."""
         return self._run(
-            lambda c: {"networks": sorted((describe_network(n) for n in c.listAllNetworks(0)),
-                                          key=lambda n: n["name"])}
+            lambda c: {
+                "networks": sorted(
+                    (describe_network(n) for n in c.listAllNetworks(0)), key=lambda n: n["name"]
+                )
+            }
         )
 
     def network_info(self, params: NetworkRef, ctx: JobContext) -> dict[str, Any]:

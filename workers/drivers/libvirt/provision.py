@@ -102,7 +102,12 @@ class ProvisionMixin(LibvirtBase):
         )
 
     def _disk(
-        self, conn: libvirt.virConnect, vm: str, index: int, disk: VmDisk, ctx: JobContext,
+        self,
+        conn: libvirt.virConnect,
+        vm: str,
+        index: int,
+        disk: VmDisk,
+        ctx: JobContext,
         made: list[Any],
     ) -> DiskSource:
         """An existing volume, or a new one named ``<vm>-disk<i>-<job tag>`` (reused on a

@@ -16,7 +16,10 @@ from workers.drivers.libvirt.states import VmAction, require
 from workers.drivers.libvirt.xml import parse_domain, snapshot_xml
 
 _STATE_NAMES = {
-    "running": "running", "paused": "paused", "shutoff": "shutoff", "disk-snapshot": "disk-only"
+    "running": "running",
+    "paused": "paused",
+    "shutoff": "shutoff",
+    "disk-snapshot": "disk-only",
 }
 
 
@@ -79,8 +82,10 @@ class SnapshotsMixin(LibvirtBase):
 
         def snapshots(conn: libvirt.virConnect) -> dict[str, Any]:
             dom, _ = owned_domain(conn, params.name, ctx)
-            snaps = sorted((_describe(s) for s in dom.listAllSnapshots(0)),
-                           key=lambda s: (s["created_at"], s["name"]))
+            snaps = sorted(
+                (_describe(s) for s in dom.listAllSnapshots(0)),
+                key=lambda s: (s["created_at"], s["name"]),
+            )
             return {"snapshots": snaps}
 
         return self._run(snapshots)

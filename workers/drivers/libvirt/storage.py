@@ -75,8 +75,11 @@ class StorageMixin(LibvirtBase):
     def list_pools(self, params: NoParams, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`HypervisorDriver.list_pools`."""
         return self._run(
-            lambda c: {"pools": sorted((describe_pool(p) for p in c.listAllStoragePools(0)),
-                                       key=lambda p: p["name"])}
+            lambda c: {
+                "pools": sorted(
+                    (describe_pool(p) for p in c.listAllStoragePools(0)), key=lambda p: p["name"]
+                )
+            }
         )
 
     def pool_info(self, params: PoolRef, ctx: JobContext) -> dict[str, Any]:

@@ -275,8 +275,13 @@ class Capabilities:
     def to_dict(self) -> dict[str, Any]:
         arches = sorted({g["arch"] for g in self.guests})
         types = sorted({t for g in self.guests for t in g["domain_types"]})
-        return {"host_arch": self.host_arch, "host_cpu_model": self.host_cpu_model,
-                "guest_arches": arches, "domain_types": types, "guests": self.guests}
+        return {
+            "host_arch": self.host_arch,
+            "host_cpu_model": self.host_cpu_model,
+            "guest_arches": arches,
+            "domain_types": types,
+            "guests": self.guests,
+        }
 
 
 def parse_capabilities(xml: str) -> Capabilities:
@@ -287,9 +292,11 @@ def parse_capabilities(xml: str) -> Capabilities:
     )
     for guest in root.iterfind("guest"):
         arch = guest.find("arch")
-        caps.guests.append({
-            "os_type": guest.findtext("os_type") or "",
-            "arch": arch.get("name", "") if arch is not None else "",
-            "domain_types": [d.get("type", "") for d in guest.iterfind("arch/domain")],
-        })
+        caps.guests.append(
+            {
+                "os_type": guest.findtext("os_type") or "",
+                "arch": arch.get("name", "") if arch is not None else "",
+                "domain_types": [d.get("type", "") for d in guest.iterfind("arch/domain")],
+            }
+        )
     return caps
