@@ -10,11 +10,13 @@ from celery import Celery, Task
 from celery.signals import worker_ready, worker_shutdown
 
 from agents.celery_hooks import verify_request
+from agents.counting import BrokerCounts
 from agents.outcomes import OutcomeListener
 from agents.relay import Relay, default_middlewares
 from agents.security import RecordSealer, Security, load_security, secure_app
 from nube.broker import INGRESS_QUEUE, RELAY_TASK, make_celery
 from nube.jobs import JobStore
+from nube.placement import Placements
 from nube.redis_client import connect
 from nube.registry import ServiceInstance, heartbeat_while_serving
 from nube.settings import Settings
@@ -27,7 +29,8 @@ def create_agent_app(settings: Settings, security: Security | None = None) -> Ce
     jobs = JobStore(client, RecordSealer(security.sealer))
     app = make_celery(settings, "nube-agent")
     secure_app(app, security, jobs)
-    relay = Relay(app, jobs, default_middlewares(security))
+    middlewares = default_middlewares(security, BrokerCounts(app, jobs), Placements(client))
+    relay = Relay(app, jobs, middlewares)
 
     @app.task(
         name=RELAY_TASK, bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True

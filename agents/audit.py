@@ -185,7 +185,8 @@ class AuditLog:
         while True:
             batch: list[Any] = self.redis.xrange(self.stream, start, end, count=page) or []
             for entry_id, fields in batch:
-                yield Entry.parse(_s(entry_id), (fields or {}).get(b"r", b""))
+                fields = {_s(k): v for k, v in (fields or {}).items()}  # bytes or str clients
+                yield Entry.parse(_s(entry_id), fields.get("r", b""))
             if len(batch) < page:
                 return
             start = "(" + _s(batch[-1][0])

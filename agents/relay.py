@@ -20,9 +20,10 @@ from agents.envelope import Mode
 from agents.middleware import Chain, Middleware, RelayMessage
 from agents.policy import Counts, Policy
 from agents.security import Security
-from nube.catalog import CATALOG
+from nube.catalog import CATALOG, Operation
 from nube.errors import InvalidRequest, NubeError
 from nube.jobs import JobStore
+from nube.placement import PINNED, Placements
 from nube.summary import summarize, target_of
 
 log = logging.getLogger("nube.agent")
@@ -58,12 +59,22 @@ class Log(Middleware):
 
 
 class Route(Middleware):
-    """Chooses the worker queue: the operation's shared queue unless pinned to a node."""
+    """Chooses the worker queue: the service's shared queue, or for an operation on an existing
+    VM (tag ``pinned``) the queue of the node where it lives."""
+
+    def __init__(self, placements: Placements | None = None) -> None:
+        self.placements = placements
 
     def before_relay(self, message: RelayMessage) -> None:
         op = CATALOG.get(message.operation)
-        node = message.notes.get("node")
+        node = self._node(op, message)
         message.queue = f"{op.queue}.{node}" if node else op.queue
+
+    def _node(self, op: Operation, message: RelayMessage) -> str | None:
+        name = message.params.get("name")
+        if self.placements is None or PINNED not in op.tags or not isinstance(name, str):
+            return None
+        return self.placements.node_of(op.service, message.tenant, name)
 
 
 class PolicyCheck(Middleware):
@@ -116,12 +127,18 @@ class Audit(Middleware):
         )
 
 
-def default_middlewares(security: Security | None = None) -> list[Middleware]:
-    """Audit, validate, log, policy, route; without ``security`` (tests): no audit or policy."""
-    if security is None or security.mode is Mode.PASSIVE:
-        head: list[Middleware] = [Audit(security.audit)] if security else []
-        return [*head, Validate(), Log(), Route()]
-    return [Audit(security.audit), Validate(), Log(), PolicyCheck(security.policy), Route()]
+def default_middlewares(
+    security: Security | None = None,
+    counts: Counts | None = None,
+    placements: Placements | None = None,
+) -> list[Middleware]:
+    """Audit, validate, log, policy, route; passive mode (debugging) skips the policy."""
+    route = Route(placements)
+    if security is None:
+        return [Validate(), Log(), route]
+    if security.mode is Mode.PASSIVE:
+        return [Audit(security.audit), Validate(), Log(), route]
+    return [Audit(security.audit), Validate(), Log(), PolicyCheck(security.policy, counts), route]
 
 
 class Relay:

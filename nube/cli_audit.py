@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -10,6 +9,8 @@ import redis
 import typer
 
 from agents.audit import AuditLog, VerifyReport, verify_file
+from nube.redis_client import connect
+from nube.settings import load_settings_or_exit
 
 audit_app = typer.Typer(help="The tamper-evident audit log")
 
@@ -45,8 +46,8 @@ def verify_cmd(
     """
     reports: list[tuple[str, VerifyReport]] = []
     if use_redis:
-        url = redis_url or os.environ.get("NUBE_REDIS_URL", "redis://127.0.0.1:6379/0")
-        reports.append(("redis", AuditLog(redis.Redis.from_url(url)).verify()))
+        client = redis.Redis.from_url(redis_url) if redis_url else connect(load_settings_or_exit())
+        reports.append(("redis", AuditLog(client).verify()))
     if file is not None:
         reports.append((str(file), verify_file(file)))
     for source, report in reports:

@@ -96,17 +96,26 @@ class Settings(BaseModel):
 
 
 def _resolve_files(environ: Mapping[str, str]) -> dict[str, str]:
-    """``NUBE_X_FILE`` → ``NUBE_X`` = the file's content (trailing newline stripped)."""
+    """``NUBE_X_FILE`` → ``NUBE_X`` = the file's content (trailing newline stripped).
+
+    A variable that names a setting itself (``NUBE_AUDIT_FILE``, ``NUBE_POLICY_FILE``) is a
+    value, not a secret file.
+    """
     env = {k: v for k, v in environ.items() if k.startswith(PREFIX)}
     for key, path in list(env.items()):
-        if key.endswith("_FILE"):
-            target = key[: -len("_FILE")]
-            try:
-                env[target] = Path(path).read_text().rstrip("\n")
-            except OSError as e:
-                raise SettingsError(f"{key}: cannot read {path}: {e.strerror}") from e
-            del env[key]
+        if _field_of(key) in Settings.model_fields or not key.endswith("_FILE"):
+            continue
+        target = key[: -len("_FILE")]
+        try:
+            env[target] = Path(path).read_text().rstrip("\n")
+        except OSError as e:
+            raise SettingsError(f"{key}: cannot read {path}: {e.strerror}") from e
+        del env[key]
     return env
+
+
+def _field_of(variable: str) -> str:
+    return variable[len(PREFIX) :].lower()
 
 
 class SettingsError(Exception):
@@ -116,7 +125,7 @@ class SettingsError(Exception):
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Read and validate the settings from ``environ`` (default: ``os.environ``)."""
     env = _resolve_files(os.environ if environ is None else environ)
-    fields = {name.lower()[len(PREFIX) :]: value for name, value in env.items()}
+    fields = {_field_of(name): value for name, value in env.items()}
     known = {k: v for k, v in fields.items() if k in Settings.model_fields}
     try:
         return Settings.model_validate(known)

@@ -48,12 +48,29 @@ def libvirt_available() -> bool:
     )
 
 
+#: The test stack's policy: open by default; tenant ``restricted`` has tight rules.
+TEST_POLICY = """
+version: 1
+admin_bypass: true
+default:
+  containers: {images: ["*"]}
+tenants:
+  restricted:
+    containers: {images: ["busybox*"], max_memory: 64m, max_containers: 1}
+    vms: {max_vcpus: 1, max_memory_mib: 128, max_vms: 1}
+"""
+
+
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """Redis, the agent, a container worker, a VM worker (qemu:///system) and the API."""
     need(shutil.which("redis-server") is not None, "redis-server")
     uri = "qemu:///system" if libvirt_available() else "test:///default"
-    s = Stack(workdir=tmp_path_factory.mktemp("stack"), libvirt_uri=uri)
+    workdir = tmp_path_factory.mktemp("stack")
+    (workdir / "policy.yaml").write_text(TEST_POLICY)
+    env = {"NUBE_POLICY_FILE": str(workdir / "policy.yaml"),
+           "NUBE_AUDIT_FILE": str(workdir / "audit.jsonl")}
+    s = Stack(workdir=workdir, libvirt_uri=uri, extra_env=env)
     try:
         s.start_redis()
         s.start_agent()

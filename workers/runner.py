@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from nube.catalog import Operation
 from nube.errors import InvalidRequest, NubeError, Timeout, WorkerLost
 from nube.jobs import JobStatus, JobStore
+from nube.placement import PLACES, RELEASES, Placements
 from nube.settings import Settings
 from workers.context import JobContext
 from workers.drivers import load_driver
@@ -68,8 +69,20 @@ class Runtime:
             result = self._call(op, params, ctx)
         except NubeError as e:
             return self._handle_error(task, op, job_id, e)
+        self._place(op, params, ctx)
         self.jobs.finish(job_id, result)
         return result
+
+    def _place(self, op: Operation, params: dict[str, Any], ctx: JobContext) -> None:
+        """Record (or drop) where the resource an operation made (or removed) lives."""
+        name = params.get("name")
+        if not isinstance(name, str) or not ({PLACES, RELEASES} & set(op.tags)):
+            return
+        placements = Placements(self.jobs.redis)
+        if PLACES in op.tags:
+            placements.record(op.service, ctx.tenant, name, self.settings.node)
+        else:
+            placements.forget(op.service, ctx.tenant, name)
 
     def _call(self, op: Operation, params: dict[str, Any], ctx: JobContext) -> Any:
         try:

@@ -64,7 +64,7 @@ def _op(
 
 def _vm(*args: object, **extra: object) -> Operation:
     """An operation on an existing VM: pinned to the node where it lives."""
-    return _op(*args, tags=PINNED, **extra)  # type: ignore[arg-type]
+    return _op(*args, **{"tags": PINNED, **extra})  # type: ignore[arg-type]
 
 
 VM = "/v1/vms/<name>"
@@ -103,6 +103,7 @@ _DOMAINS = [
         "define_domain",
         creates=True,
         time_limit=300,
+        tags=("places",),
     ),
     _vm(
         "info",
@@ -163,6 +164,7 @@ _DOMAINS = [
         "Remove a stopped VM, optionally its storage",
         "undefine_domain",
         time_limit=120,
+        tags=(*PINNED, "releases"),
     ),
     _vm(
         "autostart",

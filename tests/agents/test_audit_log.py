@@ -181,3 +181,18 @@ def test_mirror_file_is_complete_ordered_and_verifiable(redis_url: str, tmp_path
     path.write_text("\n".join(edited) + "\n")
     report = verify_file(path)
     assert (report.problem, report.seq, report.entry) == (Problem.ALTERED, 10, "line 10")
+
+
+def test_reads_through_a_decoding_client(redis_url: str) -> None:
+    """The API and agent use ``decode_responses=True`` clients: reads must work with them too."""
+    import redis as redis_lib
+
+    from agents.audit import AuditEvent, AuditLog, Query
+
+    client = redis_lib.Redis.from_url(redis_url, decode_responses=True)
+    client.delete("nube:audit:decoding", "nube:audit:decoding:head")
+    log = AuditLog(client, stream="nube:audit:decoding", head="nube:audit:decoding:head")
+    log.append(AuditEvent(operation="vms.list", outcome="routed", tenant="acme"))
+    records, _ = log.query(Query(tenant="acme"))
+    assert [r["operation"] for r in records] == ["vms.list"]
+    assert log.verify().ok

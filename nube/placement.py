@@ -1,0 +1,34 @@
+"""Where each VM lives: the node whose worker defined it.
+
+A VM lives on one hypervisor, so every operation on an existing VM (catalog tag ``pinned``) must
+reach that node's worker. Workers record a placement when an operation tagged ``places``
+succeeds and drop it after one tagged ``releases``; the agent routes pinned operations to
+``vms.<node>``.
+"""
+
+from __future__ import annotations
+
+import redis
+
+PLACES, RELEASES, PINNED = "places", "releases", "pinned"
+
+
+class Placements:
+    """``nube:placement:<service>:<tenant>:<name>`` → node."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.redis = client
+
+    @staticmethod
+    def key(service: str, tenant: str, name: str) -> str:
+        return f"nube:placement:{service}:{tenant}:{name}"
+
+    def record(self, service: str, tenant: str, name: str, node: str) -> None:
+        self.redis.set(self.key(service, tenant, name), node)
+
+    def forget(self, service: str, tenant: str, name: str) -> None:
+        self.redis.delete(self.key(service, tenant, name))
+
+    def node_of(self, service: str, tenant: str, name: str) -> str | None:
+        node = self.redis.get(self.key(service, tenant, name))
+        return str(node) if node else None
