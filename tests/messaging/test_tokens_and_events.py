@@ -102,3 +102,17 @@ def test_events_stream_follows_the_job(stack: Stack, api: NubeClient) -> None:
         ]
     assert events[0] == "job" and events[-1] in ("succeeded", "job")
     assert api.job(job["id"])["status"] == "succeeded"
+
+
+def test_services_and_nodes_show_live_workers(stack: Stack, api: NubeClient) -> None:
+    services = api.request("GET", "/v1/services").json()["services"]
+    assert {"agent", "containers", "vms"} <= set(services)
+    run = next(op for op in services["containers"]["operations"] if op["name"] == "containers.run")
+    assert run["path"] == "/v1/containers" and "image" in run["parameters"]["properties"]
+    for kind in ("agent", "containers", "vms"):
+        assert services[kind]["instances"], kind
+    vms = services["vms"]["instances"][0]
+    assert vms["driver"] and vms["backend_version"] and vms["queues"][0] == "vms"
+    nodes = api.request("GET", "/v1/nodes").json()["nodes"]
+    kinds = {s["kind"] for node in nodes for s in node["services"]}
+    assert kinds == {"agent", "containers", "vms"}
