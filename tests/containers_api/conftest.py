@@ -131,5 +131,3 @@ def wait_http(url: str, timeout: float = 10.0) -> requests.Response:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
-
-

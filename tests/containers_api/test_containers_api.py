@@ -88,15 +88,22 @@ def test_port_mapping_serves_http_on_a_random_host_port(api: NubeClient) -> None
         api,
         "POST",
         "/v1/containers",
-        {"image": IMAGE, "detach": True, "command": ["sh", "-c", script],
-         "ports": ["127.0.0.1::8080"]},
+        {
+            "image": IMAGE,
+            "detach": True,
+            "command": ["sh", "-c", script],
+            "ports": ["127.0.0.1::8080"],
+        },
     )
     assert run["state"] == "running"
     ports = ok(api, "GET", f"/v1/containers/{run['id']}/port")["ports"]
     assert len(ports) == 1, ports
     mapping = ports[0]
     assert (mapping["container_port"], mapping["protocol"], mapping["host_ip"]) == (
-        8080, "tcp", "127.0.0.1")
+        8080,
+        "tcp",
+        "127.0.0.1",
+    )
     bound = inspect("container", run["id"])["NetworkSettings"]["Ports"]["8080/tcp"]  # type: ignore[index]
     assert bound == [{"HostIp": "127.0.0.1", "HostPort": str(mapping["host_port"])}]
     url = f"http://127.0.0.1:{mapping['host_port']}/index.html"
@@ -115,14 +122,25 @@ def test_port_mapping_serves_http_on_a_random_host_port(api: NubeClient) -> None
 
 def test_exec_logs_diff_commit_and_images(api: NubeClient, name: Name) -> None:
     script = "echo line1; echo oops >&2; echo committed > /added.txt; exec sleep 300"
-    run = ok(api, "POST", "/v1/containers",
-             {"image": IMAGE, "detach": True, "command": ["sh", "-c", script]})
+    run = ok(
+        api,
+        "POST",
+        "/v1/containers",
+        {"image": IMAGE, "detach": True, "command": ["sh", "-c", script]},
+    )
     c = f"/v1/containers/{run['id']}"
     # exec: real output, exit code, env and workdir; it waits until the script wrote its file
     wait_file = "while [ ! -f /added.txt ]; do sleep 0.05; done"
-    out = ok(api, "POST", f"{c}/exec", {
-        "command": ["sh", "-c", f"{wait_file}; echo $GREETING; pwd; cat /added.txt; exit 4"],
-        "env": {"GREETING": "hi"}, "workdir": "/tmp"})
+    out = ok(
+        api,
+        "POST",
+        f"{c}/exec",
+        {
+            "command": ["sh", "-c", f"{wait_file}; echo $GREETING; pwd; cat /added.txt; exit 4"],
+            "env": {"GREETING": "hi"},
+            "workdir": "/tmp",
+        },
+    )
     assert (out["exit_code"], out["stdout"]) == (4, "hi\n/tmp\ncommitted\n")
     missing = ok(api, "POST", f"{c}/exec", {"command": ["no-such-binary"]})
     assert missing["exit_code"] in (126, 127)
@@ -136,14 +154,20 @@ def test_exec_logs_diff_commit_and_images(api: NubeClient, name: Name) -> None:
     assert "A /added.txt" in docker("diff", run["id"]).stdout.splitlines()
     # commit: an image of the tenant, whose containers hold the file
     repo = name("commit")
-    image = ok(api, "POST", f"{c}/commit",
-               {"repository": repo, "tag": "v1", "author": "Ada", "message": "add a file"})
+    image = ok(
+        api,
+        "POST",
+        f"{c}/commit",
+        {"repository": repo, "tag": "v1", "author": "Ada", "message": "add a file"},
+    )
     assert image["tags"] == [f"{repo}:v1"]
     engine_image = inspect("image", f"{repo}:v1")
     assert engine_image is not None and engine_image["Id"] == image["id"]
     assert engine_image["Config"]["Labels"]["nube.tenant"] == api.tenant  # type: ignore[attr-defined]
     assert (engine_image["Author"], engine_image["Comment"]) == ("Ada", "add a file")
-    out = ok(api, "POST", "/v1/containers", {"image": f"{repo}:v1", "command": ["cat", "/added.txt"]})
+    out = ok(
+        api, "POST", "/v1/containers", {"image": f"{repo}:v1", "command": ["cat", "/added.txt"]}
+    )
     assert (out["exit_code"], out["stdout"]) == (0, "committed\n")
     # images: list, inspect, history, tag, remove
     listed = ok(api, "GET", "/v1/images", params={"name": repo})["images"]
