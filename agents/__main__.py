@@ -6,7 +6,7 @@ import logging
 import sys
 
 from agents.app import create_agent_app
-from nube.broker import INGRESS_QUEUE
+from nube.broker import INGRESS_QUEUE, run_worker
 from nube.settings import exit_on_bad_setting, load_settings_or_exit
 
 
@@ -15,21 +15,7 @@ def main(argv: list[str]) -> None:
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(name)s %(message)s")
     with exit_on_bad_setting():
         app = create_agent_app(settings)
-    app.worker_main(
-        [
-            "worker",
-            "--queues",
-            INGRESS_QUEUE,
-            "--hostname",
-            app.conf.nube_instance_name,
-            "--loglevel",
-            settings.log_level,
-            "--task-events",
-            "--without-mingle",
-            "--without-gossip",
-            *argv,
-        ]
-    )
+    run_worker(app, [INGRESS_QUEUE], settings, argv)
 
 
 if __name__ == "__main__":

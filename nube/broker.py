@@ -74,3 +74,23 @@ def make_celery(settings: Settings, main: str, catalog: Catalog = CATALOG) -> Ce
         worker_hijack_root_logger=False,
     )
     return app
+
+
+def run_worker(app: Celery, queues: list[str], settings: Settings, extra: list[str]) -> None:
+    """Run ``app`` as a Celery worker on ``queues`` (blocks until it shuts down).
+
+    Mingle and gossip are off: nube's services find each other through the registry, and every
+    control message would have to be sealed anyway.
+    """
+    app.worker_main(
+        [
+            "worker",
+            f"--queues={','.join(queues)}",
+            f"--hostname={app.conf.nube_instance_name}",
+            f"--loglevel={settings.log_level}",
+            "--task-events",
+            "--without-mingle",
+            "--without-gossip",
+            *extra,
+        ]
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 
+from nube.broker import run_worker
 from nube.settings import exit_on_bad_setting, load_settings_or_exit
 from workers.app import create_worker_app, queues_for
 
@@ -18,21 +19,7 @@ def main(argv: list[str]) -> None:
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(name)s %(message)s")
     with exit_on_bad_setting():
         app = create_worker_app(settings, service)
-    app.worker_main(
-        [
-            "worker",
-            "--queues",
-            ",".join(queues_for(service, settings)),
-            "--hostname",
-            app.conf.nube_instance_name,
-            "--loglevel",
-            settings.log_level,
-            "--task-events",
-            "--without-mingle",
-            "--without-gossip",
-            *extra,
-        ]
-    )
+    run_worker(app, queues_for(service, settings), settings, extra)
 
 
 if __name__ == "__main__":
