@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar, cast
@@ -9,7 +10,7 @@ from typing import Any, TypeVar, cast
 from flask import g, request
 
 from api.services import services
-from nube.errors import Forbidden, Unauthorized
+from nube.errors import Forbidden, RateLimited, Unauthorized
 from nube.tokens import TokenInfo
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -28,6 +29,22 @@ def authenticate() -> TokenInfo:
     return services().tokens.resolve(secret.strip())
 
 
+def enforce_rate_limit(token: TokenInfo) -> None:
+    """At most ``NUBE_RATE_LIMIT`` requests per token per minute (a fixed window in Redis)."""
+    svc = services()
+    limit = svc.settings.rate_limit
+    if not limit:
+        return
+    window = int(time.time() // 60)
+    key = f"nube:rate:{token.id}:{window}"
+    pipe = svc.redis.pipeline()
+    pipe.incr(key)
+    pipe.expire(key, 120)
+    count = int(pipe.execute()[0])
+    if count > limit:
+        raise RateLimited(retry_after=60 - int(time.time()) % 60)
+
+
 def require(scope: str) -> Callable[[F], F]:
     """Decorator: the request must carry a token that grants ``scope``."""
 
@@ -37,6 +54,7 @@ def require(scope: str) -> Callable[[F], F]:
             token = authenticate()
             if not token.allows(scope):
                 raise Forbidden(scope=scope)
+            enforce_rate_limit(token)
             g.token = token
             return view(*args, **kwargs)
 

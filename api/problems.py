@@ -37,15 +37,15 @@ def problem(status: int, code: str, title: str, detail: str, **extra: Any) -> Re
         "instance": request.path,
         **extra,
     }
-    response = Response(json.dumps(body), status=status, mimetype="application/problem+json")
-    if status == 429 and "retry_after" in extra:
-        response.headers["Retry-After"] = str(extra["retry_after"])
-    return response
+    return Response(json.dumps(body), status=status, mimetype="application/problem+json")
 
 
 def from_error(error: NubeError) -> Response:
     extra = {"details": error.details} if error.details else {}
-    return problem(error.status, error.code, error.title, error.message, **extra)
+    response = problem(error.status, error.code, error.title, error.message, **extra)
+    if "retry_after" in error.details:
+        response.headers["Retry-After"] = str(error.details["retry_after"])
+    return response
 
 
 def from_validation(error: ValidationError) -> Response:

@@ -38,6 +38,9 @@ class Settings(BaseModel):
         default=None, description="Docker engine address (default: DOCKER_HOST or the socket)"
     )
     max_body_bytes: int = Field(default=1 << 20, ge=1024, description="Largest accepted body")
+    rate_limit: int = Field(
+        default=1200, ge=0, description="Requests per minute per token (0: unlimited)"
+    )
     max_wait_seconds: int = Field(default=60, ge=0, le=300, description="Longest long-poll")
     result_expires_days: int = Field(default=7, ge=1, description="How long results are kept")
     visibility_timeout: int = Field(
