@@ -34,6 +34,12 @@ class Settings(BaseModel):
         description="This worker's node name; its pinned queues are `<service>.<node>`",
     )
     libvirt_uri: str = Field(default="test:///default", description="libvirt connection URI")
+    vm_domain_type: Literal["kvm", "qemu", "test"] | None = Field(
+        default=None, description="Domain type of new VMs (default: kvm where libvirt offers it)"
+    )
+    vm_pool_root: Path = Field(
+        default=Path("/var/lib/nube/pools"), description="Where directory storage pools live"
+    )
     docker_host: str | None = Field(
         default=None, description="Docker engine address (default: DOCKER_HOST or the socket)"
     )

@@ -70,3 +70,13 @@ def test_settings_that_name_files_are_values(tmp_path: Path) -> None:
     s = load_settings({"NUBE_AUDIT_FILE": str(tmp_path / "audit.jsonl"),
                        "NUBE_POLICY_FILE": str(tmp_path / "policy.yaml")})
     assert s.audit_file == tmp_path / "audit.jsonl" and s.policy_file == tmp_path / "policy.yaml"
+
+
+def test_vm_settings_reach_the_driver() -> None:
+    from workers.drivers import load_driver
+
+    s = load_settings({"NUBE_VM_DOMAIN_TYPE": "qemu", "NUBE_VM_POOL_ROOT": "/srv/pools"})
+    driver = load_driver("vms", s)
+    assert driver._wanted_type == "qemu" and driver.pool_root == "/srv/pools"
+    with pytest.raises(SettingsError, match="NUBE_VM_DOMAIN_TYPE"):
+        load_settings({"NUBE_VM_DOMAIN_TYPE": "xen"})

@@ -16,5 +16,10 @@ def load_driver(service: str, settings: Settings) -> Any:
     if service == "vms":
         from workers.drivers.libvirt import LibvirtDriver
 
-        return LibvirtDriver(uri=settings.libvirt_uri, node=settings.node)
+        return LibvirtDriver(
+            uri=settings.libvirt_uri,
+            node=settings.node,
+            domain_type=settings.vm_domain_type,
+            pool_root=str(settings.vm_pool_root),
+        )
     raise ValueError(f"no driver for service {service!r}")
