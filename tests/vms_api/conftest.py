@@ -172,8 +172,9 @@ def failed(job: dict[str, Any], code: str) -> dict[str, Any]:
     return dict(job["error"])
 
 
-def call(client: NubeClient, method: str, path: str, body: dict[str, Any] | None = None,
-         **params: Any) -> dict[str, Any]:
+def call(
+    client: NubeClient, method: str, path: str, body: dict[str, Any] | None = None, **params: Any
+) -> dict[str, Any]:
     """Submit and wait for the finished job (``Prefer: wait``)."""
     return client.submit(method, path, body, params=params or None, wait=WAIT)
 

@@ -43,8 +43,15 @@ def test_life_cycle_of_a_diskless_vm(
     info = ok(call(vm_api, "GET", f"/v1/vms/{name}"))
     assert info["state"] == "running" and info["uuid"] == dom.UUIDString()
     assert info["allowed_actions"] == [
-        "shutdown", "destroy", "reboot", "suspend", "save", "autostart",
-        "snapshot_create", "snapshot_revert", "snapshot_delete",
+        "shutdown",
+        "destroy",
+        "reboot",
+        "suspend",
+        "save",
+        "autostart",
+        "snapshot_create",
+        "snapshot_revert",
+        "snapshot_delete",
     ]
 
     paused = ok(act(vm_api, name, "suspend"))
@@ -100,7 +107,9 @@ def test_list_filters(vm_api: NubeClient, raw: libvirt.virConnect) -> None:
     define_vm(vm_api, off)
     ok(act(vm_api, paused, "suspend"))
     assert (vm_state(raw, running), vm_state(raw, paused), vm_state(raw, off)) == (
-        RUNNING, PAUSED, SHUTOFF,
+        RUNNING,
+        PAUSED,
+        SHUTOFF,
     )
     expected = {
         "all": {running, paused, off},

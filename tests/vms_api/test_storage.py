@@ -28,8 +28,9 @@ def test_pool_volume_vm_and_snapshots(
     denied = api_error(lambda: call(vm_api, "POST", "/v1/storage-pools", {"name": pool}))
     assert denied.status == 403 and not exists(raw.storagePoolLookupByName, pool)
 
-    defined = ok(call(admin, "POST", "/v1/storage-pools",
-                      {"name": pool, "build": False, "start": False}))
+    defined = ok(
+        call(admin, "POST", "/v1/storage-pools", {"name": pool, "build": False, "start": False})
+    )
     assert (defined["type"], defined["active"], defined["persistent"]) == ("dir", False, True)
     lv_pool = raw.storagePoolLookupByName(pool)
     path = defined["path"]
@@ -39,25 +40,40 @@ def test_pool_volume_vm_and_snapshots(
     assert ok(call(admin, "POST", f"{pools}/start"))["active"] is True
     assert lv_pool.isActive() == 1
 
-    data = ok(call(vm_api, "POST", f"{pools}/volumes",
-                   {"name": "data0", "capacity_mib": 16, "format": "qcow2"}))
+    data = ok(
+        call(
+            vm_api,
+            "POST",
+            f"{pools}/volumes",
+            {"name": "data0", "capacity_mib": 16, "format": "qcow2"},
+        )
+    )
     assert (data["format"], data["capacity_bytes"]) == ("qcow2", 16 * MIB)
     lv_vol = lv_pool.storageVolLookupByName("data0")
     assert lv_vol.info()[1] == 16 * MIB and "<format type='qcow2'/>" in lv_vol.XMLDesc(0)
 
     name = unique("disk")
-    vm = ok(call(vm_api, "POST", "/v1/vms", {
-        "name": name, "memory_mib": 64,
-        "disks": [{"pool": pool, "volume": "data0"}, {"pool": pool, "capacity_mib": 8}],
-    }))
+    vm = ok(
+        call(
+            vm_api,
+            "POST",
+            "/v1/vms",
+            {
+                "name": name,
+                "memory_mib": 64,
+                "disks": [{"pool": pool, "volume": "data0"}, {"pool": pool, "capacity_mib": 8}],
+            },
+        )
+    )
     new_volume = vm["disks"][1]["volume"]
     assert new_volume.startswith(f"{name}-disk1-")
     assert [(d["pool"], d["volume"], d["format"]) for d in vm["disks"]] == [
-        (pool, "data0", "qcow2"), (pool, new_volume, "qcow2"),
+        (pool, "data0", "qcow2"),
+        (pool, new_volume, "qcow2"),
     ]
     dom = raw.lookupByName(name)
     sources = dom.XMLDesc(0)
-    assert f"volume='data0'" in sources and f"volume='{new_volume}'" in sources
+    assert "volume='data0'" in sources and f"volume='{new_volume}'" in sources
 
     # snapshots: create → list → revert → delete
     snaps = f"/v1/vms/{name}/snapshots"
@@ -103,13 +119,17 @@ def test_pool_volume_vm_and_snapshots(
     assert not exists(raw.storagePoolLookupByName, pool) and not os.path.exists(path)
 
 
-def test_snapshot_needs_qcow2(vm_api: NubeClient, admin: NubeClient,
-                              raw: libvirt.virConnect) -> None:
+def test_snapshot_needs_qcow2(
+    vm_api: NubeClient, admin: NubeClient, raw: libvirt.virConnect
+) -> None:
     pool = unique("pool")
     ok(call(admin, "POST", "/v1/storage-pools", {"name": pool}))
     name = unique("raw")
-    spec: dict[str, Any] = {"name": name, "memory_mib": 64,
-                            "disks": [{"pool": pool, "capacity_mib": 4, "format": "raw"}]}
+    spec: dict[str, Any] = {
+        "name": name,
+        "memory_mib": 64,
+        "disks": [{"pool": pool, "capacity_mib": 4, "format": "raw"}],
+    }
     define = call(vm_api, "POST", "/v1/vms", spec)
     ok(define)
     job = call(vm_api, "POST", f"/v1/vms/{name}/snapshots", {"snapshot": "s1"})
