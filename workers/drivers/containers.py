@@ -111,7 +111,7 @@ class ContainerDriver(ABC):
 
     @abstractmethod
     def stop(self, params: ContainerStop, ctx: JobContext) -> Result:
-        """SIGTERM, then SIGKILL after ``timeout`` s; stopping a stopped one succeeds.
+        """SIGTERM, then SIGKILL after ``timeout`` s. Not running: ``Conflict``.
         Returns ``{"id", "state", "exit_code"}``."""
 
     @abstractmethod

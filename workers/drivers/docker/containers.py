@@ -18,7 +18,7 @@ from nube.catalog.containers import (
     ContainerSpec,
     ContainerStop,
 )
-from nube.errors import NotFound, NubeError, Timeout
+from nube.errors import Conflict, NotFound, NubeError, Timeout
 from workers.context import JobContext
 from workers.drivers.docker import output, views
 from workers.drivers.docker.base import HELPER, DockerBase
@@ -26,6 +26,8 @@ from workers.drivers.docker.errors import translated
 from workers.drivers.docker.specs import create_kwargs
 
 _PREDEFINED_NETWORKS = {"bridge", "none"}
+#: States ``stop`` acts on; the engine answers any other with "304 Not Modified", no error.
+_STOPPABLE = {"running", "paused", "restarting"}
 
 
 class ContainersMixin(DockerBase):
@@ -69,6 +71,8 @@ class ContainersMixin(DockerBase):
     def stop(self, params: ContainerStop, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`ContainerDriver.stop`."""
         container = self.container(params.id, ctx)
+        if container.status not in _STOPPABLE:
+            raise Conflict(f"container {params.id} is not running")
         container.stop(timeout=params.timeout)
         return self._state(container)
 
