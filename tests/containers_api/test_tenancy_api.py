@@ -64,6 +64,10 @@ def test_tenant_b_cannot_see_or_touch_tenant_a_resources(
     assert missing["code"] == foreign["code"] == "not_found"
     assert set(missing) == set(foreign)
 
+    # names are per engine: A's name is taken for B too (conflict, not a second container)
+    taken = failed(b, "POST", "/v1/containers/create", {"image": IMAGE, "name": box})
+    assert taken["error"]["code"] == "conflict"
+
     # nothing of A changed on the engine
     assert state(made["id"]) == "running"
     assert inspect("network", net) is not None and inspect("volume", vol) is not None
