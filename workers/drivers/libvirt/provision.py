@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -78,6 +79,7 @@ class ProvisionMixin(LibvirtBase):
         owner = owner_of(dom)
         if owner is None or owner.job != ctx.job_id:
             raise Conflict(f"a VM named '{p.name}' already exists", name=p.name)
+        _wait_started(dom)
         if p.persistent and p.start and state_of(dom) is VmState.DEFINED:
             dom.create()
         return describe(dom, owner, self.node)
@@ -140,6 +142,15 @@ class ProvisionMixin(LibvirtBase):
             _undefine_quietly(dom)
             raise
         return dom
+
+
+def _wait_started(dom: libvirt.virDomain, seconds: float = 30.0) -> None:
+    """Let a start that the first attempt asked for finish: libvirtd completes it after the
+    caller died, and meanwhile the domain is paused with reason "starting up"."""
+    deadline = time.monotonic() + seconds
+    starting = [libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_PAUSED_STARTING_UP]
+    while dom.state(0) == starting and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def _require_network(conn: libvirt.virConnect, name: str) -> None:
