@@ -31,12 +31,26 @@ def ports(raw: dict[str, Any] | None) -> list[dict[str, Any]]:
 
 def container_entry(raw: dict[str, Any]) -> dict[str, Any]:
     """A list entry from the engine's list payload (one call, no per-container inspect)."""
-    mapped = [{"container_port": p.get("PrivatePort"), "protocol": p.get("Type", "tcp"),
-               "host_ip": p.get("IP", ""), "host_port": p.get("PublicPort", 0)}
-              for p in raw.get("Ports") or [] if p.get("PublicPort")]
-    return {"id": raw.get("Id"), "name": (raw.get("Names") or ["/"])[0].lstrip("/"),
-            "image": raw.get("Image"), "state": raw.get("State"), "status": raw.get("Status"),
-            "created": raw.get("Created"), "labels": raw.get("Labels") or {}, "ports": mapped}
+    mapped = [
+        {
+            "container_port": p.get("PrivatePort"),
+            "protocol": p.get("Type", "tcp"),
+            "host_ip": p.get("IP", ""),
+            "host_port": p.get("PublicPort", 0),
+        }
+        for p in raw.get("Ports") or []
+        if p.get("PublicPort")
+    ]
+    return {
+        "id": raw.get("Id"),
+        "name": (raw.get("Names") or ["/"])[0].lstrip("/"),
+        "image": raw.get("Image"),
+        "state": raw.get("State"),
+        "status": raw.get("Status"),
+        "created": raw.get("Created"),
+        "labels": raw.get("Labels") or {},
+        "ports": mapped,
+    }
 
 
 def container_summary(container: Container) -> dict[str, Any]:
