@@ -32,3 +32,8 @@ class Placements:
     def node_of(self, service: str, tenant: str, name: str) -> str | None:
         node = self.redis.get(self.key(service, tenant, name))
         return str(node) if node else None
+
+    def nodes_of_any_tenant(self, service: str, name: str) -> set[str]:
+        """The nodes of every tenant's resource called ``name`` (for admins acting across)."""
+        keys = list(self.redis.scan_iter(match=self.key(service, "*", name), count=500))
+        return {str(node) for node in self.redis.mget(keys) if node} if keys else set()

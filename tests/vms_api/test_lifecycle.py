@@ -180,11 +180,6 @@ def test_undefining_a_running_vm_is_a_conflict(vm_api: NubeClient, raw: libvirt.
     assert job["attempts"] == 1 and vm_state(raw, name) == RUNNING
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="placements are keyed by the caller's tenant: an admin of another tenant acting on a "
-    "VM (allowed by docs/vms.md) is routed to the shared 'vms' queue, not 'vms.<node>'",
-)
 def test_admin_of_another_tenant_is_routed_to_the_vms_node(
     vm_api: NubeClient, make_client: Any
 ) -> None:
@@ -192,5 +187,5 @@ def test_admin_of_another_tenant_is_routed_to_the_vms_node(
     define_vm(vm_api, name, start=True)
     other_admin = make_client(scopes=("admin",))
     job = act(other_admin, name, "suspend")
-    ok(job)  # the admin may act on it (one node here, so the shared queue reaches it) ...
-    assert job["queue"] == f"vms.{job['node']}"  # ... but it was not pinned
+    ok(job)  # the admin may act on it ...
+    assert job["queue"] == f"vms.{job['node']}"  # ... and is routed to the VM's node
