@@ -3,7 +3,7 @@
 Prints µs per message for: json dumps+loads (baseline), the nube-sealed kombu serializer
 (json + AES-256-GCM seal + open + replay guard in memory), and the bare seal+open of bytes;
 and the ratio to the baseline. The agent hop's latency/throughput cost (issue 5) is measured
-once the message path exists (TODO: compare publish → agent → worker vs publish → worker).
+in `bench/bench_message_path.py` (publish → agent → worker against publish → worker).
 
     .venv/bin/python bench/bench_seal.py [--n 2000]
 """
