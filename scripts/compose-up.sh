@@ -40,16 +40,21 @@ log "starting the stack"
 
 api="http://127.0.0.1:${NUBE_API_PORT:-8080}"
 log "waiting for $api/readyz to show every queue served"
-for _ in $(seq 120); do
-  if python3 - "$api" <<'EOF' 2>/dev/null; then break; fi
+ready=0
+for _ in $(seq 180); do
+  if python3 - "$api" <<'EOF' 2>/dev/null; then ready=1; break; fi
 import json, sys, urllib.request
 q = json.load(urllib.request.urlopen(sys.argv[1] + "/readyz", timeout=2)).get("queues", {})
 sys.exit(0 if all(q.get(k) for k in ("nube.ingress", "containers", "vms")) else 1)
 EOF
   sleep 1
 done
+if ((!ready)); then
+  log "not ready after 180 s; see: ${COMPOSE[*]} ps; ${COMPOSE[*]} logs"
+  exit 1
+fi
 
-token=$("${COMPOSE[@]}" exec -T api nube tokens create --tenant local --scope admin --name compose-up | head -1)
+token=$("${COMPOSE[@]}" exec -T api nube tokens create --tenant local --scope admin --name compose-up | sed -n 1p)
 cat <<EOF
 
 nube is up (docker compose).

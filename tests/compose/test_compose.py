@@ -117,12 +117,17 @@ def compose_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeS
         "NUBE_DOCKER_GID": str(os.stat(sock).st_gid) if os.path.exists(sock) else "0",
         "NUBE_IMAGE_TAG": "test",
         "NUBE_LIBVIRT_URI": "test:///default",
+        # another base (e.g. python:3.11-slim-bookworm where a registry is reachable)
+        "NUBE_BASE_IMAGE": os.environ.get("NUBE_BASE_IMAGE", "nube/base:bookworm"),
     }
     env_file = workdir / "compose.env"
     env_file.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
-    # The host's NUBE_*/COMPOSE_* variables would override the env file: leave them out.
+    # The host's NUBE_*/COMPOSE_* variables would override the env file: leave them out, and
+    # DOCKER_BUILDKIT (a docker CLI without buildx refuses to build with it set).
     env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("NUBE_", "COMPOSE_", "DOCKER_"))
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("NUBE_", "COMPOSE_")) and k != "DOCKER_BUILDKIT"
     }
     env.update(values)
     stack = ComposeStack(
