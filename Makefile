@@ -1,5 +1,5 @@
 # nube — the two front-door commands are `make up` and `make test`.
-.PHONY: up test setup lint bench clean
+.PHONY: up test setup lint bench clean compose-up
 
 PY := .venv/bin/python
 
@@ -18,6 +18,9 @@ lint:                ## ruff and mypy
 
 bench: setup         ## benchmarks (ratios against bare baselines measured in the same run)
 	for b in bench/bench_*.py; do $(PY) $$b || exit 1; done
+
+compose-up:          ## the same stack as containers (docker-compose; images built locally)
+	scripts/compose-up.sh
 
 clean:
 	rm -rf .nube .pytest_cache .mypy_cache .ruff_cache
