@@ -71,13 +71,14 @@ def _report(samples: dict[str, list[float]]) -> None:
     print(f"{'way':>7} {'n':>4} {'p50 ms':>8} {'p95 ms':>8} {'ratio':>6} {'added ms':>9}")
     for way, values in samples.items():
         p50 = statistics.median(values)
-        print(f"{way:>7} {len(values):>4} {p50:8.1f} {_pct(values, 0.95):8.1f} "
-              f"{p50 / base:6.2f} {p50 - base:9.1f}")
+        print(
+            f"{way:>7} {len(values):>4} {p50:8.1f} {_pct(values, 0.95):8.1f} "
+            f"{p50 / base:6.2f} {p50 - base:9.1f}"
+        )
 
 
 def _cleanup(engine: docker.DockerClient) -> None:
-    for container in engine.containers.list(all=True,
-                                             filters={"label": f"nube.tenant={TENANT}"}):
+    for container in engine.containers.list(all=True, filters={"label": f"nube.tenant={TENANT}"}):
         container.remove(force=True)
 
 

@@ -28,8 +28,11 @@ from agents.serializer import BINDING_KEY, TASK_CONTENT_TYPE, TASK_SERIALIZER, r
 def _body(size: int) -> list[Any]:
     blob = os.urandom(size // 2).hex()[:size]
     binding = {"task": "containers.run", "job": "0" * 32, "tenant": "acme"}
-    return [[], {"params": {"image": "busybox", "env": {"BLOB": blob}}},
-            {"callbacks": None, BINDING_KEY: binding}]
+    return [
+        [],
+        {"params": {"image": "busybox", "env": {"BLOB": blob}}},
+        {"callbacks": None, BINDING_KEY: binding},
+    ]
 
 
 def _time(fn: Callable[[], object], n: int, repeat: int = 5) -> float:
@@ -56,9 +59,15 @@ def main() -> None:
         body = _body(size)
         raw = json.dumps(body).encode()
         base = _time(lambda b=body: json.loads(json.dumps(b)), n)
-        sealed = _time(lambda b=body: loads(dumps(b, serializer=TASK_SERIALIZER)[2],
-                                            TASK_CONTENT_TYPE, "utf-8",
-                                            accept=[TASK_CONTENT_TYPE]), n)
+        sealed = _time(
+            lambda b=body: loads(
+                dumps(b, serializer=TASK_SERIALIZER)[2],
+                TASK_CONTENT_TYPE,
+                "utf-8",
+                accept=[TASK_CONTENT_TYPE],
+            ),
+            n,
+        )
         bare = _time(lambda r=raw: sealer.open(sealer.seal(r, binding)), n)
         label = f"{size // 1024} KiB"
         print(f"{label:>7} {base:9.1f} {sealed:10.1f} {sealed / base:6.2f} {bare:13.1f}")

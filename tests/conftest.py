@@ -68,8 +68,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     uri = "qemu:///system" if libvirt_available() else "test:///default"
     workdir = tmp_path_factory.mktemp("stack")
     (workdir / "policy.yaml").write_text(TEST_POLICY)
-    env = {"NUBE_POLICY_FILE": str(workdir / "policy.yaml"),
-           "NUBE_AUDIT_FILE": str(workdir / "audit.jsonl")}
+    env = {
+        "NUBE_POLICY_FILE": str(workdir / "policy.yaml"),
+        "NUBE_AUDIT_FILE": str(workdir / "audit.jsonl"),
+    }
     s = Stack(workdir=workdir, libvirt_uri=uri, extra_env=env)
     try:
         s.start_redis()

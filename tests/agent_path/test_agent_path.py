@@ -44,14 +44,23 @@ def test_marker_secret_is_never_readable(stack: Stack, api: NubeClient, flower: 
     need(docker_available(), "the Docker engine")
     marker = f"MARKER{secrets.token_hex(8)}"
     env = {"API_TOKEN": marker}
-    run = api.submit("POST", "/v1/containers", {"image": "busybox:latest", "command": ["true"],
-                                                 "env": env})
+    run = api.submit(
+        "POST", "/v1/containers", {"image": "busybox:latest", "command": ["true"], "env": env}
+    )
     dumps_during = all_key_dumps(stack)
     assert api.job(run["id"], wait=30)["status"] == "succeeded"
-    made = api.submit("POST", "/v1/containers", {"image": "busybox:latest", "command": ["sleep", "30"],
-                                                  "env": env, "detach": True}, wait=30)
-    inspected = api.submit("POST", f"/v1/containers/{made['result']['id']}/exec",
-                           {"command": ["sh", "-c", "echo $API_TOKEN"]}, wait=30)
+    made = api.submit(
+        "POST",
+        "/v1/containers",
+        {"image": "busybox:latest", "command": ["sleep", "30"], "env": env, "detach": True},
+        wait=30,
+    )
+    inspected = api.submit(
+        "POST",
+        f"/v1/containers/{made['result']['id']}/exec",
+        {"command": ["sh", "-c", "echo $API_TOKEN"]},
+        wait=30,
+    )
     assert inspected["status"] == "succeeded", inspected
     assert inspected["result"]["stdout"].strip() == marker  # the owner reads it over the API
     time.sleep(1)  # let events and results land
@@ -77,16 +86,35 @@ def test_policy_denial_never_reaches_the_engine(stack: Stack, make_client: Clien
         assert job["error"]["code"] == "policy_denied" and job["error"]["details"]["rule"] == rule
         assert "running" not in [e["event"] for e in job["history"]]
     events = subprocess.run(
-        ["docker", "events", "--since", str(since), "--until", str(int(time.time()) + 1),
-         "--filter", "label=nube.tenant=restricted", "--filter", "event=create", "--format", "{{.ID}}"],
-        capture_output=True, text=True, timeout=30,
+        [
+            "docker",
+            "events",
+            "--since",
+            str(since),
+            "--until",
+            str(int(time.time()) + 1),
+            "--filter",
+            "label=nube.tenant=restricted",
+            "--filter",
+            "event=create",
+            "--format",
+            "{{.ID}}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert events.stdout.split() == []
-    audit = make_client(scopes=("admin",)).request(
-        "GET", "/v1/audit", params={"tenant": "restricted", "limit": 1000}).json()["records"]
+    audit = (
+        make_client(scopes=("admin",))
+        .request("GET", "/v1/audit", params={"tenant": "restricted", "limit": 1000})
+        .json()["records"]
+    )
     denied = [r for r in audit if r["decision"] == "denied"]
-    assert {json.loads(r["detail"])["rule"] if isinstance(r["detail"], str) else r["detail"]["rule"]
-            for r in denied} >= {"images", "max_memory"}
+    assert {
+        json.loads(r["detail"])["rule"] if isinstance(r["detail"], str) else r["detail"]["rule"]
+        for r in denied
+    } >= {"images", "max_memory"}
 
 
 def test_container_count_cap(stack: Stack, make_client: ClientFactory) -> None:
@@ -101,19 +129,29 @@ def test_container_count_cap(stack: Stack, make_client: ClientFactory) -> None:
 
 def test_vm_cap_denied_before_libvirt(stack: Stack, make_client: ClientFactory) -> None:
     client = make_client(tenant="restricted")
-    job = client.submit("POST", "/v1/vms", {"name": "nubetest-capped", "memory_mib": 64, "vcpus": 2},
-                        wait=30)
+    job = client.submit(
+        "POST", "/v1/vms", {"name": "nubetest-capped", "memory_mib": 64, "vcpus": 2}, wait=30
+    )
     assert job["status"] == "failed" and job["error"]["details"]["rule"] == "max_vcpus"
     assert "running" not in [e["event"] for e in job["history"]]
 
 
 def test_hardening_defaults_applied(stack: Stack, api: NubeClient) -> None:
     need(docker_available(), "the Docker engine")
-    made = api.submit("POST", "/v1/containers",
-                      {"image": "busybox:latest", "command": ["sleep", "30"], "detach": True}, wait=30)
-    host = json.loads(subprocess.run(
-        ["docker", "inspect", "--format", "{{json .HostConfig}}", made["result"]["id"]],
-        capture_output=True, text=True, check=True).stdout)
+    made = api.submit(
+        "POST",
+        "/v1/containers",
+        {"image": "busybox:latest", "command": ["sleep", "30"], "detach": True},
+        wait=30,
+    )
+    host = json.loads(
+        subprocess.run(
+            ["docker", "inspect", "--format", "{{json .HostConfig}}", made["result"]["id"]],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
     assert host["CapDrop"] == ["ALL"]
     assert "no-new-privileges:true" in host["SecurityOpt"]
     assert host["PidsLimit"] == 256
@@ -159,8 +197,13 @@ def test_audit_log_records_request_and_outcome_and_verifies(stack: Stack, api: N
             break
         time.sleep(0.2)
     assert "routed" in outcomes and "started" in outcomes and "succeeded" in outcomes
-    verify = subprocess.run([sys.executable, "-m", "nube.cli", "audit", "verify"], env=stack.env(),
-                            capture_output=True, text=True, timeout=60)
+    verify = subprocess.run(
+        [sys.executable, "-m", "nube.cli", "audit", "verify"],
+        env=stack.env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert verify.returncode == 0, verify.stdout + verify.stderr
 
 

@@ -67,8 +67,12 @@ def test_service_stops_with_one_line() -> None:
 
 
 def test_settings_that_name_files_are_values(tmp_path: Path) -> None:
-    s = load_settings({"NUBE_AUDIT_FILE": str(tmp_path / "audit.jsonl"),
-                       "NUBE_POLICY_FILE": str(tmp_path / "policy.yaml")})
+    s = load_settings(
+        {
+            "NUBE_AUDIT_FILE": str(tmp_path / "audit.jsonl"),
+            "NUBE_POLICY_FILE": str(tmp_path / "policy.yaml"),
+        }
+    )
     assert s.audit_file == tmp_path / "audit.jsonl" and s.policy_file == tmp_path / "policy.yaml"
 
 
