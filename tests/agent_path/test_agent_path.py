@@ -179,6 +179,9 @@ def test_replayed_message_is_refused_and_audited(stack: Stack, api: NubeClient) 
     finally:
         stack.start_worker("vms")
     assert api.job(job["id"], wait=60)["status"] == "succeeded"
+    # The nonce is marked done by the worker's post-run hook, just after the job is recorded
+    # succeeded; a copy arriving in between is admitted, then skipped (the job is terminal).
+    time.sleep(1)
     raw.lpush("vms", captured)
     for _ in range(100):
         records = [r for r in _audit(stack, job["id"]) if r["outcome"] == "refused"]
