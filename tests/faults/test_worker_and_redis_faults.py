@@ -184,3 +184,62 @@ def test_attempt_cap_fails_worker_lost_and_drains_the_queue(tmp_path: Path) -> N
             assert worker.poll() is None, "the worker itself survived its children"
         finally:
             remove_docker_resources(api.tenant)  # type: ignore[attr-defined]
+
+
+# --- #3 ------------------------------------------------------------------------------------------
+
+
+def expire_visibility(stack: Stack, tags: list[str]) -> None:
+    """Do what kombu's periodic sweep does once ``visibility_timeout`` has passed: put the
+    unacked messages ``tags`` back on their queues (kombu's own ``restore_by_tag``)."""
+    from kombu import Connection
+
+    url = stack.redis_url.replace("redis://", f"redis://:{stack.redis_password}@")
+    with Connection(url) as conn:
+        for tag in tags:
+            conn.default_channel.qos.restore_by_tag(tag)
+
+
+def test_cold_kill_one_of_two_workers_job_completes_on_the_other(tmp_path: Path) -> None:
+    """SIGKILL the whole worker (parent and children) running a job: it completes on the other.
+
+    A cold-killed worker cannot requeue anything: its message stays in Redis' unacked hash until
+    ``visibility_timeout`` passes, and that is at least 960 s (the longest operation's time limit,
+    900 s, plus 60 s; ``check_visibility_timeout``), 3600 s by default. The test checks that the
+    message is held there, then fast-forwards that clock with kombu's own restore of the tag (what
+    the surviving worker's sweep does after the timeout), instead of waiting 16 minutes.
+    """
+    need(docker_available(), "the Docker engine")
+    with private_stack(tmp_path) as stack:
+        stack.start_agent()
+        for node in ("node-a", "node-b"):
+            stack.start_worker("containers", f"worker-{node}", concurrency=1, NUBE_NODE=node)
+        stack.start_api()
+        stack.wait_ready(["nube.ingress", "containers"])
+        api = client_for(stack)
+        started = time.time() - 1
+        try:
+            job = api.submit("POST", "/v1/containers", SLEEPER)
+            wait_for(lambda: _container_creations(job["id"], started) == 1, 30, "the container")
+            first = job_of(stack, job["id"])
+            assert first["status"] == "running" and first["attempts"] == 1
+            victim, survivor = (
+                ("node-a", "node-b") if first["node"] == "node-a" else ("node-b", "node-a")
+            )
+            stack.stop(f"worker-{victim}", signal.SIGKILL)
+            tags = unacked_holding(stack, job["id"])
+            assert len(tags) == 1, "the dead worker's message waits in the unacked hash"
+            time.sleep(1)
+            assert job_of(stack, job["id"])["status"] == "running"
+            expire_visibility(stack, tags)
+            done = api.job(job["id"], wait=60)
+            assert done["status"] == "succeeded", done
+            assert done["node"] == survivor
+            assert done["attempts"] == 2
+            assert done["result"]["exit_code"] == 0
+            assert _container_creations(job["id"], started) == 1
+            assert [e["event"] for e in done["history"]].count("succeeded") == 1
+            wait_for(lambda: not unacked_holding(stack, job["id"]), 10, "the message's ack")
+            assert stack.redis().llen("containers") == 0
+        finally:
+            remove_docker_resources(api.tenant)  # type: ignore[attr-defined]
