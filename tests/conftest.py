@@ -10,13 +10,15 @@ import os
 import secrets
 import shutil
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
 from nube.client import NubeClient
-from nube.devstack import Stack
+from nube.devstack import Stack, free_port
 from nube.tokens import Scope, TokenStore
 
 CI = bool(os.environ.get("CI"))
@@ -145,3 +147,39 @@ def redis_only(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     s.start_redis()
     yield s
     s.stop_all()
+
+
+def wait_http(url: str, timeout: float = 10.0) -> requests.Response:
+    """GET ``url`` until a server answers (a freshly started one may not listen yet)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return requests.get(url, timeout=2)
+        except requests.ConnectionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real registry v2 (Debian's ``docker-registry``) on a free 127.0.0.1 port."""
+    binary = Path("/usr/bin/docker-registry")
+    need(binary.exists(), "docker-registry")
+    root = tmp_path_factory.mktemp("registry")
+    port = free_port()
+    config = root / "config.yml"
+    config.write_text(
+        f"version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n"
+        f"    rootdirectory: {root / 'data'}\n  delete:\n    enabled: true\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n"
+    )
+    proc = subprocess.Popen(
+        [str(binary), "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/v2/")
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

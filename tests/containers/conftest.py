@@ -10,16 +10,12 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-import subprocess
-import time
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import docker
 import pytest
-import requests
 
 from workers.context import JobContext
 from workers.drivers.docker import DockerDriver
@@ -136,44 +132,3 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-@pytest.fixture(scope="session")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real registry v2 (Debian's ``docker-registry``) on a free 127.0.0.1 port."""
-    binary = Path("/usr/bin/docker-registry")
-    if not binary.exists():
-        if os.environ.get("CI"):
-            pytest.fail("docker-registry is not installed")
-        pytest.skip("docker-registry is not installed")
-    root = tmp_path_factory.mktemp("registry")
-    port = free_port()
-    config = root / "config.yml"
-    config.write_text(
-        f"version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n"
-        f"    rootdirectory: {root / 'data'}\n  delete:\n    enabled: true\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n"
-    )
-    proc = subprocess.Popen(
-        [str(binary), "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        _wait_http(f"http://127.0.0.1:{port}/v2/")
-        yield f"127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
-def _wait_http(url: str, timeout: float = 10.0) -> requests.Response:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return requests.get(url, timeout=1)
-        except requests.ConnectionError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
-
-
-wait_http = _wait_http

@@ -24,7 +24,8 @@ from nube.catalog.containers import (
     ContainerStop,
 )
 from nube.errors import Conflict, NotFound
-from tests.containers.conftest import IMAGE, MakeCtx, wait_http
+from tests.conftest import wait_http
+from tests.containers.conftest import IMAGE, MakeCtx
 from workers.context import JobContext
 from workers.drivers.docker import DockerDriver
 

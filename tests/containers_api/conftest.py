@@ -9,17 +9,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
 from nube.client import NubeClient
-from nube.devstack import free_port
 from tests.conftest import ClientFactory, docker_available, need, remove_docker_resources
 
 IMAGE = "busybox:latest"
@@ -95,39 +91,3 @@ def failed(client: NubeClient, method: str, path: str, body: Any = None, **kw: A
 
 def events(job: dict[str, Any]) -> list[str]:
     return [e["event"] for e in job["history"]]
-
-
-@pytest.fixture(scope="session")
-def registry(tmp_path_factory: pytest.TempPathFactory, engine_ready: None) -> Iterator[str]:
-    """A real registry v2 (Debian's ``docker-registry``) on a free 127.0.0.1 port."""
-    binary = Path("/usr/bin/docker-registry")
-    need(binary.exists(), "docker-registry")
-    root = tmp_path_factory.mktemp("registry")
-    port = free_port()
-    config = root / "config.yml"
-    config.write_text(
-        f"version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n"
-        f"    rootdirectory: {root / 'data'}\n  delete:\n    enabled: true\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n"
-    )
-    proc = subprocess.Popen(
-        [str(binary), "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        wait_http(f"http://127.0.0.1:{port}/v2/")
-        yield f"127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
-def wait_http(url: str, timeout: float = 10.0) -> requests.Response:
-    """GET ``url`` until a server answers (a freshly started one may not listen yet)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return requests.get(url, timeout=2)
-        except requests.ConnectionError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)

@@ -9,7 +9,8 @@ from collections.abc import Callable
 import requests
 
 from nube.client import NubeClient
-from tests.containers_api.conftest import IMAGE, docker, inspect, ok, state, wait_http
+from tests.conftest import wait_http
+from tests.containers_api.conftest import IMAGE, docker, inspect, ok, state
 
 Name = Callable[[str], str]
 
