@@ -206,8 +206,10 @@ def install(
     )
     if guard is not None:
 
-        def _postrun(task: Any = None, **_: Any) -> None:
-            if task is not None and task.app is app:
+        def _postrun(task: Any = None, state: str | None = None, **_: Any) -> None:
+            # No state: the task was interrupted (SystemExit when a SIGTERM reaches the pool
+            # child at shutdown), its message is requeued, and the redelivery must be admitted.
+            if task is not None and task.app is app and state is not None:
                 complete_request(guard, task.request)
 
         signals.task_postrun.connect(_postrun, weak=False, dispatch_uid=f"nube.postrun.{id(app)}")
