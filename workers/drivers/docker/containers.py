@@ -160,12 +160,19 @@ class ContainersMixin(DockerBase):
             raise
 
     def _run_to_completion(self, container: Container, timeout: int) -> dict[str, Any]:
+        interrupted = False
         try:
             self._start_or_remove(container)
             code = self._wait(container, timeout)
             return {"id": container.id, "exit_code": code} | self._output(container)
+        except (SystemExit, KeyboardInterrupt):
+            # The worker is shutting down (SIGTERM in the pool child): the message is requeued
+            # and the redelivery finds this container by its label, so keep it.
+            interrupted = True
+            raise
         finally:
-            self._discard(container)
+            if not interrupted:
+                self._discard(container)
 
     def _wait(self, container: Container, timeout: int) -> int:
         try:
