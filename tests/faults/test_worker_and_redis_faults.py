@@ -438,10 +438,11 @@ def test_sigkill_redis_during_submit_burst(tmp_path: Path) -> None:
     Known gap (xfail, with each lost job's history and whereabouts): 0-3 of ~280 accepted jobs
     end in no queue and no unacked entry, never terminal. Seen in the AOF and the logs: the agent
     or a worker was running the job's task when the connection died; Celery "cannot acknowledge
-    after a connection loss", tries to cancel it (worker_cancel_long_running_tasks_on_connection
-    _loss), fails, and the message is later removed from the unacked hash without a requeue (or
-    the task failed on the Redis error and was acked as failed). Messages merely prefetched come
-    back after visibility_timeout (fast-forwarded here, as in #3) and are not counted as lost.
+    after a connection loss", tries to cancel it (``worker_cancel_long_running_tasks_on_``
+    ``connection_loss``) and fails, and the message is later removed from the unacked hash
+    without a requeue (or the task failed on the Redis error and was acked as failed).
+    Messages merely prefetched come back after visibility_timeout (fast-forwarded here, as in
+    #3) and are not counted as lost.
     """
     with private_stack(tmp_path) as stack:
         stack.start_agent()
