@@ -311,6 +311,11 @@ class JobStore:
         pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
         try:
             pubsub.subscribe(self.channel(job_id))
+            job = self.find(job_id)  # it may have ended before the subscription
+            if job is None or job.status.terminal:
+                status = job.status if job else JobStatus.CANCELLED
+                yield {"event": status.value, "status": status.value}
+                return
             while time.monotonic() < deadline:
                 message = pubsub.get_message(timeout=min(deadline - time.monotonic(), 5.0))
                 if message is None:

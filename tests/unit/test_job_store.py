@@ -84,3 +84,11 @@ def test_list_filters_and_pages(store: JobStore) -> None:
     done, _ = store.list("acme", status="succeeded")
     assert [j.id for j in done] == [jobs[2].id]
     assert store.list("nobody") == ([], None)
+
+
+def test_events_of_a_job_that_ended_before_subscribing(store: JobStore) -> None:
+    job = new_job(store)
+    store.finish(job.id, None)
+    started = time.monotonic()
+    assert list(store.events(job.id, timeout=30)) == [{"event": "succeeded", "status": "succeeded"}]
+    assert time.monotonic() - started < 2
