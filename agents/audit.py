@@ -193,8 +193,8 @@ class AuditLog:
 
     def query(self, q: Query) -> tuple[list[dict[str, Any]], str | None]:
         """Matching records, oldest first, at most ``q.limit``; and the cursor for the next page."""
-        start = f"({q.after}" if q.after else (str(int(q.since * 1000)) if q.since else "-")
-        end = str(int(q.until * 1000)) if q.until else "+"
+        start = f"({q.after}" if q.after else (_stream_ms(q.since) if q.since else "-")
+        end = _stream_ms(q.until) if q.until else "+"
         out: list[dict[str, Any]] = []
         for entry in self.entries(start, end):
             if entry.record is not None and q.matches(entry.record):
@@ -251,6 +251,11 @@ class Entry:
             rec.pop("id", None)
             return cls(entry_id, rec)
         return cls(entry_id, None)
+
+
+def _stream_ms(when: float) -> str:
+    """A stream id bound for a Unix time (ids are milliseconds, never negative)."""
+    return str(max(0, int(when * 1000)))
 
 
 def _s(value: bytes | str) -> str:

@@ -23,7 +23,7 @@ class AuditQuery(Params):
     since: datetime | None = Field(default=None, description="ISO 8601 time")
     until: datetime | None = Field(default=None, description="ISO 8601 time")
     limit: int = Field(default=100, ge=1, le=1000)
-    after: str | None = Field(default=None, pattern=r"^\d+-\d+$", description="Cursor")
+    after: str | None = Field(default=None, pattern=r"^\d{1,19}-\d{1,19}$", description="Cursor")
 
 
 @bp.get("")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
 
+from api.audit import AuditQuery
 from api.jobs import JobQuery
 from api.tokens import TokenCreate
 from nube.catalog import CATALOG, Catalog, Operation
@@ -102,121 +104,117 @@ def _job_responses(op: Operation | None = None) -> dict[str, Any]:
     return responses
 
 
+@dataclass(frozen=True)
+class Route:
+    """A route outside the catalog (jobs, tokens, audit, services, health), for the document."""
+
+    path: str
+    method: str
+    operation_id: str
+    summary: str
+    params: tuple[dict[str, Any], ...] = ()
+    answers: str = "json"
+    """``job`` (the job responses), ``json``, ``created``, ``deleted`` or ``stream``."""
+    body: str | None = None
+    public: bool = False
+
+    def spec(self) -> dict[str, Any]:
+        spec: dict[str, Any] = {
+            "operationId": self.operation_id,
+            "summary": self.summary,
+            "tags": [self.operation_id.split(".")[0]],
+            "parameters": list(self.params),
+            "responses": _fixed_responses(self.answers, self.public),
+        }
+        if self.body:
+            schema = {"$ref": REF.format(model=self.body)}
+            spec["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": schema}},
+            }
+        if self.public:
+            spec["security"] = []
+        return spec
+
+
+def _fixed_responses(answers: str, public: bool) -> dict[str, Any]:
+    if answers == "job":
+        return {**_job_responses(), "409": PROBLEM_RESPONSE}
+    ok: dict[str, Any] = {
+        "description": "OK",
+        "content": {"application/json": {"schema": {"type": "object"}}},
+    }
+    first: dict[str, Any] = {
+        "json": {"200": ok},
+        "created": {"201": {**ok, "description": "Created"}},
+        "deleted": {"204": {"description": "Done"}},
+        "stream": {"200": {"description": "Server-Sent Events (text/event-stream)"}},
+    }[answers]
+    if public:
+        return {**first, "503": PROBLEM_RESPONSE}
+    return {**first, **{s: PROBLEM_RESPONSE for s in ("400", "401", "403", "404", "422", "429")}}
+
+
+def _query(schema: dict[str, Any]) -> tuple[dict[str, Any], ...]:
+    return tuple(_param(n, "query", s, False) for n, s in schema["properties"].items())
+
+
 def _fixed_paths(schemas: dict[str, Any]) -> dict[str, Any]:
     _schema(Job, schemas)
     _schema(TokenCreate, schemas)
-    query = _schema(JobQuery, schemas)
+    jobs, audit = _query(_schema(JobQuery, schemas)), _query(_schema(AuditQuery, schemas))
     job_id = _param("job_id", "path", {"type": "string"}, True)
     token_id = _param("token_id", "path", {"type": "string"}, True)
     wait = _param("wait", "query", {"type": "integer", "minimum": 0, "maximum": 60}, False)
-    ok = {
-        "200": {
-            "description": "OK",
-            "content": {"application/json": {"schema": {"type": "object"}}},
-        }
-    }
-    problems = {s: PROBLEM_RESPONSE for s in ("400", "401", "403", "404", "422")}
-    return {
-        "/v1/jobs": {
-            "get": {
-                "operationId": "jobs.list",
-                "summary": "The caller's jobs, newest first",
-                "tags": ["jobs"],
-                "parameters": [
-                    _param(n, "query", s, False) for n, s in query["properties"].items()
-                ],
-                "responses": {**ok, **problems},
-            }
-        },
-        "/v1/jobs/{job_id}": {
-            "get": {
-                "operationId": "jobs.get",
-                "summary": "A job; `?wait=N` long-polls",
-                "tags": ["jobs"],
-                "parameters": [job_id, wait],
-                "responses": _job_responses(),
-            },
-            "delete": {
-                "operationId": "jobs.cancel",
-                "summary": "Cancel a queued job",
-                "tags": ["jobs"],
-                "parameters": [job_id],
-                "responses": {**_job_responses(), "409": PROBLEM_RESPONSE},
-            },
-        },
-        "/v1/jobs/{job_id}/events": {
-            "get": {
-                "operationId": "jobs.events",
-                "summary": "Server-Sent Events of the job",
-                "tags": ["jobs"],
-                "parameters": [job_id],
-                "responses": {"200": {"description": "text/event-stream"}, **problems},
-            }
-        },
-        "/v1/tokens": {
-            "get": {
-                "operationId": "tokens.list",
-                "summary": "List tokens (admin)",
-                "tags": ["tokens"],
-                "responses": {**ok, **problems},
-            },
-            "post": {
-                "operationId": "tokens.create",
-                "summary": "Create a token (admin); the secret is shown once",
-                "tags": ["tokens"],
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "application/json": {"schema": {"$ref": REF.format(model="TokenCreate")}}
-                    },
-                },
-                "responses": {"201": ok["200"], **problems},
-            },
-        },
-        "/v1/tokens/{token_id}": {
-            "delete": {
-                "operationId": "tokens.revoke",
-                "summary": "Revoke a token (admin)",
-                "tags": ["tokens"],
-                "parameters": [token_id],
-                "responses": {"204": {"description": "Revoked"}, **problems},
-            }
-        },
-        "/v1/services": {
-            "get": {
-                "operationId": "services.list",
-                "summary": "Services, operations, live instances",
-                "tags": ["services"],
-                "responses": {**ok, **problems},
-            }
-        },
-        "/v1/nodes": {
-            "get": {
-                "operationId": "nodes.list",
-                "summary": "Nodes with live workers",
-                "tags": ["services"],
-                "responses": {**ok, **problems},
-            }
-        },
-        "/healthz": {
-            "get": {
-                "operationId": "health.alive",
-                "summary": "Alive",
-                "tags": ["health"],
-                "security": [],
-                "responses": ok,
-            }
-        },
-        "/readyz": {
-            "get": {
-                "operationId": "health.ready",
-                "summary": "Redis reachable; queues served",
-                "tags": ["health"],
-                "security": [],
-                "responses": {**ok, "503": PROBLEM_RESPONSE},
-            }
-        },
-    }
+    routes = [
+        Route("/v1/jobs", "get", "jobs.list", "The caller's jobs, newest first", jobs),
+        Route(
+            "/v1/jobs/{job_id}",
+            "get",
+            "jobs.get",
+            "A job; `?wait=N` long-polls",
+            (job_id, wait),
+            "job",
+        ),
+        Route(
+            "/v1/jobs/{job_id}", "delete", "jobs.cancel", "Cancel a queued job", (job_id,), "job"
+        ),
+        Route(
+            "/v1/jobs/{job_id}/events",
+            "get",
+            "jobs.events",
+            "Server-Sent Events of the job",
+            (job_id,),
+            "stream",
+        ),
+        Route("/v1/tokens", "get", "tokens.list", "List tokens (admin)"),
+        Route(
+            "/v1/tokens",
+            "post",
+            "tokens.create",
+            "Create a token (admin); the secret is shown once",
+            (),
+            "created",
+            "TokenCreate",
+        ),
+        Route(
+            "/v1/tokens/{token_id}",
+            "delete",
+            "tokens.revoke",
+            "Revoke a token (admin)",
+            (token_id,),
+            "deleted",
+        ),
+        Route("/v1/audit", "get", "audit.read", "Audit records, oldest first (admin)", audit),
+        Route("/v1/services", "get", "services.list", "Services, operations, live instances"),
+        Route("/v1/nodes", "get", "services.nodes", "Nodes with live workers"),
+        Route("/healthz", "get", "health.alive", "Alive", public=True),
+        Route("/readyz", "get", "health.ready", "Redis reachable; queues served", public=True),
+    ]
+    paths: dict[str, Any] = {}
+    for route in routes:
+        paths.setdefault(route.path, {})[route.method] = route.spec()
+    return paths
 
 
 PROBLEM = {

@@ -196,3 +196,18 @@ def test_reads_through_a_decoding_client(redis_url: str) -> None:
     records, _ = log.query(Query(tenant="acme"))
     assert [r["operation"] for r in records] == ["vms.list"]
     assert log.verify().ok
+
+
+def test_query_times_before_the_epoch_are_clamped(redis_url: str) -> None:
+    """Found by the schema fuzzer: a `since` before 1970 made an invalid stream id (a 500)."""
+    import redis as redis_lib
+
+    from agents.audit import AuditEvent, AuditLog, Query
+
+    client = redis_lib.Redis.from_url(redis_url, decode_responses=True)
+    client.delete("nube:audit:epoch", "nube:audit:epoch:head")
+    log = AuditLog(client, stream="nube:audit:epoch", head="nube:audit:epoch:head")
+    log.append(AuditEvent(operation="vms.list", outcome="routed", tenant="acme"))
+    records, _ = log.query(Query(since=-86400.0, until=None))
+    assert len(records) == 1
+    assert log.query(Query(since=-2.0, until=-1.0)) == ([], None)

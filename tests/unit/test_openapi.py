@@ -24,3 +24,18 @@ def test_every_ref_resolves() -> None:
     doc = openapi_document()
     refs = set(re.findall(r'"\$ref": "#/components/schemas/([^"]+)"', json.dumps(doc)))
     assert refs <= set(doc["components"]["schemas"]), refs - set(doc["components"]["schemas"])
+
+
+def test_fixed_routes_are_documented() -> None:
+    doc = openapi_document()
+    for path, method in [
+        ("/v1/jobs", "get"),
+        ("/v1/jobs/{job_id}", "delete"),
+        ("/v1/jobs/{job_id}/events", "get"),
+        ("/v1/tokens", "post"),
+        ("/v1/audit", "get"),
+        ("/v1/services", "get"),
+        ("/readyz", "get"),
+    ]:
+        assert method in doc["paths"][path], (path, method)
+    assert doc["paths"]["/healthz"]["get"]["security"] == []
