@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import signal
@@ -13,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -237,14 +238,9 @@ def _interrupt(*_: object) -> None:
     raise KeyboardInterrupt
 
 
-def main() -> None:
-    """``make up``: start everything, show a first job, stop everything on Ctrl-C."""
-    import json
-
-    from nube.tokens import Scope, TokenStore
-
-    env = os.environ
-    stack = Stack(
+def _local_stack(env: Mapping[str, str]) -> Stack:
+    """The stack `make up` runs, on the ports and URI the environment names."""
+    return Stack(
         keys=_local_keys(ROOT / ".nube" / "keys"),
         workdir=ROOT / ".nube",
         redis_port=int(env.get("NUBE_REDIS_PORT", "6390")),
@@ -252,31 +248,45 @@ def main() -> None:
         flower_port=int(env.get("NUBE_FLOWER_PORT", "5555")),
         libvirt_uri=env.get("NUBE_LIBVIRT_URI", "test:///default"),
     )
+
+
+def _admin_token(stack: Stack, given: str | None) -> str:
+    """An admin token of tenant `local`, written to `.nube/local.env` with the URLs."""
+    from nube.tokens import Scope, TokenStore
+
+    token, _ = TokenStore(stack.redis()).create("local", [Scope.ADMIN], "make up", secret=given)
+    _write_env(
+        ROOT / ".nube" / "local.env",
+        {
+            "NUBE_URL": stack.api_url,
+            "NUBE_TOKEN": token,
+            "NUBE_FLOWER_URL": stack.flower_url,
+            "NUBE_FLOWER_USER": "admin",
+            "NUBE_FLOWER_PASSWORD": stack.flower_password,
+        },
+    )
+    return token
+
+
+def _announce(stack: Stack, token: str, job: dict[str, object]) -> None:
+    print(f"\nnube is up.\n  API      {stack.api_url}   (docs: {stack.api_url}/docs)")
+    print(f"  Flower   {stack.flower_url}   (admin / {stack.flower_password})")
+    print(f"  token    {token}   (admin, tenant 'local')")
+    print(f"  env      {ROOT / '.nube' / 'local.env'}   (source it to use curl or the CLI)")
+    print(f"\nfirst job: POST /v1/containers → {job['status']}")
+    print(json.dumps({k: job[k] for k in ("id", "status", "result", "error")}, indent=2))
+    print(f"\nlogs in {stack.workdir}/*.log — press Ctrl-C to stop everything.", flush=True)
+
+
+def main() -> None:
+    """``make up``: start everything, show a first job, stop everything on Ctrl-C."""
+    stack = _local_stack(os.environ)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         print("starting redis, agent, workers, api and flower ...", flush=True)
         stack.start_all()
-        token, _ = TokenStore(stack.redis()).create(
-            "local", [Scope.ADMIN], "make up", secret=env.get("NUBE_TOKEN") or None
-        )
-        _write_env(
-            ROOT / ".nube" / "local.env",
-            {
-                "NUBE_URL": stack.api_url,
-                "NUBE_TOKEN": token,
-                "NUBE_FLOWER_URL": stack.flower_url,
-                "NUBE_FLOWER_USER": "admin",
-                "NUBE_FLOWER_PASSWORD": stack.flower_password,
-            },
-        )
-        job = _first_job(stack, token)
-        print(f"\nnube is up.\n  API      {stack.api_url}   (docs: {stack.api_url}/docs)")
-        print(f"  Flower   {stack.flower_url}   (admin / {stack.flower_password})")
-        print(f"  token    {token}   (admin, tenant 'local')")
-        print(f"  env      {ROOT / '.nube' / 'local.env'}   (source it to use curl or the CLI)")
-        print(f"\nfirst job: POST /v1/containers → {job['status']}")
-        print(json.dumps({k: job[k] for k in ("id", "status", "result", "error")}, indent=2))
-        print(f"\nlogs in {stack.workdir}/*.log — press Ctrl-C to stop everything.", flush=True)
+        token = _admin_token(stack, os.environ.get("NUBE_TOKEN") or None)
+        _announce(stack, token, _first_job(stack, token))
         while all(p.poll() is None for p in stack.procs.values()):
             time.sleep(1)
         print("a process exited; stopping the stack", file=sys.stderr)
