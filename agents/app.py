@@ -12,6 +12,7 @@ from celery.signals import worker_ready, worker_shutdown
 from agents.celery_hooks import verify_request
 from agents.counting import BrokerCounts
 from agents.outcomes import OutcomeListener
+from agents.reconciler import Reconciler
 from agents.relay import Relay, default_middlewares
 from agents.security import RecordSealer, Security, load_security, secure_app
 from nube.broker import INGRESS_QUEUE, RELAY_TASK, make_celery
@@ -52,6 +53,7 @@ def create_agent_app(settings: Settings, security: Security | None = None) -> Ce
         ),
     )
     _listen_for_outcomes(app, jobs, security)
+    _reconcile(app, jobs, settings)
     return app
 
 
@@ -61,3 +63,14 @@ def _listen_for_outcomes(app: Celery, jobs: JobStore, security: Security) -> Non
         listener = OutcomeListener(app, jobs, security.audit)
         listener.start()
         worker_shutdown.connect(lambda **_: listener.stop(), weak=False)
+
+
+def _reconcile(app: Celery, jobs: JobStore, settings: Settings) -> None:
+    if not settings.reconcile_seconds:
+        return
+
+    @worker_ready.connect(weak=False)
+    def start(**_: Any) -> None:
+        reconciler = Reconciler(app, jobs, settings.reconcile_seconds)
+        reconciler.start()
+        worker_shutdown.connect(lambda **_: reconciler.stop(), weak=False)

@@ -7,20 +7,14 @@ client that got an error has no half-made job, and a client that got ``202`` has
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
-from kombu.exceptions import OperationalError
-
 from api.services import Services
-from nube.broker import INGRESS_QUEUE, RELAY_TASK
+from nube.broker import publish_relay
 from nube.catalog import Operation
-from nube.errors import BrokerUnavailable
 from nube.jobs import Job, body_fingerprint, new_job_id, now_iso
 from nube.summary import target_of
 from nube.tokens import TokenInfo
-
-log = logging.getLogger("nube.api")
 
 
 def submit(
@@ -48,7 +42,7 @@ def submit(
             svc.jobs.discard(job)
             return bound, False
     try:
-        _publish(svc, job, params, token)
+        publish_relay(svc.celery, svc.jobs, job, envelope_of(job, params, token))
     except Exception:
         svc.jobs.discard(job)
         if idempotency_key:
@@ -57,8 +51,9 @@ def submit(
     return job, True
 
 
-def _publish(svc: Services, job: Job, params: dict[str, Any], token: TokenInfo) -> None:
-    envelope = {
+def envelope_of(job: Job, params: dict[str, Any], token: TokenInfo) -> dict[str, Any]:
+    """The request as the agent receives it."""
+    return {
         "job_id": job.id,
         "operation": job.operation,
         "tenant": job.tenant,
@@ -66,22 +61,3 @@ def _publish(svc: Services, job: Job, params: dict[str, Any], token: TokenInfo) 
         "admin": token.admin,
         "params": params,
     }
-    try:
-        svc.celery.send_task(
-            RELAY_TASK,
-            args=(envelope,),
-            task_id=f"relay-{job.id}",
-            queue=INGRESS_QUEUE,
-            ignore_result=True,
-            headers={
-                "nube": {
-                    "tenant": job.tenant,
-                    "job": job.id,
-                    "op": job.operation,
-                    "target": job.target,
-                }
-            },
-        )
-    except OperationalError as e:
-        log.warning("publishing job %s failed: %s", job.id, e)
-        raise BrokerUnavailable() from e

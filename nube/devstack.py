@@ -47,6 +47,7 @@ class Stack:
     keys: str = field(default_factory=lambda: generate_key().to_line(), repr=False)
     extra_env: dict[str, str] = field(default_factory=dict)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    commands: dict[str, tuple[list[str], dict[str, str]]] = field(default_factory=dict)
 
     @property
     def redis_url(self) -> str:
@@ -92,7 +93,17 @@ class Stack:
             start_new_session=True,
         )
         self.procs[name] = proc
+        self.commands[name] = (argv, env)
         return proc
+
+    def revive(self) -> list[str]:
+        """Start again every service that exited (what a supervisor, or compose's restart
+        policy, does: Celery exits on some broker connection-loss races); returns their names."""
+        dead = [n for n, p in self.procs.items() if n != "redis" and p.poll() is not None]
+        for name in dead:
+            argv, env = self.commands[name]
+            self.spawn(name, argv, **env)
+        return dead
 
     def start_redis(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -287,9 +298,11 @@ def main() -> None:
         stack.start_all()
         token = _admin_token(stack, os.environ.get("NUBE_TOKEN") or None)
         _announce(stack, token, _first_job(stack, token))
-        while all(p.poll() is None for p in stack.procs.values()):
+        while stack.procs["redis"].poll() is None:
+            for name in stack.revive():
+                print(f"{name} exited; started it again (see {name}.log)", file=sys.stderr)
             time.sleep(1)
-        print("a process exited; stopping the stack", file=sys.stderr)
+        print("redis exited; stopping the stack", file=sys.stderr)
     except KeyboardInterrupt:
         print("\nstopping ...", flush=True)
     finally:

@@ -55,6 +55,12 @@ class Settings(BaseModel):
     max_attempts: int = Field(
         default=5, ge=1, description="Deliveries of one job before it fails `worker_lost`"
     )
+    reconcile_seconds: int = Field(
+        default=30,
+        ge=0,
+        description="How often the agent looks for accepted jobs whose messages were lost "
+        "(0: never)",
+    )
     retry_backoff_max: int = Field(default=30, ge=1, description="Longest retry backoff (s)")
     publish_timeout: float = Field(default=5.0, gt=0, description="Broker publish timeout (s)")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
