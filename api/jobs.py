@@ -40,7 +40,11 @@ def list_jobs() -> Response:
         limit=query.limit,
         cursor=query.cursor,
     )
-    body: dict[str, Any] = {"jobs": [job_body(svc, job) for job in jobs], "next_cursor": cursor}
+    served = svc.registry.served_queues()
+    body: dict[str, Any] = {
+        "jobs": [job_body(svc, job, served) for job in jobs],
+        "next_cursor": cursor,
+    }
     if cursor is not None:
         body["links"] = {"next": f"/v1/jobs?limit={query.limit}&cursor={cursor}"}
     return jsonify(body)
@@ -55,10 +59,8 @@ def get_job(job_id: str) -> Response:
     wait = requested_wait(svc.settings.max_wait_seconds)
     if wait and not job.status.terminal:
         job = svc.jobs.wait(job_id, wait) or job
-    response = job_response(svc, job, waited=wait is not None, wait=wait or 0)
-    if not job.status.terminal:
-        response.status_code = 200  # a read of a running job is a successful read
-    return response
+    # a read of a running job is a successful read: 200, not 202
+    return job_response(svc, job, waited=wait is not None, wait=wait or 0, unfinished=200)
 
 
 @bp.delete("/<job_id>")

@@ -11,20 +11,23 @@ from nube.catalog import CATALOG
 from nube.jobs import Job, JobStatus
 
 
-def job_body(svc: Services, job: Job) -> dict[str, Any]:
+def job_body(svc: Services, job: Job, served: set[str] | None = None) -> dict[str, Any]:
+    """The job as clients see it; ``served`` (the queues with live consumers) is read from the
+    registry when not given, so a list reads it once for all its jobs."""
     body = job.model_dump(mode="json", exclude={"seq"})
     body["links"] = {
         "self": f"/v1/jobs/{job.id}",
         "events": f"/v1/jobs/{job.id}/events",
     }
     if job.status == JobStatus.QUEUED:
-        body["waiting"] = waiting_reason(svc, job)
+        body["waiting"] = waiting_reason(
+            job, svc.registry.served_queues() if served is None else served
+        )
     return body
 
 
-def waiting_reason(svc: Services, job: Job) -> str | None:
+def waiting_reason(job: Job, served: set[str]) -> str | None:
     """Says so when no live agent or worker would pick the job up."""
-    served = svc.registry.served_queues()
     relayed = any(event.event == "relayed" for event in job.history)
     if not relayed and "nube.ingress" not in served:
         return "no live agent serves queue 'nube.ingress'; the job waits until one starts"
@@ -33,11 +36,14 @@ def waiting_reason(svc: Services, job: Job) -> str | None:
     return None
 
 
-def job_response(svc: Services, job: Job, waited: bool = False, wait: int = 0) -> Response:
-    """202 while the job runs; once terminal, 200 (201 for a finished create)."""
+def job_response(
+    svc: Services, job: Job, waited: bool = False, wait: int = 0, unfinished: int = 202
+) -> Response:
+    """``unfinished`` (202 for a submission) while the job runs; once terminal, 200 (201 for a
+    finished create)."""
     response = jsonify(job_body(svc, job))
     if not job.status.terminal:
-        response.status_code = 202
+        response.status_code = unfinished
     elif job.status == JobStatus.SUCCEEDED and CATALOG.get(job.operation).creates:
         response.status_code = 201
     else:
