@@ -15,6 +15,7 @@ from typing import Any
 from celery import Celery
 
 from agents.audit import AuditEvent, AuditLog
+from nube.broker import job_of_task
 from nube.jobs import JobStore
 
 log = logging.getLogger("nube.agent")
@@ -53,8 +54,8 @@ class OutcomeListener(threading.Thread):
 
     def record(self, event: dict[str, Any]) -> None:
         """Append one outcome record for an operation's event (relay tasks are skipped)."""
-        job_id = str(event.get("uuid", ""))
-        job = self.jobs.find(job_id) if job_id and not job_id.startswith("relay-") else None
+        job_id, relay = job_of_task(str(event.get("uuid", "")))
+        job = self.jobs.find(job_id) if job_id and not relay else None
         if job is None:
             return
         detail = {"node": event.get("hostname")}

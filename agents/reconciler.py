@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 import redis
 from celery import Celery
 
-from nube.broker import publish_relay
+from nube.broker import publish_relay, relay_task_id
 from nube.jobs import Job, JobStore
 
 log = logging.getLogger("nube.reconciler")
@@ -74,7 +74,7 @@ class Reconciler(threading.Thread):
         return sorted(republish)
 
     def _lost(self, job_id: str, present: set[str]) -> bool:
-        if job_id in present or f"relay-{job_id}" in present:
+        if job_id in present or relay_task_id(job_id) in present:
             return False
         job = self.jobs.find(job_id)
         return job is not None and not job.status.terminal and self._quiet(job)

@@ -21,6 +21,7 @@ from agents.envelope import Binding, Mode, Opened, RedisNonceStore, ReplayGuard,
 from agents.errors import KeyringInvalid, MessageMisbound, PolicyInvalid
 from agents.keyring import Keyring
 from agents.policy import Policy, load_policy
+from nube.broker import job_of_task
 from nube.jobs import JobStore
 from nube.settings import Settings, SettingsError
 
@@ -89,7 +90,7 @@ def refusal_handler(security: Security, jobs: JobStore | None) -> Any:
                 detail={"reason": refusal.reason},
             )
         )
-        job_id = _job_of(refusal)
+        job_id = job_of_task(refusal.job_id)[0] if refusal.job_id else None
         if jobs is not None and job_id:
             jobs.fail(
                 job_id,
@@ -102,13 +103,6 @@ def refusal_handler(security: Security, jobs: JobStore | None) -> Any:
             )
 
     return on_refused
-
-
-def _job_of(refusal: Refusal) -> str | None:
-    job_id = refusal.job_id
-    if job_id and job_id.startswith("relay-"):
-        return job_id[len("relay-") :]
-    return job_id
 
 
 class RecordSealer:

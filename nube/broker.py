@@ -25,6 +25,20 @@ PUBLISH_ERRORS: tuple[type[BaseException], ...] = (OperationalError, *REDIS_ERRO
 SERIALIZER = "json"
 INGRESS_QUEUE = "nube.ingress"
 RELAY_TASK = "agent.relay"
+#: The relay message of job ``<id>`` has task id ``relay-<id>``; the operation's is the job id.
+RELAY_ID_PREFIX = "relay-"
+
+
+def relay_task_id(job_id: str) -> str:
+    return RELAY_ID_PREFIX + job_id
+
+
+def job_of_task(task_id: str) -> tuple[str, bool]:
+    """The job a task id belongs to, and whether it is the job's relay message."""
+    relay = task_id.startswith(RELAY_ID_PREFIX)
+    return (task_id[len(RELAY_ID_PREFIX) :] if relay else task_id), relay
+
+
 #: Seconds of margin between the longest operation's time limit and the visibility timeout.
 VISIBILITY_MARGIN = 60
 
@@ -93,7 +107,7 @@ def publish_relay(app: Celery, jobs: JobStore, job: Job, envelope: dict[str, Any
         app.send_task(
             RELAY_TASK,
             args=(envelope,),
-            task_id=f"relay-{job.id}",
+            task_id=relay_task_id(job.id),
             queue=INGRESS_QUEUE,
             ignore_result=True,
             headers={
