@@ -52,9 +52,7 @@ class Paths:
         self.jobs = JobStore(client, RecordSealer(security.sealer))
         secret, _ = TokenStore(client).create(TENANT, [Scope.READ])
         self.http = NubeClient(stack.api_url, secret)
-        os.environ["BARE_BROKER"] = stack.env()["NUBE_REDIS_URL"].replace(
-            "redis://", f"redis://:{stack.redis_password}@"
-        )
+        os.environ["BARE_BROKER"] = stack.broker_url
         from bench.bare_celery import app as bare
 
         self.bare = bare
@@ -139,9 +137,7 @@ def main() -> None:
             stack.start_worker("vms")
             stack.start_api()
             env = {
-                "BARE_BROKER": stack.env()["NUBE_REDIS_URL"].replace(
-                    "redis://", f"redis://:{stack.redis_password}@"
-                ),
+                "BARE_BROKER": stack.broker_url,
                 "PYTHONPATH": str(ROOT),
             }
             stack.spawn(

@@ -54,6 +54,11 @@ class Stack:
         return f"redis://127.0.0.1:{self.redis_port}/0"
 
     @property
+    def broker_url(self) -> str:
+        """The Redis URL with the password, as Celery clients outside nube's services need it."""
+        return f"redis://:{self.redis_password}@127.0.0.1:{self.redis_port}/0"
+
+    @property
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.api_port}"
 
@@ -157,9 +162,7 @@ class Stack:
                 "-m",
                 "celery",
                 "--broker",
-                self.env()["NUBE_REDIS_URL"].replace(
-                    "redis://", f"redis://:{self.redis_password}@"
-                ),
+                self.broker_url,
                 "flower",
                 "--address=127.0.0.1",
                 f"--port={self.flower_port}",

@@ -224,8 +224,7 @@ def expire_visibility(stack: Stack, tags: list[str]) -> None:
     unacked messages ``tags`` back on their queues (kombu's own ``restore_by_tag``)."""
     from kombu import Connection
 
-    url = stack.redis_url.replace("redis://", f"redis://:{stack.redis_password}@")
-    with Connection(url) as conn:
+    with Connection(stack.broker_url) as conn:
         for tag in tags:
             conn.default_channel.qos.restore_by_tag(tag)
 

@@ -120,7 +120,7 @@ def _push(stack: Stack, envelope: dict, task_id: str | None = None, sealed: bool
     from agents.security import load_security, secure_app
     from nube.settings import load_settings
 
-    app = Celery(broker=f"redis://:{stack.redis_password}@127.0.0.1:{stack.redis_port}/0")
+    app = Celery(broker=stack.broker_url)
     if sealed:
         settings = load_settings({"NUBE_KEYS": stack.keys})
         secure_app(app, load_security(settings, stack.redis()))
