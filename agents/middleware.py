@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from agents.errors import MiddlewareFailed
 from nube.errors import NubeError
 
 log = logging.getLogger("nube.agent")
@@ -62,7 +63,7 @@ class Chain:
                 raise
             except Exception as e:
                 log.exception("middleware %s failed on job %s", middleware.name, message.job_id)
-                raise NubeError(f"relay middleware {middleware.name} failed") from e
+                raise MiddlewareFailed(middleware=middleware.name) from e
 
     def after(self, message: RelayMessage, error: NubeError | None) -> None:
         for middleware in reversed(self.middlewares):

@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -214,15 +214,6 @@ def _wait_until(check: object, timeout: float, what: str) -> None:
                 return
         time.sleep(0.1)
     raise RuntimeError(f"{what} did not become ready in {timeout:.0f} s")
-
-
-@contextlib.contextmanager
-def running(stack: Stack) -> Iterator[Stack]:
-    try:
-        stack.start_all()
-        yield stack
-    finally:
-        stack.stop_all()
 
 
 def _first_job(stack: Stack, token: str) -> dict[str, object]:

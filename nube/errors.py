@@ -41,13 +41,6 @@ class NubeError(Exception):
             "details": _jsonable(self.details),
         }
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> NubeError:
-        """Rebuild the error a worker stored, with the leaf class of its code."""
-        leaf = ERRORS_BY_CODE.get(str(data.get("code")), NubeError)
-        err = leaf(str(data.get("message") or leaf.template), **(data.get("details") or {}))
-        return err
-
 
 def _jsonable(details: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
@@ -182,23 +175,3 @@ class BrokerUnavailable(NubeError):
     title = "Broker unavailable"
     retryable = True
     template = "the message broker is unavailable"
-
-
-ERRORS_BY_CODE: dict[str, type[NubeError]] = {
-    cls.code: cls
-    for cls in (
-        NubeError,
-        InvalidRequest,
-        Unauthorized,
-        Forbidden,
-        PolicyDenied,
-        NotFound,
-        Conflict,
-        IdempotencyKeyReused,
-        RateLimited,
-        Cancelled,
-        Timeout,
-        WorkerLost,
-        BackendUnavailable,
-    )
-}

@@ -7,7 +7,6 @@ tell a client that no live worker serves the queue its job waits on.
 from __future__ import annotations
 
 import contextlib
-import json
 import threading
 import time
 from collections.abc import Callable
@@ -83,7 +82,7 @@ class Heartbeat(threading.Thread):
 
 
 def describe(instances: list[ServiceInstance]) -> list[dict[str, Any]]:
-    return [json.loads(i.model_dump_json()) for i in instances]
+    return [i.model_dump(mode="json") for i in instances]
 
 
 def heartbeat_while_serving(
