@@ -140,7 +140,7 @@ def default_middlewares(
     route = Route(placements)
     if security is None:
         return [Validate(), Log(), route]
-    if security.mode is Mode.PASSIVE:
+    if security.sealer.mode is Mode.PASSIVE:
         return [Audit(security.audit), Validate(), Log(), route]
     return [Audit(security.audit), Validate(), Log(), PolicyCheck(security.policy, counts), route]
 

@@ -39,7 +39,6 @@ class Security:
     guard: ReplayGuard
     audit: AuditLog
     policy: Policy
-    mode: Mode
 
 
 def load_security(settings: Settings, client: redis.Redis) -> Security:
@@ -66,7 +65,7 @@ def load_security(settings: Settings, client: redis.Redis) -> Security:
         RedisNonceStore(client), settings.replay_window_seconds, settings.replay_skew_seconds
     )
     audit = AuditLog(client, mirror=settings.audit_file)
-    return Security(Sealer(ring, mode), guard, audit, policy, mode)
+    return Security(Sealer(ring, mode), guard, audit, policy)
 
 
 def secure_app(app: Celery, security: Security, jobs: JobStore | None = None) -> None:
