@@ -37,7 +37,7 @@ def create_agent_app(settings: Settings, security: Security | None = None) -> Ce
         name=RELAY_TASK, bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True
     )
     def relay_task(self: Task, envelope: dict[str, Any]) -> None:
-        verify_request(self, job_is_task_id=False)
+        verify_request(self)
         relay.relay(envelope)
 
     name = f"agent.{uuid.uuid4().hex[:8]}@{settings.node}"

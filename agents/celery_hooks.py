@@ -1,39 +1,56 @@
 """Glue between the sealed serializers and Celery: binding, redaction, refusals, completion.
 
-Wire with :func:`install` (one call per Celery app, in the worker/agent/API bootstrap), or
-connect the pieces yourself:
+Wire with :func:`install` (one call per Celery app, in the worker/agent/API bootstrap):
 
-- :func:`bind_and_redact` on ``before_task_publish``: puts the binding into the embed and
-  replaces ``argsrepr``/``kwargsrepr`` with a redacted summary (operation, target, tenant).
-- :func:`verify_request` at the start of every task (the Task base class ``__call__``).
+- :class:`SealedAMQP` as the app's AMQP: :func:`bind_and_redact` puts the binding into the
+  embed of every task message it sends and replaces ``argsrepr``/``kwargsrepr`` (in the headers
+  and in the ``task-sent`` event) with a redacted summary (operation, target, tenant).
+- :class:`agents.events.SealedEvents` as the app's events (redacted, then sealed) and
+  :func:`agents.control.seal_control_channel` for broadcasts.
+- :func:`verify_request` at the start of every task.
 - :func:`complete_request` on ``task_postrun``: marks the message's nonce DONE.
 - :class:`RefusingConsumer` as ``worker_consumer``: every message the worker cannot accept
-  (plaintext, pickle, tampered, unknown key, replayed, unknown task) is reported to one
-  callback (audit it, fail its job) before Celery acks or rejects it.
+  (plaintext, pickle, tampered, unknown key, replayed, unknown task, a sealed body copied under
+  another task name or id) is reported to one callback (audit it, fail its job where that is
+  right) before Celery acks or rejects it. A misbound copy is refused before it is decoded, so
+  it never touches the original's nonce.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from celery import Celery, current_task, signals
+from celery.app.amqp import AMQP
+from celery.exceptions import Ignore
 from celery.worker.consumer import Consumer
+from vine import promise
 
+from agents.control import seal_control_channel
 from agents.envelope import Binding, ReplayGuard, peek_header
-from agents.errors import MessageMisbound, MessageNotSealed
+from agents.errors import EnvelopeError, MessageMisbound, MessageNotSealed
+from agents.refusals import (
+    Refusal,
+    RefusalHandler,
+    RefusalReporter,
+    RefusalThrottle,
+    decode_reason,
+    describe_refusal,
+)
 from agents.serializer import (
     BINDING_KEY,
+    EVENT_SERIALIZER,
     RESULT_CONTENT_TYPE,
     RESULT_SERIALIZER,
     SEAL_KEY,
     TASK_CONTENT_TYPE,
     TASK_SERIALIZER,
-    envelope_error_of,
+    registered_codec,
 )
+from nube.broker import job_of_task
 
 logger = logging.getLogger(__name__)
 
@@ -65,8 +82,8 @@ def _tenant_in_kwargs(kwargs: Any) -> str | None:
     return tenant if isinstance(tenant, str) else None
 
 
-def bind_and_redact(body: Any, headers: dict[str, Any], **_: Any) -> None:
-    """``before_task_publish`` receiver: seal the binding in, keep secrets out of headers."""
+def bind_and_redact(body: Any, headers: dict[str, Any]) -> None:
+    """Put the binding into a task body's embed; keep argument values out of its headers."""
     task_name, task_id = headers["task"], headers["id"]
     given = headers.pop(PUBLISH_HEADER, None) or {}
     present = body[2].get(BINDING_KEY)
@@ -90,82 +107,146 @@ def request_binding(request: Any) -> dict[str, Any]:
     return bound
 
 
-def verify_request(task: Any, job_is_task_id: bool = True) -> Binding:
+def misbinding(
+    sealed_task: Any, sealed_job: Any, task: str, task_id: str
+) -> MessageMisbound | None:
+    """Why a sealed binding does not belong to the message carrying it (None when it does).
+
+    An operation's task id is its job id; a relay message's is ``relay-<job id>``.
+    """
+    if sealed_task != task:
+        return MessageMisbound(field="task", sealed=sealed_task, actual=task, job=task_id)
+    if sealed_job != job_of_task(task_id)[0]:
+        return MessageMisbound(field="job", sealed=sealed_job, actual=task_id, job=task_id)
+    return None
+
+
+REFUSED = "nube_refused"
+"""Set on a task request refused at start: its nonce is left as it was."""
+
+
+def verify_request(task: Any) -> Binding:
     """Check the sealed binding against the message that carried it; return it.
 
-    Raises :class:`MessageMisbound` when the sealed task name (or, for operations, the job id)
-    differs from the Celery message's: a sealed body copied into another message never runs.
+    A sealed body copied into another message (another task name or id) never runs: it is
+    reported as a refusal and the task is ignored, leaving the original's nonce untouched.
+    The consumer refuses such copies before decoding them; this is the check after decoding.
     """
     bound = request_binding(task.request)
-    if bound.get("task") != task.name:
-        raise MessageMisbound(field="task", sealed=bound.get("task"), actual=task.name)
-    if job_is_task_id and bound.get("job") != task.request.id:
-        raise MessageMisbound(field="job", sealed=bound.get("job"), actual=task.request.id)
+    error = misbinding(bound.get("task"), bound.get("job"), task.name, task.request.id)
+    if error is not None:
+        setattr(task.request, REFUSED, True)
+        _reporter(task.app).report(_refusal_of_request(task, bound, error))
+        raise Ignore()
     return Binding(bound["task"], bound["job"], bound["tenant"])
+
+
+def _refusal_of_request(task: Any, bound: dict[str, Any], error: MessageMisbound) -> Refusal:
+    return Refusal(
+        reason=str(error.details["reason"]),
+        message=error.message,
+        job_id=task.request.id,
+        task=task.name,
+        tenant=bound.get("tenant"),
+        content_type=TASK_CONTENT_TYPE,
+    )
 
 
 def complete_request(guard: ReplayGuard, request: Any) -> None:
     """Mark the request's message DONE in the replay guard (call when the task finished)."""
+    if getattr(request, REFUSED, False):
+        return
     bound = getattr(request, BINDING_KEY, None)
     seal = bound.get(SEAL_KEY) if isinstance(bound, dict) else None
     if isinstance(seal, dict) and isinstance(seal.get("nonce"), str):
         guard.complete(seal["nonce"])
 
 
+class SealedAMQP(AMQP):
+    """Celery's AMQP; every task message is bound and redacted before it is sent.
+
+    Here rather than in ``before_task_publish``: the ``task-sent`` event is built from the
+    message before that signal, and must show the redacted summary too.
+    """
+
+    def _create_task_sender(self) -> Any:
+        send = super()._create_task_sender()
+
+        def send_task_message(
+            producer: Any, name: str, message: Any, *, headers: Any = None, **kwargs: Any
+        ) -> Any:
+            merged = {**message.headers, **(headers or {})}
+            bind_and_redact(message.body, merged)
+            message.headers.clear()
+            message.headers.update(merged)
+            if message.sent_event is not None:
+                message.sent_event.update(args=merged["argsrepr"], kwargs=merged["kwargsrepr"])
+            return send(producer, name, message, **kwargs)
+
+        return send_task_message
+
+
 # --- refusals ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Refusal:
-    """A message the worker refused: what it claimed to be, and why it was refused."""
-
-    reason: str
-    message: str
-    job_id: str | None
-    task: str | None
-    tenant: str | None
-    content_type: str | None
-
-    @property
-    def code(self) -> str:
-        return "message_rejected"
+def _reporter(app: Celery) -> RefusalReporter:
+    reporter: RefusalReporter | None = getattr(app, "nube_refusals", None)
+    return reporter or RefusalReporter(None, RefusalThrottle())
 
 
-RefusalHandler = Callable[[Refusal], None]
+def _is_control(message: Any) -> bool:
+    exchange = (getattr(message, "delivery_info", None) or {}).get("exchange") or ""
+    return str(exchange).endswith("pidbox")
 
 
-def describe_refusal(message: Any, exc: BaseException | None, reason: str) -> Refusal:
-    """Build a :class:`Refusal` from a kombu message and the error that refused it."""
+def _misbound_copy(message: Any) -> EnvelopeError | None:
+    """Why a task message must be refused before it is decoded: a sealed body under another
+    message's task name or id (None when its readable header matches the message).
+
+    A mismatching header is then authenticated, so a tampered message is refused as tampered
+    (checks keep their order: authentication, then binding); the replay guard is never asked.
+    """
     headers = getattr(message, "headers", None) or {}
-    env_err = envelope_error_of(exc)
-    peek = peek_header(getattr(message, "body", b"") or b"")
-    return Refusal(
-        reason=env_err.reason if env_err else reason,
-        message=str(env_err or exc or reason),
-        job_id=headers.get("id") or (peek.job if peek else None),
-        task=headers.get("task") or (peek.task if peek else None),
-        tenant=peek.tenant if peek else None,
-        content_type=getattr(message, "content_type", None),
-    )
+    body = getattr(message, "body", b"") or b""
+    peek = peek_header(body)
+    if peek is None or not isinstance(headers.get("task"), str) or "id" not in headers:
+        return None
+    misbound = misbinding(peek.task, peek.job, headers["task"], str(headers["id"]))
+    codec = registered_codec()
+    if misbound is not None and codec is not None:
+        try:
+            codec.sealer.open(body)
+        except EnvelopeError as e:
+            return e
+    return misbound
 
 
 class RefusingConsumer(Consumer):
     """Celery's consumer, reporting every refused message before it is acked or rejected."""
 
     def _report(self, message: Any, exc: BaseException | None, reason: str) -> None:
-        handler: RefusalHandler | None = getattr(self.app, "nube_on_refused", None)
-        refusal = describe_refusal(message, exc, reason)
-        logger.warning("refused message job=%s reason=%s", refusal.job_id, refusal.reason)
-        if handler is None:
-            return
-        try:
-            handler(refusal)
-        except Exception:  # the refusal must still be acked, never redelivered in a loop
-            logger.exception("refusal handler failed for job %s", refusal.job_id)
+        channel = "control" if _is_control(message) else "task"
+        _reporter(self.app).report(describe_refusal(message, exc, reason, channel=channel))
+
+    def create_task_handler(self, promise: Any = promise) -> Any:
+        handle = super().create_task_handler(promise)
+
+        def on_task_received(message: Any) -> Any:
+            refused = _misbound_copy(message)
+            if refused is None:
+                return handle(message)
+            self._report(message, refused, "misbound")
+            message.ack()
+            return None
+
+        return on_task_received
 
     def on_decode_error(self, message: Any, exc: Exception) -> None:
-        self._report(message, exc, "undecodable")
-        super().on_decode_error(message, exc)
+        # Not Celery's: it logs the body (which may hold secrets) with a traceback. On Redis,
+        # the control channel's undecodable messages land here too.
+        self._report(message, exc, decode_reason(exc))
+        with contextlib.suppress(Exception):
+            message.ack()
 
     def on_invalid_task(self, body: Any, message: Any, exc: Exception) -> None:
         self._report(message, exc, "not_sealed")
@@ -181,29 +262,37 @@ class RefusingConsumer(Consumer):
 
 
 def configure(app: Celery) -> None:
-    """Make the sealed serializers the only accepted content of ``app``."""
+    """Make sealed content the only content ``app`` sends and accepts: tasks, results, events
+    and the control channel."""
     app.conf.update(
         task_serializer=TASK_SERIALIZER,
         result_serializer=RESULT_SERIALIZER,
+        event_serializer=EVENT_SERIALIZER,
         accept_content=[TASK_CONTENT_TYPE],
         result_accept_content=[RESULT_CONTENT_TYPE],
         worker_consumer="agents.celery_hooks:RefusingConsumer",
     )
+    # Celery builds these lazily from the class names; drop any already built.
+    app.amqp_cls = "agents.celery_hooks:SealedAMQP"
+    app.events_cls = "agents.events:SealedEvents"
+    for built in ("amqp", "events", "control"):
+        app.__dict__.pop(built, None)
 
 
 def install(
-    app: Celery, guard: ReplayGuard | None, on_refused: RefusalHandler | None = None
+    app: Celery,
+    guard: ReplayGuard | None,
+    on_refused: RefusalHandler | None = None,
+    throttle: RefusalThrottle | None = None,
 ) -> None:
-    """Configure ``app`` and connect the publish and completion hooks.
+    """Configure ``app`` and connect the completion hook; refusals go to ``on_refused``.
 
     Register the serializers first (:func:`agents.serializer.register`). Task-start
-    verification stays with the Task base class: call :func:`verify_request` in ``__call__``.
+    verification stays with the task: call :func:`verify_request` first thing.
     """
     configure(app)
-    app.nube_on_refused = on_refused
-    signals.before_task_publish.connect(
-        bind_and_redact, weak=False, dispatch_uid="nube.bind_and_redact"
-    )
+    app.nube_refusals = RefusalReporter(on_refused, throttle or RefusalThrottle())
+    seal_control_channel(app, app.nube_refusals)
     if guard is not None:
 
         def _postrun(task: Any = None, state: str | None = None, **_: Any) -> None:
@@ -217,6 +306,5 @@ def install(
 
 def uninstall(app: Celery) -> None:
     """Disconnect what :func:`install` connected (tests; the signals are process-global)."""
-    signals.before_task_publish.disconnect(dispatch_uid="nube.bind_and_redact")
     signals.task_postrun.disconnect(dispatch_uid=f"nube.postrun.{id(app)}")
-    app.nube_on_refused = None
+    app.nube_refusals = None

@@ -343,16 +343,24 @@ class ReplayGuard:
     def ttl_s(self) -> int:
         return self.window_s + self.skew_s
 
-    def check_fresh(self, header: Header) -> None:
+    def check_fresh(self, header: Header, window_s: int | None = None) -> None:
         """Raise :class:`MessageExpired` outside ``[now - window, now + skew]``."""
+        window_s = self.window_s if window_s is None else window_s
         age_ms = int(self._clock() * 1000) - header.ts
-        if age_ms > self.window_s * 1000 or -age_ms > self.skew_s * 1000:
-            raise MessageExpired(age_s=round(age_ms / 1000), window_s=self.window_s, **_ids(header))
+        if age_ms > window_s * 1000 or -age_ms > self.skew_s * 1000:
+            raise MessageExpired(age_s=round(age_ms / 1000), window_s=window_s, **_ids(header))
 
     def admit(self, header: Header) -> None:
         """Check freshness and claim the nonce; raise if expired or already completed."""
         self.check_fresh(header)
         if self.store.claim(header.nonce, self.ttl_s) is NonceState.DONE:
+            raise MessageReplayed(nonce=header.nonce, **_ids(header))
+
+    def admit_once(self, header: Header, scope: str, window_s: int) -> None:
+        """Admit a broadcast once per receiver: fresh within ``window_s``, never seen by
+        ``scope`` before (every node gets its own copy of a fanout message)."""
+        self.check_fresh(header, window_s)
+        if self.store.claim(f"{header.nonce}@{scope}", window_s + self.skew_s) is not None:
             raise MessageReplayed(nonce=header.nonce, **_ids(header))
 
     def complete(self, nonce: str) -> None:

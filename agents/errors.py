@@ -65,10 +65,22 @@ class MessageReplayed(EnvelopeError):
 
 
 class MessageMisbound(EnvelopeError):
+    """A sealed body under another message's task name or id (a copy, or a forgery)."""
+
     reason = "misbound"
     template = (
         "the sealed binding does not match the message: {field} is {sealed!r}, not {actual!r}"
     )
+    #: The audit reason per mismatched field: ``task`` is the task name, ``job`` its id.
+    FIELD_REASONS: ClassVar[dict[str, str]] = {
+        "task": "misbound_task_name",
+        "job": "misbound_task_id",
+        "tenant": "misbound_tenant",
+    }
+
+    def __init__(self, message: str | None = None, **details: object) -> None:
+        details.setdefault("reason", self.FIELD_REASONS.get(str(details.get("field")), "misbound"))
+        super().__init__(message, **details)
 
 
 class ModeNotAllowed(EnvelopeError):

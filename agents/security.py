@@ -16,11 +16,11 @@ from celery import Celery
 
 from agents import celery_hooks, serializer
 from agents.audit import AuditEvent, AuditLog, Decision
-from agents.celery_hooks import Refusal
 from agents.envelope import Binding, Mode, Opened, RedisNonceStore, ReplayGuard, Sealer
 from agents.errors import KeyringInvalid, MessageMisbound, PolicyInvalid
 from agents.keyring import Keyring
 from agents.policy import Policy, load_policy
+from agents.refusals import Refusal
 from nube.broker import job_of_task
 from nube.jobs import JobStore
 from nube.settings import Settings, SettingsError
@@ -78,6 +78,9 @@ def refusal_handler(security: Security, jobs: JobStore | None) -> Any:
     """Audit a refused message and, when it names a job, fail that job."""
 
     def on_refused(refusal: Refusal) -> None:
+        detail: dict[str, Any] = {"reason": refusal.reason, "channel": refusal.channel}
+        if refusal.channel != "task":
+            detail.update(sender=refusal.sender, suppressed=refusal.suppressed)
         security.audit.append(
             AuditEvent(
                 operation=refusal.task or "-",
@@ -86,11 +89,11 @@ def refusal_handler(security: Security, jobs: JobStore | None) -> Any:
                 tenant=refusal.tenant,
                 job_id=refusal.job_id,
                 actor="worker",
-                detail={"reason": refusal.reason},
+                detail=detail,
             )
         )
         job_id = job_of_task(refusal.job_id)[0] if refusal.job_id else None
-        if jobs is not None and job_id:
+        if jobs is not None and job_id and refusal.fails_job:
             jobs.fail(
                 job_id,
                 {

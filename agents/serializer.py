@@ -12,10 +12,18 @@ to the worker as ``task.request.nube``. The worker then checks it against the re
 
 ``nube-sealed-result`` (``application/x-nube-sealed-result``) is for results: the result meta
 dict is sealed and bound to its ``task_id``; results are read many times, so no replay guard.
+
+``nube-sealed-control`` is for the control channel (Celery's broadcasts and their replies:
+Flower's inspect and control commands). A broadcast reaches every node once, so each process
+admits a control message once, within a short window (:data:`CONTROL_WINDOW_S`).
+
+``nube-sealed-event`` is for Celery's events (``task-sent``, ``worker-heartbeat`` ...): sealed so
+that the broker's pub/sub channels carry nothing readable and a forged event is not believed.
 """
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from kombu.exceptions import EncodeError
@@ -24,7 +32,7 @@ from kombu.serialization import registry
 from kombu.utils.json import dumps as json_dumps
 from kombu.utils.json import loads as json_loads
 
-from agents.envelope import Binding, Header, ReplayGuard, Sealer
+from agents.envelope import Binding, Header, Opened, ReplayGuard, Sealer
 from agents.errors import EnvelopeError, MessageMisbound, MessageNotSealed
 
 TASK_SERIALIZER = "nube-sealed"
@@ -35,6 +43,15 @@ BINDING_KEY = "nube"
 """Key of the binding in the protocol-2 embed dict (and so of ``task.request``)."""
 SEAL_KEY = "seal"
 """Key, inside the decoded binding, of the envelope's ``{nonce, kid, ts}``."""
+CONTROL_SERIALIZER = "nube-sealed-control"
+CONTROL_CONTENT_TYPE = "application/x-nube-sealed-control"
+CONTROL_TASK = "celery.control"
+"""The task name a control message is bound to (its job is the command, or ``reply``)."""
+CONTROL_WINDOW_S = 60
+"""How old a control message may be: Celery's broadcasts wait for replies a second or two."""
+EVENT_SERIALIZER = "nube-sealed-event"
+EVENT_CONTENT_TYPE = "application/x-nube-sealed-event"
+EVENT_TASK = "celery.event"
 
 
 def binding_of_body(body: Any) -> Binding:
@@ -66,6 +83,8 @@ class SealedCodec:
     def __init__(self, sealer: Sealer, guard: ReplayGuard | None) -> None:
         self.sealer = sealer
         self.guard = guard
+        self.instance = uuid.uuid4().hex
+        """This process's name in the replay guard for broadcasts (each node admits them once)."""
 
     def encode_task(self, body: Any) -> bytes:
         binding = binding_of_body(body)
@@ -84,6 +103,33 @@ class SealedCodec:
         seal = {"nonce": opened.header.nonce, "kid": opened.header.kid, "ts": opened.header.ts}
         body[2][BINDING_KEY] = {**inner.as_dict(), SEAL_KEY: seal}
         return body
+
+    def encode_control(self, body: Any) -> bytes:
+        command = body.get("method") if isinstance(body, dict) else None
+        binding = Binding(CONTROL_TASK, str(command or "reply"), "-")
+        return self.sealer.seal(json_dumps(body).encode(), binding)
+
+    def decode_control(self, data: bytes | str) -> Any:
+        opened = self._open_as(data, CONTROL_TASK)
+        if self.guard is not None:
+            self.guard.admit_once(opened.header, self.instance, CONTROL_WINDOW_S)
+        return _loads(opened.body)
+
+    def encode_event(self, event: Any) -> bytes:
+        kind = event.get("type") if isinstance(event, dict) else "multi"
+        return self.sealer.seal(json_dumps(event).encode(), Binding(EVENT_TASK, str(kind), "-"))
+
+    def decode_event(self, data: bytes | str) -> Any:
+        opened = self._open_as(data, EVENT_TASK)
+        if self.guard is not None:
+            self.guard.check_fresh(opened.header)
+        return _loads(opened.body)
+
+    def _open_as(self, data: bytes | str, task: str) -> Opened:
+        opened = self.sealer.open(data)
+        if opened.header.task != task:
+            raise MessageMisbound(field="task", sealed=opened.header.task, actual=task)
+        return opened
 
     def encode_result(self, meta: Any) -> bytes:
         return self.sealer.seal(json_dumps(meta).encode(), result_binding(meta))
@@ -118,20 +164,33 @@ def _check_same(header: Header, inner: Binding) -> None:
 
 
 def register(sealer: Sealer, guard: ReplayGuard | None) -> SealedCodec:
-    """Register both serializers with kombu's registry (idempotent: re-registering replaces)."""
+    """Register the four serializers with kombu's registry (re-registering replaces)."""
     codec = SealedCodec(sealer, guard)
-    kombu_register(
-        TASK_SERIALIZER, codec.encode_task, codec.decode_task, TASK_CONTENT_TYPE, "utf-8"
-    )
-    kombu_register(
-        RESULT_SERIALIZER, codec.encode_result, codec.decode_result, RESULT_CONTENT_TYPE, "utf-8"
-    )
+    for name, encode, decode, content_type in (
+        (TASK_SERIALIZER, codec.encode_task, codec.decode_task, TASK_CONTENT_TYPE),
+        (RESULT_SERIALIZER, codec.encode_result, codec.decode_result, RESULT_CONTENT_TYPE),
+        (CONTROL_SERIALIZER, codec.encode_control, codec.decode_control, CONTROL_CONTENT_TYPE),
+        (EVENT_SERIALIZER, codec.encode_event, codec.decode_event, EVENT_CONTENT_TYPE),
+    ):
+        kombu_register(name, encode, decode, content_type, "utf-8")
+    global _registered
+    _registered = codec
     return codec
 
 
+_registered: SealedCodec | None = None
+
+
+def registered_codec() -> SealedCodec | None:
+    """The codec behind the registered serializers (kombu's registry is process-wide too)."""
+    return _registered
+
+
 def unregister() -> None:
-    """Remove both serializers (tests)."""
-    for name in (TASK_SERIALIZER, RESULT_SERIALIZER):
+    """Remove the serializers (tests)."""
+    global _registered
+    _registered = None
+    for name in (TASK_SERIALIZER, RESULT_SERIALIZER, CONTROL_SERIALIZER, EVENT_SERIALIZER):
         if name in registry.name_to_type:
             registry.unregister(name)
 

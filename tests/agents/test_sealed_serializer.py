@@ -8,8 +8,11 @@ replayed messages refused (never run) and reported with their job id.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import pickle
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,10 +25,11 @@ from kombu.serialization import dumps, loads
 from kombu.utils.json import dumps as json_dumps
 
 from agents import celery_hooks
-from agents.celery_hooks import Refusal
 from agents.envelope import Binding, MemoryNonceStore, RedisNonceStore, ReplayGuard, Sealer
 from agents.errors import MessageMisbound, MessageReplayed
+from agents.events import redact_event
 from agents.keyring import Keyring, generate_key
+from agents.refusals import Refusal
 from agents.serializer import (
     BINDING_KEY,
     RESULT_CONTENT_TYPE,
@@ -34,6 +38,7 @@ from agents.serializer import (
     TASK_SERIALIZER,
     envelope_error_of,
     register,
+    registered_codec,
     unregister,
 )
 
@@ -256,19 +261,34 @@ def test_replay_of_a_finished_job_is_refused(
     assert app.nube_ran == ["job-once"]  # type: ignore[attr-defined]
 
 
-def test_body_moved_to_another_task_id_never_runs(
+def test_copies_under_another_id_or_name_are_refused_and_leave_the_nonce(
     celery_app: tuple[Celery, list], r: redis.Redis
 ) -> None:
-    app, _ = celery_app
-    _publish(app, "job-a")
-    msg = json.loads(r.lpop("celery") or b"")
-    msg["headers"]["id"] = "job-b"
-    _inject(r, msg)
+    app, refused = celery_app
+    original = _publish(app, "job-a")
+    raw = r.lpop("celery") or b""
+    copies = []
+    for field, value in (("id", "job-b"), ("task", "containers.remove"), ("id", "job-c")):
+        msg = json.loads(raw)
+        msg["headers"][field] = value
+        msg["properties"]["delivery_tag"] = f"copy-{value}"
+        copies.append(msg)
+    for msg in copies:
+        _inject(r, msg)
+    nonces_before = sorted(r.scan_iter("nube:nonce:*"))
     with start_worker(app, perform_ping_check=False, loglevel="CRITICAL"):
-        res = app.AsyncResult("job-b")
-        with pytest.raises(MessageMisbound):
-            res.get(timeout=20, propagate=True)
-    assert app.nube_ran == []  # type: ignore[attr-defined]
+        _wait_for(lambda: len(refused) >= 3)
+        assert sorted(r.scan_iter("nube:nonce:*")) == nonces_before == []  # never decoded
+        r.rpush("celery", raw)  # the original, after its copies: it still runs
+        assert original.get(timeout=20) == {"tenant": "acme", "n_env": 1}
+    assert sorted((x.job_id, x.reason) for x in refused) == [
+        ("job-a", "misbound_task_name"),
+        ("job-b", "misbound_task_id"),
+        ("job-c", "misbound_task_id"),
+    ]
+    assert not any(x.fails_job for x in refused)
+    assert app.nube_ran == ["job-a"]  # type: ignore[attr-defined]
+    assert app.AsyncResult("job-b").state == "PENDING"  # no result: the copy never ran
 
 
 def _binding(job: str) -> Binding:
@@ -284,3 +304,110 @@ def _wait_for(cond: Any, timeout: float = 15.0) -> None:
             return
         time.sleep(0.05)
     raise AssertionError("condition not met in time")
+
+
+# --- the control channel and events ------------------------------------------------------------
+
+
+def _plain_app(redis_url: str) -> Celery:
+    """A Celery app that speaks plain JSON (what a tool outside nube would send)."""
+    return Celery("plain", broker=redis_url, set_as_current=False)
+
+
+def _published(r: redis.Redis, run: Any) -> list[bytes]:
+    """Everything published on any pub/sub channel of ``r`` while ``run()`` runs."""
+    pubsub = r.pubsub()
+    pubsub.psubscribe("*")
+    pubsub.get_message(timeout=1)
+    run()
+    seen: list[bytes] = []
+    while (m := pubsub.get_message(timeout=0.5)) is not None:
+        seen.append(m["data"] if isinstance(m["data"], bytes) else str(m["data"]).encode())
+    pubsub.close()
+    return seen
+
+
+def test_control_channel_is_sealed_and_answers(
+    celery_app: tuple[Celery, list], r: redis.Redis
+) -> None:
+    app, refused = celery_app
+    with start_worker(app, perform_ping_check=False, loglevel="CRITICAL"):
+        replies: dict[str, Any] = {}
+
+        def ask() -> None:
+            replies.update(app.control.inspect(timeout=3).registered() or {})
+
+        published = _published(r, ask)
+    assert any("containers.run" in tasks for tasks in replies.values()), replies
+    assert not refused
+    assert not any(b"registered" in p for p in published)  # the command itself is sealed too
+
+
+def test_plaintext_shutdown_broadcast_is_refused_once_per_sender(
+    celery_app: tuple[Celery, list], r: redis.Redis, redis_url: str
+) -> None:
+    app, refused = celery_app
+    plain = _plain_app(redis_url)
+    with start_worker(app, perform_ping_check=False, loglevel="CRITICAL"):
+        for _ in range(5):
+            plain.control.broadcast("shutdown")
+        _wait_for(lambda: len(refused) >= 1)
+        time.sleep(1)  # the other four arrive and are throttled
+        assert app.control.inspect(timeout=3).ping()  # still alive, answering sealed pings
+    control = [x for x in refused if x.channel == "control"]
+    assert [(x.reason, x.job_id) for x in control] == [("not_sealed", None)]
+
+
+def test_replayed_control_message_is_refused(celery_app: tuple[Celery, list]) -> None:
+    codec = registered_codec()
+    assert codec is not None
+    sealed = codec.encode_control({"method": "ping", "arguments": {}})
+    assert codec.decode_control(sealed)["method"] == "ping"
+    with pytest.raises(MessageReplayed):
+        codec.decode_control(sealed)
+
+
+def test_events_are_sealed_and_redacted(
+    celery_app: tuple[Celery, list], r: redis.Redis
+) -> None:
+    app, _ = celery_app
+    app.conf.update(worker_send_task_events=True, task_send_sent_event=True)
+    seen: list[dict[str, Any]] = []
+
+    def listen() -> None:
+        with app.connection_for_read() as conn:
+            receiver = app.events.Receiver(conn, handlers={"*": seen.append})
+            with contextlib.suppress(TimeoutError):
+                for _ in receiver.consume(limit=None, timeout=3, wakeup=False):
+                    if any(e["type"] == "task-succeeded" for e in seen):
+                        return
+
+    def run_jobs() -> None:
+        listener = threading.Thread(target=listen)
+        listener.start()
+        time.sleep(0.5)
+        with start_worker(app, perform_ping_check=False, loglevel="CRITICAL"):
+            _publish(app, "job-ev").get(timeout=20)
+            listener.join(timeout=20)
+
+    published = _published(r, run_jobs)
+    assert published and not any(MARKER.encode() in p for p in published)
+    assert not any(b"task-sent" in p for p in published)  # even event types are sealed
+    sent = [e for e in seen if e["type"] == "task-sent"]
+    assert sent and json.loads(sent[0]["kwargs"])["operation"] == "containers.run"
+
+
+def test_redact_event_keeps_only_summaries_and_error_classes() -> None:
+    event = {
+        "type": "task-failed",
+        "args": f"('{MARKER}',)",
+        "kwargs": f"{{'env': '{MARKER}'}}",
+        "exception": f"NotFound(\"image '{MARKER}' was not found\")",
+        "traceback": f"Traceback ... {MARKER}",
+        "result": MARKER,
+    }
+    redacted = redact_event(event)
+    assert MARKER not in json.dumps(redacted)
+    assert redacted["exception"] == "NotFound"
+    summary = json.dumps({"operation": "containers.run", "target": None, "tenant": "a"})
+    assert redact_event({"kwargs": summary})["kwargs"] == summary
