@@ -1,6 +1,16 @@
 """The whole stack as local processes: Redis, api (gunicorn), agent, workers, Flower.
 
 ``python -m nube.devstack`` is what ``make up`` runs; the tests start the same :class:`Stack`.
+
+Settings (``make up``): every ``NUBE_*`` variable of its environment reaches every service it
+starts, except those the stack itself must own, which it sets (:data:`OWNED`): the Redis it
+starts (``NUBE_REDIS_URL``, ``NUBE_REDIS_PASSWORD``), its keyring (``NUBE_KEYS``, from
+``.nube/keys``) and the API's address (``NUBE_API_BIND``, from ``NUBE_API_PORT``). The merged
+settings, the keyring and the policy file are validated before anything starts.
+
+No secret is put on a command line (``ps`` shows command lines to every user): Redis reads its
+password from a mode-600 config file in the work directory, the services read theirs from the
+environment, and Flower runs as ``python -m nube.flower`` with ``FLOWER_BASIC_AUTH``.
 """
 
 from __future__ import annotations
@@ -21,10 +31,18 @@ from pathlib import Path
 import redis
 import requests
 
-from agents.keyring import generate_key
+from agents.errors import KeyringInvalid, PolicyInvalid
+from agents.keyring import Keyring, generate_key
+from agents.policy import load_policy
+from nube.broker import check_visibility_timeout
+from nube.settings import PREFIX, Settings, SettingsError, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
+
+#: What the stack sets itself and the environment of ``make up`` cannot change (nor through
+#: ``<NAME>_FILE``): its own Redis, its keyring (``<workdir>/keys``) and the API's address.
+OWNED = ("NUBE_REDIS_URL", "NUBE_REDIS_PASSWORD", "NUBE_KEYS", "NUBE_API_BIND")
 
 
 def free_port() -> int:
@@ -35,14 +53,20 @@ def free_port() -> int:
 
 @dataclass
 class Stack:
-    """Starts and stops nube's processes; each logs to ``<workdir>/<name>.log``."""
+    """Starts and stops nube's processes; each logs to ``<workdir>/<name>.log``.
+
+    Every process gets :meth:`env`: this process's environment without its ``NUBE_*``
+    variables, then what the stack owns (:data:`OWNED`, ``NUBE_LIBVIRT_URI``), then
+    ``extra_env`` (which wins: tests set their knobs there, ``make up`` the ``NUBE_*``
+    variables it passes through, from which it has removed the owned ones).
+    """
 
     workdir: Path
     redis_port: int = field(default_factory=free_port)
     api_port: int = field(default_factory=free_port)
     flower_port: int = field(default_factory=free_port)
-    redis_password: str = field(default_factory=lambda: secrets.token_hex(16))
-    flower_password: str = field(default_factory=lambda: secrets.token_hex(8))
+    redis_password: str = field(default_factory=lambda: secrets.token_hex(16), repr=False)
+    flower_password: str = field(default_factory=lambda: secrets.token_hex(8), repr=False)
     libvirt_uri: str = "test:///default"
     keys: str = field(default_factory=lambda: generate_key().to_line(), repr=False)
     extra_env: dict[str, str] = field(default_factory=dict)
@@ -55,7 +79,8 @@ class Stack:
 
     @property
     def broker_url(self) -> str:
-        """The Redis URL with the password, as Celery clients outside nube's services need it."""
+        """The Redis URL with the password, as Celery clients outside nube's services need it
+        (in-process only: never put it on a command line)."""
         return f"redis://:{self.redis_password}@127.0.0.1:{self.redis_port}/0"
 
     @property
@@ -67,7 +92,7 @@ class Stack:
         return f"http://127.0.0.1:{self.flower_port}"
 
     def env(self, **extra: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("NUBE_")}
+        env = {k: v for k, v in os.environ.items() if not k.startswith(PREFIX)}
         env.update(
             NUBE_REDIS_URL=self.redis_url,
             NUBE_REDIS_PASSWORD=self.redis_password,
@@ -88,6 +113,7 @@ class Stack:
 
     # --- processes ----------------------------------------------------------------------------
     def spawn(self, name: str, argv: list[str], **env: str) -> subprocess.Popen[bytes]:
+        """Start ``argv`` with :meth:`env` plus ``env``. Secrets go in ``env``, never ``argv``."""
         log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115 - lives with the process
         proc = subprocess.Popen(
             argv,
@@ -110,33 +136,30 @@ class Stack:
             self.spawn(name, argv, **env)
         return dead
 
+    def redis_config(self) -> str:
+        """redis.conf: AOF with fsync on every write, no eviction (a job or a queued message
+        must never be dropped), the password, ``CONFIG`` renamed away."""
+        options = [
+            ("port", str(self.redis_port)),
+            ("bind", "127.0.0.1"),
+            ("dir", str(self.workdir)),
+            ("save", ""),
+            ("appendonly", "yes"),
+            ("appendfsync", "always"),
+            ("maxmemory-policy", "noeviction"),
+            ("requirepass", self.redis_password),
+        ]
+        lines = [f"{name} {_redis_quote(value)}" for name, value in options]
+        lines.append('rename-command CONFIG ""')
+        return "\n".join(lines) + "\n"
+
     def start_redis(self) -> None:
+        """redis-server with its options, password included, in ``<workdir>/redis.conf``
+        (mode 600), so that its command line is ``redis-server <that file>``."""
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.spawn(
-            "redis",
-            [
-                "redis-server",
-                "--port",
-                str(self.redis_port),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                str(self.workdir),
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-                "--maxmemory-policy",
-                "noeviction",
-                "--requirepass",
-                self.redis_password,
-                "--rename-command",
-                "CONFIG",
-                "",
-            ],
-        )
+        config = self.workdir / "redis.conf"
+        _write_private(config, self.redis_config())
+        self.spawn("redis", ["redis-server", str(config)])
         _wait_until(lambda: self.redis().ping(), 20, "redis")
 
     def start_agent(self, name: str = "agent") -> subprocess.Popen[bytes]:
@@ -155,19 +178,15 @@ class Stack:
         _wait_until(lambda: requests.get(self.api_url + "/healthz", timeout=2).ok, 30, "api")
 
     def start_flower(self) -> None:
+        """Flower on nube's Celery app (``nube.flower``): the broker URL is made in-process from
+        the settings; basic auth (user ``admin``) comes from ``FLOWER_BASIC_AUTH``."""
         self.spawn(
             "flower",
-            [
-                PY,
-                "-m",
-                "celery",
-                "--broker",
-                self.broker_url,
-                "flower",
-                "--address=127.0.0.1",
-                f"--port={self.flower_port}",
-                f"--basic-auth=admin:{self.flower_password}",
-            ],
+            [PY, "-m", "nube.flower", "--address=127.0.0.1", f"--port={self.flower_port}"],
+            FLOWER_BASIC_AUTH=f"admin:{self.flower_password}",
+        )
+        _wait_until(
+            lambda: requests.get(self.flower_url + "/healthcheck", timeout=2).ok, 30, "flower"
         )
 
     def wait_ready(self, queues: list[str], timeout: float = 60) -> None:
@@ -216,52 +235,150 @@ def _wait_until(check: object, timeout: float, what: str) -> None:
     raise RuntimeError(f"{what} did not become ready in {timeout:.0f} s")
 
 
+def _redis_quote(value: str) -> str:
+    """One redis.conf argument, double-quoted (``\\``, ``"`` and non-printables escaped)."""
+    out = []
+    for ch in value:
+        if ch in '\\"':
+            out.append("\\" + ch)
+        elif ch.isascii() and ch.isprintable():
+            out.append(ch)
+        else:
+            out.extend(f"\\x{b:02x}" for b in ch.encode())
+    return '"' + "".join(out) + '"'
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` readable by its owner only (mode 600, also if it existed)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as f:
+        os.fchmod(fd, 0o600)
+        f.write(text)
+
+
+# --- make up -----------------------------------------------------------------------------------
+
+
+def local_environment(env: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
+    """The ``NUBE_*`` variables of ``env`` that ``make up`` passes to every service, and the
+    names it ignores because the stack owns them (:data:`OWNED`, or their ``_FILE`` forms).
+
+    ``*_FILE`` paths are made absolute: the services run in the project directory, which need
+    not be the directory ``make up`` was started in.
+    """
+    passed: dict[str, str] = {}
+    ignored: list[str] = []
+    for name, value in sorted(env.items()):
+        if not name.startswith(PREFIX):
+            continue
+        if name in OWNED or name.removesuffix("_FILE") in OWNED:
+            ignored.append(name)
+            continue
+        passed[name] = os.path.abspath(value) if name.endswith("_FILE") and value else value
+    return passed, ignored
+
+
+def _port(env: Mapping[str, str], name: str, default: int) -> int:
+    value = env.get(name) or str(default)
+    port = int(value) if value.isdigit() else 0
+    if not 0 < port < 65536:
+        raise SettingsError(f"{name}: not a TCP port number: {value!r}")
+    return port
+
+
+def _local_stack(env: Mapping[str, str], workdir: Path) -> Stack:
+    """The stack `make up` runs in ``workdir``, on the ports the environment names, with every
+    ``NUBE_*`` variable of ``env`` that the stack does not own. Writes nothing (the keyring is
+    ``<workdir>/keys`` if it exists, else a new one that :func:`_keep_keys` saves)."""
+    passed, _ = local_environment(env)
+    keys = workdir / "keys"
+    return Stack(
+        workdir=workdir,
+        keys=keys.read_text().strip() if keys.exists() else generate_key().to_line(),
+        redis_port=_port(env, "NUBE_REDIS_PORT", 6390),
+        api_port=_port(env, "NUBE_API_PORT", 8080),
+        flower_port=_port(env, "NUBE_FLOWER_PORT", 5555),
+        flower_password=env.get("NUBE_FLOWER_PASSWORD") or secrets.token_hex(8),
+        libvirt_uri=env.get("NUBE_LIBVIRT_URI") or "test:///default",
+        extra_env=passed,
+    )
+
+
+def check_settings(env: Mapping[str, str]) -> Settings:
+    """What each service checks when it starts, checked once before anything starts: the
+    settings, the keyring, the policy file, the audit file's directory. ``SettingsError``
+    (naming the variable) when one is bad."""
+    settings = load_settings(env)
+    check_visibility_timeout(settings)
+    if not settings.keys:
+        raise SettingsError("NUBE_KEYS: required")
+    try:
+        Keyring.from_text(settings.keys)
+        if settings.policy_file:
+            load_policy(settings.policy_file)
+    except KeyringInvalid as e:
+        raise SettingsError(f"NUBE_KEYS: {e.message}") from e
+    except PolicyInvalid as e:
+        raise SettingsError(f"NUBE_POLICY_FILE: {e.message}") from e
+    if settings.audit_file and not settings.audit_file.parent.is_dir():
+        raise SettingsError(f"NUBE_AUDIT_FILE: {settings.audit_file.parent} is not a directory")
+    return settings
+
+
+def prepare(env: Mapping[str, str], workdir: Path) -> tuple[Stack, Settings]:
+    """The stack ``make up`` runs and the settings every service of it will have (checked)."""
+    stack = _local_stack(env, workdir)
+    return stack, check_settings(stack.env())
+
+
+def settings_lines(stack: Stack, settings: Settings) -> list[str]:
+    """What the announcement says about the settings in force (never a secret's value)."""
+    policy = settings.policy_file or "none (every image allowed)"
+    lines = [f"  policy   {policy}"]
+    if settings.audit_file:
+        lines.append(f"  audit    {settings.audit_file}   (mirror of the audit log)")
+    if settings.agent_mode != "active":
+        lines.append("  mode     passive: messages are READABLE in Redis (debugging only)")
+    if stack.extra_env:
+        lines.append(f"  settings {' '.join(sorted(stack.extra_env))}   (from the environment)")
+    return lines
+
+
 def _first_job(stack: Stack, token: str) -> dict[str, object]:
-    from nube.client import NubeClient
+    from nube.client import ApiError, NubeClient
 
     client = NubeClient(stack.api_url, token)
     body = {"image": "busybox:latest", "command": ["echo", "hello from nube"]}
-    return client.submit("POST", "/v1/containers", body, wait=60)
+    try:
+        return client.submit("POST", "/v1/containers", body, wait=60)
+    except ApiError as e:
+        return {"id": None, "status": f"refused ({e.status})", "result": None, "error": e.problem}
 
 
 def _write_env(path: Path, values: dict[str, str]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
-    path.chmod(0o600)
+    _write_private(path, "".join(f"{k}={v}\n" for k, v in values.items()))
 
 
-def _local_keys(path: Path) -> str:
-    """The local stack's keyring, made once and kept (so queued messages survive a restart)."""
+def _keep_keys(stack: Stack) -> None:
+    """Save the local stack's keyring once (so queued messages survive a restart)."""
+    path = stack.workdir / "keys"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(generate_key().to_line() + "\n")
-        path.chmod(0o600)
-    return path.read_text().strip()
+        _write_private(path, stack.keys + "\n")
 
 
 def _interrupt(*_: object) -> None:
     raise KeyboardInterrupt
 
 
-def _local_stack(env: Mapping[str, str]) -> Stack:
-    """The stack `make up` runs, on the ports and URI the environment names."""
-    return Stack(
-        keys=_local_keys(ROOT / ".nube" / "keys"),
-        workdir=ROOT / ".nube",
-        redis_port=int(env.get("NUBE_REDIS_PORT", "6390")),
-        api_port=int(env.get("NUBE_API_PORT", "8080")),
-        flower_port=int(env.get("NUBE_FLOWER_PORT", "5555")),
-        libvirt_uri=env.get("NUBE_LIBVIRT_URI", "test:///default"),
-    )
-
-
 def _admin_token(stack: Stack, given: str | None) -> str:
-    """An admin token of tenant `local`, written to `.nube/local.env` with the URLs."""
+    """An admin token of tenant `local`, written to `<workdir>/local.env` with the URLs."""
     from nube.tokens import Scope, TokenStore
 
     token, _ = TokenStore(stack.redis()).create("local", [Scope.ADMIN], "make up", secret=given)
     _write_env(
-        ROOT / ".nube" / "local.env",
+        stack.workdir / "local.env",
         {
             "NUBE_URL": stack.api_url,
             "NUBE_TOKEN": token,
@@ -273,25 +390,43 @@ def _admin_token(stack: Stack, given: str | None) -> str:
     return token
 
 
-def _announce(stack: Stack, token: str, job: dict[str, object]) -> None:
+def _announce(stack: Stack, settings: Settings, token: str, job: dict[str, object]) -> None:
     print(f"\nnube is up.\n  API      {stack.api_url}   (docs: {stack.api_url}/docs)")
     print(f"  Flower   {stack.flower_url}   (admin / {stack.flower_password})")
     print(f"  token    {token}   (admin, tenant 'local')")
-    print(f"  env      {ROOT / '.nube' / 'local.env'}   (source it to use curl or the CLI)")
+    print(f"  env      {stack.workdir / 'local.env'}   (source it to use curl or the CLI)")
+    print("\n".join(settings_lines(stack, settings)))
     print(f"\nfirst job: POST /v1/containers → {job['status']}")
     print(json.dumps({k: job[k] for k in ("id", "status", "result", "error")}, indent=2))
     print(f"\nlogs in {stack.workdir}/*.log — press Ctrl-C to stop everything.", flush=True)
 
 
+def _fail(message: object) -> SystemExit:
+    print(f"nube: {' '.join(str(message).split())}", file=sys.stderr)
+    return SystemExit(2)
+
+
 def main() -> None:
-    """``make up``: start everything, show a first job, stop everything on Ctrl-C."""
-    stack = _local_stack(os.environ)
+    """``make up``: check the settings, start everything, show a first job, stop everything on
+    Ctrl-C. A bad setting stops it with one line naming the variable, before anything starts."""
+    try:
+        stack, settings = prepare(os.environ, ROOT / ".nube")
+    except SettingsError as e:
+        raise _fail(e) from None
+    for name in local_environment(os.environ)[1]:
+        print(
+            f"nube: {name} is ignored: make up sets it (its own Redis, keyring "
+            f"{stack.workdir / 'keys'} and API address)",
+            file=sys.stderr,
+        )
+    _keep_keys(stack)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         print("starting redis, agent, workers, api and flower ...", flush=True)
+        print("\n".join(settings_lines(stack, settings)), flush=True)
         stack.start_all()
         token = _admin_token(stack, os.environ.get("NUBE_TOKEN") or None)
-        _announce(stack, token, _first_job(stack, token))
+        _announce(stack, settings, token, _first_job(stack, token))
         while stack.procs["redis"].poll() is None:
             for name in stack.revive():
                 print(f"{name} exited; started it again (see {name}.log)", file=sys.stderr)
@@ -299,6 +434,9 @@ def main() -> None:
         print("redis exited; stopping the stack", file=sys.stderr)
     except KeyboardInterrupt:
         print("\nstopping ...", flush=True)
+    except RuntimeError as e:  # a service did not become ready
+        print(f"nube: {e}; see {stack.workdir}/*.log", file=sys.stderr)
+        raise SystemExit(1) from None
     finally:
         stack.stop_all()
 
