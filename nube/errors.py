@@ -1,14 +1,18 @@
 """One error tree for all of nube.
 
-Every error has a stable ``code`` (the problem+json ``code`` member), an HTTP ``status`` and a
-message template. Layers raise the leaves; the API maps any :class:`NubeError` to problem+json in
-one handler, and workers store ``to_dict()`` on the failed job. Backend libraries' own exception
-types never leave a driver: drivers translate them into these.
+Every error has a stable ``code`` (the problem+json ``code`` member), an HTTP ``status``, a
+``title`` and a message template. Layers raise the leaves; the API maps any :class:`NubeError` to
+problem+json in one handler, and workers store ``to_dict()`` on the failed job. Backend libraries'
+own exception types never leave a driver: drivers translate them into these.
+
+A message (and its details) may quote an operation's parameters or a backend's own text, so only
+the job's owner reads it: the job record keeps it sealed, and what leaves a worker through Celery
+(results, events, log lines) is :meth:`NubeError.redacted`, which says no more than the title.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 
 class NubeError(Exception):
@@ -33,13 +37,24 @@ class NubeError(Exception):
             return cls.template
 
     def to_dict(self) -> dict[str, Any]:
-        """The job's ``error`` member: code, message, retryable, details."""
+        """The job's ``error`` member: code, message, retryable, details (and the ``title``,
+        which the job store keeps readable where it seals the message)."""
         return {
             "code": self.code,
             "message": self.message,
             "retryable": self.retryable,
             "details": _jsonable(self.details),
+            "title": self.title,
         }
+
+    def redacted(self) -> Self:
+        """A copy that tells only what kind of error this is: the same class (so the same
+        ``code``, ``status`` and ``retryable``), the class's ``title`` as its message, no
+        details, and no cause. Workers raise this one through Celery, whose results, events
+        and log lines are read by more than the job's owner."""
+        copy = type(self).__new__(type(self))
+        NubeError.__init__(copy, self.title)
+        return copy
 
 
 def _jsonable(details: dict[str, Any]) -> dict[str, Any]:

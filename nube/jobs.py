@@ -17,7 +17,7 @@ from enum import StrEnum
 from typing import Any, Protocol, cast
 
 import redis
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
 
 from nube.errors import IdempotencyKeyReused, NotFound
 
@@ -53,6 +53,22 @@ class JobError(BaseModel):
     message: str
     retryable: bool = False
     details: dict[str, Any] = Field(default_factory=dict)
+    #: The error class's title: what a sealed record keeps readable in place of the message.
+    #: Not part of the job as clients see it.
+    _title: str | None = PrivateAttr(default=None)
+
+    @classmethod
+    def of(cls, error: dict[str, Any]) -> JobError:
+        """From :meth:`nube.errors.NubeError.to_dict` (or a dict like it; ``title`` optional)."""
+        made = cls.model_validate(error)
+        title = error.get("title")
+        made._title = title if isinstance(title, str) else None
+        return made
+
+    @property
+    def label(self) -> str:
+        """The words that name this error without quoting anything: its title, else its code."""
+        return self._title or self.code
 
 
 class Job(BaseModel):
@@ -91,7 +107,7 @@ def body_fingerprint(operation: str, params: dict[str, Any]) -> str:
 
 
 class RecordSealer(Protocol):
-    """Seals the sensitive part of a job record (its result) for storage."""
+    """Seals the sensitive parts of a job record (its result, its error's message) for storage."""
 
     def seal(self, job_id: str, tenant: str, data: bytes) -> str: ...
 
@@ -104,8 +120,12 @@ SEALED = "$sealed"
 class JobStore:
     """Job records in Redis: ``nube:job:<id>`` (JSON) and a per-tenant index for listing.
 
-    With a ``sealer``, a job's result is stored sealed (``{"$sealed": ...}``) and opened on read,
-    so Redis never holds an operation's output readable.
+    With a ``sealer``, a job's result is stored sealed (``{"$sealed": ...}``) and so are its
+    error's ``message`` and ``details`` (they may quote parameters or a backend's text): the
+    stored ``error`` keeps only ``code``, ``retryable`` and the error's title as ``message``
+    readable, next to ``"$sealed"``. Both are opened on read, so Redis never holds an
+    operation's arguments, output or error texts readable. History entries never carry a
+    message either: a failure's detail is its code.
     """
 
     def __init__(self, client: redis.Redis, sealer: RecordSealer | None = None) -> None:
@@ -113,21 +133,43 @@ class JobStore:
         self.sealer = sealer
 
     def _dump(self, job: Job) -> str:
-        if self.sealer is None or job.result is None:
+        if self.sealer is None or (job.result is None and job.error is None):
             return job.model_dump_json()
         data = job.model_dump(mode="json")
-        plain = json.dumps(data["result"]).encode()
-        data["result"] = {SEALED: self.sealer.seal(job.id, job.tenant, plain)}
+        if job.result is not None:
+            plain = json.dumps(data["result"]).encode()
+            data["result"] = {SEALED: self.sealer.seal(job.id, job.tenant, plain)}
+        if job.error is not None:
+            error = data["error"]
+            hidden = json.dumps({"message": error["message"], "details": error["details"]})
+            data["error"] = {
+                "code": error["code"],
+                "message": job.error.label,
+                "retryable": error["retryable"],
+                SEALED: self.sealer.seal(job.id, job.tenant, hidden.encode()),
+            }
         return json.dumps(data)
 
     def _load(self, raw: str | bytes) -> Job:
         data = json.loads(raw)
         result = data.get("result")
         if isinstance(result, dict) and SEALED in result:
-            if self.sealer is None:
-                raise ValueError(f"job {data.get('id')} holds a sealed result but no sealer is set")
-            data["result"] = json.loads(self.sealer.open(data["id"], result[SEALED]))
-        return Job.model_validate(data)
+            data["result"] = json.loads(self._open(data, result[SEALED]))
+        error = data.get("error")
+        title = None
+        if isinstance(error, dict) and SEALED in error:
+            title = error["message"]
+            hidden = json.loads(self._open(data, error.pop(SEALED)))
+            error.update(message=hidden["message"], details=hidden["details"])
+        job = Job.model_validate(data)
+        if job.error is not None and title is not None:
+            job.error._title = title
+        return job
+
+    def _open(self, data: dict[str, Any], sealed: str) -> bytes:
+        if self.sealer is None:
+            raise ValueError(f"job {data.get('id')} holds sealed fields but no sealer is set")
+        return self.sealer.open(data["id"], sealed)
 
     # --- keys ---------------------------------------------------------------------------------
     @staticmethod
@@ -297,12 +339,14 @@ class JobStore:
         )
 
     def fail(self, job_id: str, error: dict[str, Any]) -> Job | None:
+        """Fail the job with ``error`` (:meth:`NubeError.to_dict`); the history says its code."""
+        job_error = JobError.of(error)
         return self.update(
             job_id,
             "failed",
-            error["message"],
+            job_error.code,
             status=JobStatus.FAILED,
-            error=JobError.model_validate(error),
+            error=job_error,
             finished_at=now_iso(),
         )
 

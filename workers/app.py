@@ -14,6 +14,7 @@ from agents.celery_hooks import verify_request
 from agents.security import RecordSealer, Security, load_security, secure_app
 from nube.broker import make_celery
 from nube.catalog import CATALOG, Operation
+from nube.errors import NubeError
 from nube.jobs import JobStore
 from nube.redis_client import connect
 from nube.registry import ServiceInstance, heartbeat_while_serving
@@ -36,6 +37,9 @@ def register_operation(app: Celery, op: Operation, runtime: Runtime) -> Task:
         reject_on_worker_lost=True,
         typing=False,
         resultrepr_maxsize=0,  # events and Flower never show a result (it may hold secrets)
+        # nube's errors are expected outcomes (the job record says why): Celery logs them at
+        # INFO without a traceback, which would print chained causes (a backend's own text)
+        throws=(NubeError,),
     )
     def operation_task(self: Task, params: dict[str, Any], job: dict[str, Any]) -> Any:
         verify_request(self)

@@ -4,6 +4,12 @@ This is the one place where failures are handled for every task (like Nova's
 ``@wrap_instance_fault``): terminal and cancelled jobs are skipped, deliveries are counted and
 capped, transient backend errors retry with exponential backoff through Celery's own retry, and
 every other error fails the job with its stable code.
+
+An error's message may quote the operation's parameters or the backend's own text, so it goes
+only into the job record (where the job store seals it for the job's owner). What leaves the
+worker through Celery (the task's result, its ``task-failed``/``task-retried`` events, which
+Flower shows, and Celery's log lines) is the error's :meth:`~nube.errors.NubeError.redacted`
+copy, raised without its cause; this module's own log lines name the code and the class.
 """
 
 from __future__ import annotations
@@ -68,10 +74,13 @@ class Runtime:
         try:
             result = self._call(op, params, ctx)
         except NubeError as e:
-            return self._handle_error(task, op, job_id, e)
-        self._place(op, params, ctx)
-        self.jobs.finish(job_id, result)
-        return result
+            error = e
+        else:
+            self._place(op, params, ctx)
+            self.jobs.finish(job_id, result)
+            return result
+        # outside the except block: nothing raised from here on carries the error as context
+        return self._handle_error(task, op, job_id, error)
 
     def _place(self, op: Operation, params: dict[str, Any], ctx: JobContext) -> None:
         """Record (or drop) where the resource an operation made (or removed) lives."""
@@ -95,7 +104,15 @@ class Runtime:
         except NubeError:
             raise
         except Exception as e:
-            log.exception("operation %s of job %s failed unexpectedly", op.name, ctx.job_id)
+            # the exception's text and traceback may quote parameters: the class only, and the
+            # traceback at DEBUG level (for a developer's own worker)
+            log.warning(
+                "operation %s of job %s failed unexpectedly: %s",
+                op.name,
+                ctx.job_id,
+                type(e).__name__,
+            )
+            log.debug("operation %s of job %s failed", op.name, ctx.job_id, exc_info=True)
             raise NubeError(f"unexpected error: {type(e).__name__}") from e
 
     def _handle_error(self, task: Task, op: Operation, job_id: str, error: NubeError) -> Any:
@@ -107,16 +124,27 @@ class Runtime:
             self.jobs.update(
                 job_id,
                 "retrying",
-                f"{error.message}; retry {retries + 1} in {countdown} s",
+                f"{error.code}; retry {retries + 1} in {countdown} s",
                 status=JobStatus.QUEUED,
             )
-            raise task.retry(exc=error, countdown=countdown, max_retries=op.max_retries)
+            log.info(
+                "job %s: %s (%s), retry %d in %s s",
+                job_id,
+                error.code,
+                type(error).__name__,
+                retries + 1,
+                countdown,
+            )
+            retry = task.retry(
+                exc=error.redacted(), countdown=countdown, max_retries=op.max_retries, throw=False
+            )
+            raise retry from None
         return self._fail(job_id, error)
 
     def _fail(self, job_id: str, error: NubeError) -> Any:
-        log.info("job %s failed: %s (%s)", job_id, error.code, error.message)
+        log.info("job %s failed: %s (%s)", job_id, error.code, type(error).__name__)
         self.jobs.fail(job_id, error.to_dict())
-        raise error
+        raise error.redacted() from None
 
     def _skip(self, job_id: str) -> Any:
         job = self.jobs.find(job_id)
