@@ -25,6 +25,7 @@ def create_app(
     settings = settings or load_settings_or_exit()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(name)s %(message)s")
     app = Flask(__name__)
+    # Every body's limit; an operation with a binary payload raises its own (api.body).
     app.config.update(MAX_CONTENT_LENGTH=settings.max_body_bytes, JSON_SORT_KEYS=False)
     app.json.sort_keys = False  # type: ignore[attr-defined]
     if test_config:

@@ -8,6 +8,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, render_template
 
 from api.openapi import openapi_document
+from api.services import services
 
 bp = Blueprint("docs", __name__)
 
@@ -15,7 +16,8 @@ bp = Blueprint("docs", __name__)
 def _document() -> dict[str, Any]:
     cached: dict[str, Any] | None = current_app.extensions.get("nube.openapi")
     if cached is None:
-        cached = current_app.extensions["nube.openapi"] = openapi_document()
+        limit = services().settings.max_body_bytes
+        cached = current_app.extensions["nube.openapi"] = openapi_document(max_body_bytes=limit)
     return cached
 
 

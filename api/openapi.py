@@ -1,4 +1,8 @@
-"""The OpenAPI 3.1 document, generated from the catalog's parameter models and the job model."""
+"""The OpenAPI 3.1 document, generated from the catalog's parameter models and the job model.
+
+Every request body states its size limit (``x-nube-max-body-bytes``, and for an operation with a
+binary payload ``x-nube-max-payload-bytes``) and its ``413`` answer (see :mod:`api.body`).
+"""
 
 from __future__ import annotations
 
@@ -9,25 +13,33 @@ from typing import Any
 from pydantic import BaseModel
 
 from api.audit import AuditQuery
+from api.body import base64_length, body_limit
 from api.jobs import JobQuery
 from api.tokens import TokenCreate
-from nube.catalog import CATALOG, Catalog, Operation
+from nube.catalog import CATALOG, PAYLOAD_LIMIT, Catalog, Operation
 from nube.jobs import Job
+from nube.settings import Settings
 
 REF = "#/components/schemas/{model}"
 _RULE_ARG = re.compile(r"<(?:[a-z]+:)?([a-z_]+)>")
+#: ``NUBE_MAX_BODY_BYTES`` when none is given.
+DEFAULT_MAX_BODY: int = Settings.model_fields["max_body_bytes"].default
 
 
-def openapi_document(catalog: Catalog = CATALOG) -> dict[str, Any]:
+def openapi_document(
+    catalog: Catalog = CATALOG, max_body_bytes: int = DEFAULT_MAX_BODY
+) -> dict[str, Any]:
+    """The document; body limits as ``max_body_bytes`` (``NUBE_MAX_BODY_BYTES``) makes them."""
     schemas: dict[str, Any] = {"Problem": PROBLEM}
     paths: dict[str, Any] = {}
     for op in catalog:
         path = _RULE_ARG.sub(r"{\1}", op.path)
-        paths.setdefault(path, {})[op.method.lower()] = _operation(op, schemas)
-    paths.update(_fixed_paths(schemas))
+        paths.setdefault(path, {})[op.method.lower()] = _operation(op, schemas, max_body_bytes)
+    paths.update(_fixed_paths(schemas, max_body_bytes))
+    description = DESCRIPTION + _limits_text(max_body_bytes)
     return {
         "openapi": "3.1.0",
-        "info": {"title": "nube", "version": "1", "description": DESCRIPTION},
+        "info": {"title": "nube", "version": "1", "description": description},
         "servers": [{"url": "/"}],
         "security": [{"bearer": []}],
         "paths": dict(sorted(paths.items())),
@@ -46,7 +58,7 @@ def _schema(model: type[BaseModel], schemas: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
-def _operation(op: Operation, schemas: dict[str, Any]) -> dict[str, Any]:
+def _operation(op: Operation, schemas: dict[str, Any], max_body: int) -> dict[str, Any]:
     schema = _schema(op.params, schemas)
     path_args = set(_RULE_ARG.findall(op.path))
     props = schema.get("properties", {})
@@ -74,7 +86,9 @@ def _operation(op: Operation, schemas: dict[str, Any]) -> dict[str, Any]:
         spec["requestBody"] = {
             "required": bool(body["required"]),
             "content": {"application/json": {"schema": body}},
+            **_body_limits(op, max_body),
         }
+        spec["responses"]["413"] = _too_large(op, max_body)
         params.append(
             _header("Idempotency-Key", {"type": "string", "minLength": 1, "maxLength": 255})
         )
@@ -91,6 +105,44 @@ def _header(name: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {"name": name, "in": "header", "required": False, "schema": schema}
 
 
+def _body_limits(op: Operation | None, max_body: int) -> dict[str, Any]:
+    """The limit members of a request body: its description and ``x-nube-*`` extensions."""
+    limit = body_limit(op, max_body)
+    if op is None or not op.binary:
+        return {
+            "description": f"JSON, at most {limit} bytes (`NUBE_MAX_BODY_BYTES`); larger: 413",
+            "x-nube-max-body-bytes": limit,
+        }
+    fields = ", ".join(f"`{f}`" for f in op.binary)
+    return {
+        "description": f"JSON with a binary payload as base64 ({fields}): the payload at most "
+        f"{PAYLOAD_LIMIT} bytes (16 MiB) decoded, the whole body at most {limit} bytes (the "
+        f"payload as base64 plus {max_body} bytes, `NUBE_MAX_BODY_BYTES`); larger: 413",
+        "x-nube-max-body-bytes": limit,
+        "x-nube-max-payload-bytes": PAYLOAD_LIMIT,
+        "x-nube-payload-fields": list(op.binary),
+    }
+
+
+def _too_large(op: Operation | None, max_body: int) -> dict[str, Any]:
+    """The ``413`` answer of a route with a body; nothing is queued."""
+    limit = body_limit(op, max_body)
+    text = f"Payload too large (`invalid_request`): the body is over {limit} bytes"
+    if op is not None and op.binary:
+        text += f", or the payload is over {PAYLOAD_LIMIT} bytes decoded"
+    return {**PROBLEM_RESPONSE, "description": text + "; no job is created"}
+
+
+def _limits_text(max_body: int) -> str:
+    payload = base64_length(PAYLOAD_LIMIT) + max_body
+    return (
+        f" A JSON body may be at most {max_body} bytes (`NUBE_MAX_BODY_BYTES`); an operation "
+        f"with a binary payload (`x-nube-max-payload-bytes`) takes it as base64, at most "
+        f"{PAYLOAD_LIMIT} bytes (16 MiB) decoded, in a body of at most {payload} bytes. A larger "
+        "body answers `413` problem+json with code `invalid_request`, and no job is created."
+    )
+
+
 def _job_responses(op: Operation | None = None) -> dict[str, Any]:
     job = {"application/json": {"schema": {"$ref": REF.format(model="Job")}}}
     responses: dict[str, Any] = {
@@ -99,7 +151,7 @@ def _job_responses(op: Operation | None = None) -> dict[str, Any]:
     }
     if op is not None and op.creates:
         responses["201"] = {"description": "Created within the wait", "content": job}
-    for status in ("400", "401", "403", "404", "413", "422", "503"):
+    for status in ("400", "401", "403", "404", "422", "503"):
         responses[status] = PROBLEM_RESPONSE
     return responses
 
@@ -118,7 +170,7 @@ class Route:
     body: str | None = None
     public: bool = False
 
-    def spec(self) -> dict[str, Any]:
+    def spec(self, max_body: int = DEFAULT_MAX_BODY) -> dict[str, Any]:
         spec: dict[str, Any] = {
             "operationId": self.operation_id,
             "summary": self.summary,
@@ -131,7 +183,9 @@ class Route:
             spec["requestBody"] = {
                 "required": True,
                 "content": {"application/json": {"schema": schema}},
+                **_body_limits(None, max_body),
             }
+            spec["responses"]["413"] = _too_large(None, max_body)
         if self.public:
             spec["security"] = []
         return spec
@@ -159,7 +213,7 @@ def _query(schema: dict[str, Any]) -> tuple[dict[str, Any], ...]:
     return tuple(_param(n, "query", s, False) for n, s in schema["properties"].items())
 
 
-def _fixed_paths(schemas: dict[str, Any]) -> dict[str, Any]:
+def _fixed_paths(schemas: dict[str, Any], max_body: int) -> dict[str, Any]:
     _schema(Job, schemas)
     _schema(TokenCreate, schemas)
     jobs, audit = _query(_schema(JobQuery, schemas)), _query(_schema(AuditQuery, schemas))
@@ -213,7 +267,7 @@ def _fixed_paths(schemas: dict[str, Any]) -> dict[str, Any]:
     ]
     paths: dict[str, Any] = {}
     for route in routes:
-        paths.setdefault(route.path, {})[route.method] = route.spec()
+        paths.setdefault(route.path, {})[route.method] = route.spec(max_body)
     return paths
 
 

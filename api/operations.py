@@ -2,8 +2,9 @@
 
 Each operation's Flask rule, method and parameter model come from the catalog, so the routes,
 the validation and the OpenAPI document cannot drift apart. Path segments and the query string
-(GET) or the JSON body (POST, PUT, PATCH, DELETE) fill the parameter model; the view validates it,
-submits the job and answers ``202`` (or the finished job when ``Prefer: wait`` was honoured).
+(GET) or the JSON body (POST, PUT, PATCH, DELETE) fill the parameter model; the view checks the
+body's size (``api.body``: 413 before anything is queued), validates it, submits the job and answers
+``202`` (or the finished job when ``Prefer: wait`` was honoured).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 from flask import Blueprint, Flask, Response, request
 
 from api.auth import current_token, require
-from api.body import json_body
+from api.body import body_limit, check_payload, json_body, limit_body
 from api.representation import job_response
 from api.services import services
 from api.submit import submit
@@ -34,7 +35,9 @@ def request_params(op: Operation, path_args: dict[str, Any]) -> dict[str, Any]:
         query.pop("wait", None)
         raw: dict[str, Any] = {k: v if len(v) > 1 else v[0] for k, v in query.items()}
     else:
+        limit_body(body_limit(op, services().settings.max_body_bytes))
         raw = json_body()
+        check_payload(op, raw)
     clash = set(raw) & set(path_args)
     if clash:
         raise InvalidRequest(f"{sorted(clash)[0]}: given in both the path and the body")

@@ -43,7 +43,12 @@ class Settings(BaseModel):
     docker_host: str | None = Field(
         default=None, description="Docker engine address (default: DOCKER_HOST or the socket)"
     )
-    max_body_bytes: int = Field(default=1 << 20, ge=1024, description="Largest accepted body")
+    max_body_bytes: int = Field(
+        default=1 << 20,
+        ge=1024,
+        description="Largest JSON request body; an operation with a binary payload (image load "
+        "and build, volume restore) also accepts its payload, up to 16 MiB decoded, as base64",
+    )
     rate_limit: int = Field(
         default=1200, ge=0, description="Requests per minute per token (0: unlimited)"
     )

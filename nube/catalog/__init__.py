@@ -15,6 +15,10 @@ from pydantic import BaseModel, ConfigDict
 
 from nube.errors import NotFound
 
+#: Largest binary payload of one request, in bytes decoded: an image archive, a volume archive,
+#: the files of a build context (summed). Such payloads travel as base64 text in the JSON body.
+PAYLOAD_LIMIT = 16 * 1024 * 1024
+
 
 class Params(BaseModel):
     """Base of every parameter model: unknown fields are an error, not silently dropped."""
@@ -51,6 +55,9 @@ class Operation:
     max_retries: int = 3
     """Retries of transient backend errors before the job fails ``backend_unavailable``."""
     tags: tuple[str, ...] = field(default_factory=tuple)
+    binary: tuple[str, ...] = ()
+    """Fields of ``params`` that carry base64 payloads (a text, or a map of texts): together at
+    most ``PAYLOAD_LIMIT`` bytes decoded, and the API accepts a body that much larger."""
 
     @property
     def service(self) -> str:
@@ -80,6 +87,9 @@ class Catalog:
         for op in ops:
             if op.name in self._ops:
                 raise ValueError(f"operation {op.name} declared twice")
+            unknown = set(op.binary) - set(op.params.model_fields)
+            if unknown:
+                raise ValueError(f"operation {op.name}: binary field(s) {sorted(unknown)} unknown")
             self._ops[op.name] = op
 
     def get(self, name: str) -> Operation:

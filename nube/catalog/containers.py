@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from pydantic import Field, TypeAdapter, field_validator, model_validator
 
-from nube.catalog import Operation, Params
+from nube.catalog import PAYLOAD_LIMIT, Operation, Params
 from nube.catalog.validators import (
     BASE64_PATTERN,
     ContainerPath,
@@ -38,13 +38,19 @@ from nube.catalog.validators import (
 )
 
 #: Largest binary payload (build context, image archive, volume backup) in bytes, decoded.
-ARCHIVE_LIMIT = 16 * 1024 * 1024
+ARCHIVE_LIMIT = PAYLOAD_LIMIT
 _B64_LIMIT = (ARCHIVE_LIMIT + 2) // 3 * 4
 
 #: Largest output (logs, run/exec output) returned in a result, in bytes; the rest is cut.
 OUTPUT_LIMIT = 1024 * 1024
 
-Base64Archive = Field(pattern=BASE64_PATTERN, max_length=_B64_LIMIT, min_length=4)
+Base64Archive = Field(
+    pattern=BASE64_PATTERN,
+    max_length=_B64_LIMIT,
+    min_length=4,
+    description="A tar archive as base64, at most 16 MiB decoded",
+    json_schema_extra={"contentEncoding": "base64", "contentMediaType": "application/x-tar"},
+)
 
 _PORT_RE = re.compile(
     r"^(?:(?P<ip>[0-9]{1,3}(?:\.[0-9]{1,3}){3}):)?(?:(?P<host>[0-9]*):)?(?P<container>[0-9]+)(?:/(?P<proto>tcp|udp))?$"
@@ -564,6 +570,7 @@ VOLUME_OPERATIONS = [
         "Unpack a backup archive into a volume",
         target="name",
         time_limit=300,
+        binary=("archive",),
     ),
 ]
 
@@ -601,6 +608,7 @@ IMAGE_OPERATIONS = [
         creates=True,
         target="tag",
         time_limit=900,
+        binary=("files",),
     ),
     _op(
         "image_save",
@@ -619,6 +627,7 @@ IMAGE_OPERATIONS = [
         "Import images from a tar archive",
         creates=True,
         time_limit=300,
+        binary=("archive",),
     ),
     _op(
         "image_push",
