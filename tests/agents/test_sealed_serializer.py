@@ -367,9 +367,7 @@ def test_replayed_control_message_is_refused(celery_app: tuple[Celery, list]) ->
         codec.decode_control(sealed)
 
 
-def test_events_are_sealed_and_redacted(
-    celery_app: tuple[Celery, list], r: redis.Redis
-) -> None:
+def test_events_are_sealed_and_redacted(celery_app: tuple[Celery, list], r: redis.Redis) -> None:
     app, _ = celery_app
     app.conf.update(worker_send_task_events=True, task_send_sent_event=True)
     seen: list[dict[str, Any]] = []
