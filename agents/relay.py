@@ -187,9 +187,11 @@ class Relay:
             )
         except (KeyError, TypeError, ValueError) as e:
             job_id = envelope.get("job_id") if isinstance(envelope, dict) else None
-            log.warning("dropping a malformed envelope (job %s): %r", job_id, e)
+            # the field's name, never its value: a value may be a parameter
+            why = f"missing field {e.args[0]!r}" if isinstance(e, KeyError) else type(e).__name__
+            log.warning("dropping a malformed envelope (job %s): %s", job_id, why)
             if job_id:
-                self.jobs.fail(str(job_id), InvalidRequest(f"malformed envelope: {e!r}").to_dict())
+                self.jobs.fail(str(job_id), InvalidRequest(f"malformed envelope: {why}").to_dict())
             return None
 
     def _forward(self, message: RelayMessage) -> None:
