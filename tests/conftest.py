@@ -183,3 +183,31 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def broken_engine_stack(workdir: Path, worker: str) -> Stack:
+    """A private stack (Redis, agent, API) whose only container worker, named ``worker``,
+    cannot reach its engine: every container job retries with a backoff of at most 1 s."""
+    need(shutil.which("redis-server") is not None, "redis-server")
+    (workdir / "policy.yaml").write_text(TEST_POLICY)
+    stack = Stack(
+        workdir=workdir,
+        extra_env={
+            "NUBE_RETRY_BACKOFF_MAX": "1",
+            "NUBE_POLICY_FILE": str(workdir / "policy.yaml"),
+            "NUBE_AUDIT_FILE": str(workdir / "audit.jsonl"),
+        },
+    )
+    try:
+        stack.start_redis()
+        stack.start_agent()
+        stack.start_worker(
+            "containers",
+            name=worker,
+            NUBE_DOCKER_HOST=f"unix:///tmp/nonexistent-{secrets.token_hex(6)}.sock",
+        )
+        stack.start_api()
+    except BaseException:
+        stack.stop_all()
+        raise
+    return stack

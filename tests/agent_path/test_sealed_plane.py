@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -29,7 +28,12 @@ from nube.broker import INGRESS_QUEUE, relay_task_id
 from nube.client import NubeClient
 from nube.devstack import Stack
 from nube.tokens import Scope, TokenStore
-from tests.conftest import TEST_POLICY, docker_available, need, remove_docker_resources
+from tests.conftest import (
+    broken_engine_stack,
+    docker_available,
+    need,
+    remove_docker_resources,
+)
 from tests.leaks import all_key_dumps, aof_files, files_holding
 
 IMAGE = "busybox:latest"
@@ -64,27 +68,9 @@ class Published(threading.Thread):
 
 @pytest.fixture(scope="module")
 def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    need(shutil.which("redis-server") is not None, "redis-server")
     need(docker_available(), "the Docker engine")
-    workdir = tmp_path_factory.mktemp("plane")
-    (workdir / "policy.yaml").write_text(TEST_POLICY)
-    stack = Stack(
-        workdir=workdir,
-        extra_env={
-            "NUBE_RETRY_BACKOFF_MAX": "1",
-            "NUBE_POLICY_FILE": str(workdir / "policy.yaml"),
-            "NUBE_AUDIT_FILE": str(workdir / "audit.jsonl"),
-        },
-    )
+    stack = broken_engine_stack(tmp_path_factory.mktemp("plane"), BROKEN)
     try:
-        stack.start_redis()
-        stack.start_agent()
-        stack.start_worker(
-            "containers",
-            name=BROKEN,
-            NUBE_DOCKER_HOST=f"unix:///tmp/nonexistent-{secrets.token_hex(6)}.sock",
-        )
-        stack.start_api()
         stack.start_flower()
         stack.wait_ready(["nube.ingress", "containers"], timeout=90)
         yield stack
@@ -186,6 +172,26 @@ def test_flower_lists_the_workers_registered_tasks(plane: Stack) -> None:
         return "containers.run" in registered and "agent.relay" in registered
 
     _wait(listed, 30, "Flower listing the registered tasks")
+
+
+def test_flower_controls_reach_the_workers(plane: Stack) -> None:
+    workers = _flower(plane, "/api/workers?refresh=1").json()
+    # the live container worker (Flower also remembers the broken one, stopped earlier)
+    log = (plane.workdir / "worker-containers.log").read_text()
+    name = next(w for w in workers if w.startswith("containers.") and f"{w} ready." in log)
+    before = len(workers[name]["stats"]["pool"]["processes"])
+    grown = requests.post(
+        f"{plane.flower_url}/api/worker/pool/grow/{name}?n=1",
+        auth=("admin", plane.flower_password),
+        timeout=30,
+    )
+    assert grown.status_code == 200, grown.text
+
+    def processes() -> int:
+        stats = _flower(plane, "/api/workers?refresh=1").json()[name]["stats"]
+        return len(stats["pool"]["processes"])
+
+    _wait(lambda: processes() == before + 1, 20, "the pool grown by Flower")
 
 
 def test_plaintext_broadcasts_are_refused_once_per_receiver(plane: Stack) -> None:

@@ -8,7 +8,6 @@ This runs on a private stack (its own Redis, agent, API and container workers), 
 from __future__ import annotations
 
 import secrets
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +17,7 @@ import pytest
 from nube.client import NubeClient
 from nube.devstack import Stack
 from nube.tokens import Scope, TokenStore
-from tests.conftest import TEST_POLICY, need, remove_docker_resources
+from tests.conftest import broken_engine_stack, remove_docker_resources
 from tests.containers_api.conftest import IMAGE, events
 
 BROKEN = "worker-containers-broken"
@@ -27,25 +26,8 @@ BROKEN = "worker-containers-broken"
 @pytest.fixture
 def private(tmp_path: Path, engine_ready: None) -> Iterator[Stack]:
     """Redis, agent, API and a container worker whose engine socket does not exist."""
-    need(shutil.which("redis-server") is not None, "redis-server")
-    (tmp_path / "policy.yaml").write_text(TEST_POLICY)
-    stack = Stack(
-        workdir=tmp_path,
-        extra_env={
-            "NUBE_RETRY_BACKOFF_MAX": "1",
-            "NUBE_POLICY_FILE": str(tmp_path / "policy.yaml"),
-            "NUBE_AUDIT_FILE": str(tmp_path / "audit.jsonl"),
-        },
-    )
+    stack = broken_engine_stack(tmp_path, BROKEN)
     try:
-        stack.start_redis()
-        stack.start_agent()
-        stack.start_worker(
-            "containers",
-            name=BROKEN,
-            NUBE_DOCKER_HOST=f"unix:///tmp/nonexistent-{secrets.token_hex(6)}.sock",
-        )
-        stack.start_api()
         stack.wait_ready(["nube.ingress", "containers"], timeout=60)
         yield stack
     finally:
