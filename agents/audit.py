@@ -25,7 +25,7 @@ from typing import Any
 
 import redis
 
-from agents.errors import AuditUnavailable
+from nube.errors import AuditUnavailable
 
 STREAM = "nube:audit"
 HEAD = "nube:audit:head"

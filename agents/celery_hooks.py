@@ -31,7 +31,6 @@ from vine import promise
 
 from agents.control import seal_control_channel
 from agents.envelope import Binding, ReplayGuard, peek_header
-from agents.errors import EnvelopeError, MessageMisbound, MessageNotSealed
 from agents.refusals import (
     Refusal,
     RefusalHandler,
@@ -51,6 +50,7 @@ from agents.serializer import (
     registered_codec,
 )
 from nube.broker import job_of_task
+from nube.errors import EnvelopeError, MessageMisbound, MessageNotSealed
 
 logger = logging.getLogger(__name__)
 

@@ -39,7 +39,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from agents.errors import (
+from agents.keyring import Key, Keyring
+from nube.errors import (
     KeyUnknown,
     MessageExpired,
     MessageNotSealed,
@@ -47,7 +48,6 @@ from agents.errors import (
     MessageTampered,
     ModeNotAllowed,
 )
-from agents.keyring import Key, Keyring
 
 VERSION = 1
 NONCE_BYTES = 12
@@ -148,7 +148,7 @@ class Sealer:
 
     Guarantees: :meth:`open` returns only bodies authenticated by a key in the keyring, under
     the exact header they were sealed with; anything else raises an
-    :class:`~agents.errors.EnvelopeError` leaf. It checks no freshness: see :class:`ReplayGuard`.
+    :class:`~nube.errors.EnvelopeError` leaf. It checks no freshness: see :class:`ReplayGuard`.
     """
 
     def __init__(self, keyring: Keyring, mode: Mode = Mode.ACTIVE, clock: Clock = time.time):
@@ -327,7 +327,7 @@ class ReplayGuard:
     transport redelivers the very same bytes after a worker crash (acks_late) and Celery decodes
     a body twice (consumer and pool), so a seen-but-unfinished nonce must pass. When its task
     finishes, :meth:`complete` marks the nonce DONE and any later copy is
-    :class:`~agents.errors.MessageReplayed`. Records expire after the window plus skew, when the
+    :class:`~nube.errors.MessageReplayed`. Records expire after the window plus skew, when the
     window check alone refuses the message.
     """
 

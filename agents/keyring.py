@@ -11,7 +11,7 @@ fits in one environment variable::
 
 Rotation prepends a new key (:func:`rotate`); every process that loads the new keyring seals
 with it while still opening messages sealed with the older keys. Dropping a key makes messages
-sealed with it fail with :class:`~agents.errors.KeyUnknown`.
+sealed with it fail with :class:`~nube.errors.KeyUnknown`.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from agents.errors import KeyringInvalid
+from nube.errors import KeyringInvalid
 
 KEY_BYTES = 32
 KID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")

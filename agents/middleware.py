@@ -13,8 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from agents.errors import MiddlewareFailed
-from nube.errors import NubeError
+from nube.errors import MiddlewareFailed, NubeError
 
 log = logging.getLogger("nube.agent")
 

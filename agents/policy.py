@@ -25,8 +25,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from agents.errors import PolicyInvalid
-from nube.errors import PolicyDenied
+from nube.errors import PolicyDenied, PolicyInvalid
 
 Counts = Callable[[str, str], int]
 """``counts(tenant, kind)`` → how many ``containers`` / ``vms`` the tenant has now."""

@@ -17,11 +17,11 @@ from celery import Celery
 from agents import celery_hooks, serializer
 from agents.audit import AuditEvent, AuditLog, Decision
 from agents.envelope import Binding, Mode, Opened, RedisNonceStore, ReplayGuard, Sealer
-from agents.errors import KeyringInvalid, MessageMisbound, PolicyInvalid
 from agents.keyring import Keyring
 from agents.policy import Policy, load_policy
 from agents.refusals import Refusal
 from nube.broker import job_of_task
+from nube.errors import KeyringInvalid, MessageMisbound, PolicyInvalid
 from nube.jobs import JobStore
 from nube.settings import Settings, SettingsError
 

@@ -33,7 +33,7 @@ from kombu.utils.json import dumps as json_dumps
 from kombu.utils.json import loads as json_loads
 
 from agents.envelope import Binding, Header, Opened, ReplayGuard, Sealer
-from agents.errors import EnvelopeError, MessageMisbound, MessageNotSealed
+from nube.errors import EnvelopeError, MessageMisbound, MessageNotSealed
 
 TASK_SERIALIZER = "nube-sealed"
 TASK_CONTENT_TYPE = "application/x-nube-sealed"
@@ -77,7 +77,7 @@ class SealedCodec:
 
     Guarantees: ``decode_task`` returns only a body sealed by a keyring key, bound to the same
     task/job/tenant as its header, fresh and not already completed; otherwise it raises an
-    :class:`~agents.errors.EnvelopeError` leaf (kombu wraps it in ``DecodeError``).
+    :class:`~nube.errors.EnvelopeError` leaf (kombu wraps it in ``DecodeError``).
     """
 
     def __init__(self, sealer: Sealer, guard: ReplayGuard | None) -> None:

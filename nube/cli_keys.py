@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from agents.errors import KeyringInvalid
 from agents.keyring import Keyring, drop, generate_key, rotate, write_keyring
+from nube.errors import KeyringInvalid
 
 keys_app = typer.Typer(help="Sealing keys: generate, rotate, drop, list (see docs/security.md)")
 

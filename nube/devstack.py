@@ -31,10 +31,10 @@ from pathlib import Path
 import redis
 import requests
 
-from agents.errors import KeyringInvalid, PolicyInvalid
 from agents.keyring import Keyring, generate_key
 from agents.policy import load_policy
 from nube.broker import check_visibility_timeout
+from nube.errors import KeyringInvalid, PolicyInvalid
 from nube.settings import PREFIX, Settings, SettingsError, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -16,7 +16,8 @@ from agents.envelope import (
     Sealer,
     parse_envelope,
 )
-from agents.errors import (
+from agents.keyring import Keyring, drop, generate_key, rotate
+from nube.errors import (
     EnvelopeError,
     KeyUnknown,
     MessageExpired,
@@ -25,7 +26,6 @@ from agents.errors import (
     MessageTampered,
     ModeNotAllowed,
 )
-from agents.keyring import Keyring, drop, generate_key, rotate
 
 BIND = Binding("containers.run", "job-1", "acme")
 SECRET = b'{"env": {"TOKEN": "marker-7f3a9"}}'

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from agents.errors import KeyringInvalid
 from agents.keyring import Keyring, drop, generate_key, rotate, write_keyring
+from nube.errors import KeyringInvalid
 
 
 def test_text_round_trip_keeps_order() -> None:

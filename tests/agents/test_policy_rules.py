@@ -7,9 +7,8 @@ from typing import Any
 
 import pytest
 
-from agents.errors import PolicyInvalid
 from agents.policy import Policy, load_policy
-from nube.errors import PolicyDenied
+from nube.errors import PolicyDenied, PolicyInvalid
 
 POLICY_YAML = """
 version: 1

@@ -26,7 +26,6 @@ from kombu.utils.json import dumps as json_dumps
 
 from agents import celery_hooks
 from agents.envelope import Binding, MemoryNonceStore, RedisNonceStore, ReplayGuard, Sealer
-from agents.errors import MessageMisbound, MessageReplayed
 from agents.events import redact_event
 from agents.keyring import Keyring, generate_key
 from agents.refusals import Refusal
@@ -41,6 +40,7 @@ from agents.serializer import (
     registered_codec,
     unregister,
 )
+from nube.errors import MessageMisbound, MessageReplayed
 
 MARKER = "nube-marker-5ec7e7"
 ACCEPT = [TASK_CONTENT_TYPE]

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from agents.errors import MiddlewareFailed
 from agents.middleware import Chain, Middleware, RelayMessage
-from nube.errors import NubeError
+from nube.errors import MiddlewareFailed, NubeError
 
 
 class Record(Middleware):
