@@ -1,17 +1,28 @@
-"""``python -m agents [celery worker options]``: run the agent."""
+"""``python -m agents [celery worker options]``: run the agent.
+
+``python -m agents --check`` loads the settings and the policy file as the agent does at
+start-up, then exits: 0 when they are good, else 2 with one line naming the variable (what
+``make up`` runs before it starts anything).
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
 
-from agents.app import create_agent_app
+from agents.app import create_agent_app, load_agent_policy
 from nube.broker import INGRESS_QUEUE, run_worker
 from nube.settings import exit_on_bad_setting, load_settings_or_exit
+
+CHECK = "--check"
 
 
 def main(argv: list[str]) -> None:
     settings = load_settings_or_exit()
+    if argv[:1] == [CHECK]:
+        with exit_on_bad_setting():
+            load_agent_policy(settings)
+        return
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(name)s %(message)s")
     with exit_on_bad_setting():
         app = create_agent_app(settings)

@@ -12,25 +12,29 @@ from celery.signals import worker_ready, worker_shutdown
 from agents.celery_hooks import verify_request
 from agents.counting import BrokerCounts
 from agents.outcomes import OutcomeListener
+from agents.policy import Policy, load_policy
 from agents.reconciler import Reconciler
 from agents.relay import Relay, default_middlewares
 from agents.security import RecordSealer, Security, load_security, secure_app
 from nube.broker import INGRESS_QUEUE, RELAY_TASK, make_celery
+from nube.errors import PolicyInvalid
 from nube.jobs import JobStore
 from nube.placement import Placements
 from nube.redis_client import connect
 from nube.registry import ServiceInstance, heartbeat_while_serving
-from nube.settings import Settings
+from nube.settings import Settings, SettingsError
 
 
 def create_agent_app(settings: Settings, security: Security | None = None) -> Celery:
     """The agent: the relay task on the ingress queue, its outcome listener and heartbeat."""
     client = connect(settings)
     security = security or load_security(settings, client)
+    policy = load_agent_policy(settings)
     jobs = JobStore(client, RecordSealer(security.sealer))
     app = make_celery(settings, "nube-agent")
     secure_app(app, security, jobs)
-    middlewares = default_middlewares(security, BrokerCounts(app, jobs), Placements(client))
+    counts = BrokerCounts(app, jobs)
+    middlewares = default_middlewares(security, policy, counts, Placements(client))
     relay = Relay(app, jobs, middlewares)
 
     @app.task(
@@ -55,6 +59,17 @@ def create_agent_app(settings: Settings, security: Security | None = None) -> Ce
     _listen_for_outcomes(app, jobs, security)
     _reconcile(app, jobs, settings)
     return app
+
+
+def load_agent_policy(settings: Settings) -> Policy:
+    """The policy file named by ``NUBE_POLICY_FILE`` (without one, every image is allowed and
+    the hardening defaults apply); a bad one is a ``SettingsError`` naming the variable."""
+    if not settings.policy_file:
+        return Policy.from_dict({})
+    try:
+        return load_policy(settings.policy_file)
+    except PolicyInvalid as e:
+        raise SettingsError(f"NUBE_POLICY_FILE: {e.message}") from e
 
 
 def _listen_for_outcomes(app: Celery, jobs: JobStore, security: Security) -> None:

@@ -132,17 +132,16 @@ class Audit(Middleware):
 
 
 def default_middlewares(
-    security: Security | None = None,
+    security: Security,
+    policy: Policy,
     counts: Counts | None = None,
     placements: Placements | None = None,
 ) -> list[Middleware]:
     """Audit, validate, log, policy, route; passive mode (debugging) skips the policy."""
     route = Route(placements)
-    if security is None:
-        return [Validate(), Log(), route]
     if security.sealer.mode is Mode.PASSIVE:
         return [Audit(security.audit), Validate(), Log(), route]
-    return [Audit(security.audit), Validate(), Log(), PolicyCheck(security.policy, counts), route]
+    return [Audit(security.audit), Validate(), Log(), PolicyCheck(policy, counts), route]
 
 
 class Relay:

@@ -18,10 +18,9 @@ from agents import celery_hooks, serializer
 from agents.audit import AuditEvent, AuditLog, Decision
 from agents.envelope import Binding, Mode, Opened, RedisNonceStore, ReplayGuard, Sealer
 from agents.keyring import Keyring
-from agents.policy import Policy, load_policy
 from agents.refusals import Refusal
 from nube.broker import job_of_task
-from nube.errors import KeyringInvalid, MessageMisbound, PolicyInvalid
+from nube.errors import KeyringInvalid, MessageMisbound
 from nube.jobs import JobStore
 from nube.settings import Settings, SettingsError
 
@@ -33,16 +32,15 @@ JOB_RECORD = "nube.job-record"
 
 @dataclass(frozen=True)
 class Security:
-    """A process's sealer, replay guard, audit log and policy."""
+    """What every process needs to seal and audit: its sealer, replay guard and audit log."""
 
     sealer: Sealer
     guard: ReplayGuard
     audit: AuditLog
-    policy: Policy
 
 
 def load_security(settings: Settings, client: redis.Redis) -> Security:
-    """Read the keyring and policy named by the settings; a bad one is a ``SettingsError``."""
+    """Read the keyring named by the settings; a missing or bad one is a ``SettingsError``."""
     if not settings.keys:
         raise SettingsError(
             "NUBE_KEYS: required (a keyring; make one with `nube keys generate`, "
@@ -50,11 +48,8 @@ def load_security(settings: Settings, client: redis.Redis) -> Security:
         )
     try:
         ring = Keyring.from_text(settings.keys)
-        policy = load_policy(settings.policy_file) if settings.policy_file else Policy.from_dict({})
     except KeyringInvalid as e:
         raise SettingsError(f"NUBE_KEYS: {e.message}") from e
-    except PolicyInvalid as e:
-        raise SettingsError(f"NUBE_POLICY_FILE: {e.message}") from e
     mode = Mode(settings.agent_mode)
     if mode is Mode.PASSIVE:
         log.warning("!" * 78)
@@ -65,7 +60,7 @@ def load_security(settings: Settings, client: redis.Redis) -> Security:
         RedisNonceStore(client), settings.replay_window_seconds, settings.replay_skew_seconds
     )
     audit = AuditLog(client, mirror=settings.audit_file)
-    return Security(Sealer(ring, mode), guard, audit, policy)
+    return Security(Sealer(ring, mode), guard, audit)
 
 
 def secure_app(app: Celery, security: Security, jobs: JobStore | None = None) -> None:

@@ -32,9 +32,8 @@ import redis
 import requests
 
 from agents.keyring import Keyring, generate_key
-from agents.policy import load_policy
 from nube.broker import check_visibility_timeout
-from nube.errors import KeyringInvalid, PolicyInvalid
+from nube.errors import KeyringInvalid
 from nube.settings import PREFIX, Settings, SettingsError, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -314,15 +313,32 @@ def check_settings(env: Mapping[str, str]) -> Settings:
         raise SettingsError("NUBE_KEYS: required")
     try:
         Keyring.from_text(settings.keys)
-        if settings.policy_file:
-            load_policy(settings.policy_file)
     except KeyringInvalid as e:
         raise SettingsError(f"NUBE_KEYS: {e.message}") from e
-    except PolicyInvalid as e:
-        raise SettingsError(f"NUBE_POLICY_FILE: {e.message}") from e
+    if settings.policy_file:
+        check_agent(env)
     if settings.audit_file and not settings.audit_file.parent.is_dir():
         raise SettingsError(f"NUBE_AUDIT_FILE: {settings.audit_file.parent} is not a directory")
     return settings
+
+
+#: How a service starts the line it prints when a setting stops it (``exit_on_bad_setting``).
+BAD_SETTING = "nube: invalid setting "
+
+
+def check_agent(env: Mapping[str, str]) -> None:
+    """Run ``python -m agents --check`` with ``env``: the agent alone reads the policy file, so
+    it checks it. ``SettingsError`` (its one line, naming the variable) when it refuses."""
+    done = subprocess.run(
+        [PY, "-m", "agents", "--check"],
+        env={"PYTHONPATH": str(ROOT), **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines() or [f"the agent's check exited {done.returncode}"]
+        raise SettingsError(lines[-1].removeprefix(BAD_SETTING))
 
 
 def prepare(env: Mapping[str, str], workdir: Path) -> tuple[Stack, Settings]:
