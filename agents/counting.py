@@ -1,8 +1,10 @@
 """How many containers or VMs a tenant has, for the policy's count caps.
 
 Only workers touch Docker and libvirt, so the agent counts the way any client would: it runs a
-list operation as a job through the broker and waits for its result. A count that cannot be had
-in time denies the request (a cap that cannot be checked is not waived).
+list operation as a job through the broker and waits for its result. The catalog names that
+operation for each kind (:meth:`~nube.catalog.Catalog.counter`) and the parameters that list every
+one. A count that cannot be had in time denies the request (a cap that cannot be checked is not
+waived).
 """
 
 from __future__ import annotations
@@ -12,12 +14,6 @@ from celery import Celery
 from nube.catalog import CATALOG
 from nube.errors import PolicyDenied
 from nube.jobs import Job, JobStatus, JobStore, new_job_id, now_iso
-
-#: kind → (list operation, its parameters, the result member holding the list)
-LISTS = {
-    "containers": ("containers.list", {"all": True}, "containers"),
-    "vms": ("vms.list", {"state": "all"}, "vms"),
-}
 
 
 class BrokerCounts:
@@ -29,25 +25,25 @@ class BrokerCounts:
         self.timeout = timeout
 
     def __call__(self, tenant: str, kind: str) -> int:
-        name, params, member = LISTS[kind]
-        op = CATALOG.get(name)
+        op = CATALOG.counter(kind)
+        every = op.lists_all.model_dump(mode="json", exclude_unset=True) if op.lists_all else {}
         job = self.jobs.create(
             Job(
                 id=new_job_id(),
-                operation=name,
+                operation=op.name,
                 tenant=tenant,
                 queue=op.queue,
                 submitted_at=now_iso(),
             )
         )
         self.app.send_task(
-            name,
-            kwargs={"params": params, "job": {"tenant": tenant, "admin": False}},
+            op.name,
+            kwargs={"params": every, "job": {"tenant": tenant, "admin": False}},
             task_id=job.id,
             queue=op.queue,
-            headers={"nube": {"tenant": tenant, "job": job.id, "op": name, "target": None}},
+            headers={"nube": {"tenant": tenant, "job": job.id, "op": op.name, "target": None}},
         )
         done = self.jobs.wait(job.id, self.timeout)
         if done is None or done.status != JobStatus.SUCCEEDED:
             raise PolicyDenied(rule=f"max_{kind}", reason=f"could not count the tenant's {kind}")
-        return len(done.result[member])
+        return len(done.result[kind])

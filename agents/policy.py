@@ -25,13 +25,16 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from nube.catalog import CATALOG
 from nube.errors import PolicyDenied, PolicyInvalid
 
 Counts = Callable[[str, str], int]
 """``counts(tenant, kind)`` → how many ``containers`` / ``vms`` the tenant has now."""
 
-CONTAINER_CREATES = frozenset({"containers.run", "containers.create"})
-VM_CREATES = frozenset({"vms.define"})
+#: The operations that make one more container or VM: the count caps limit them, and allowed
+#: container creates get the hardening defaults.
+CONTAINER_CREATES = CATALOG.creating("containers")
+VM_CREATES = CATALOG.creating("vms")
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 

@@ -15,15 +15,15 @@ from typing import Any
 from celery import Celery
 from pydantic import ValidationError
 
-from agents.audit import AuditEvent, AuditLog, Decision
-from agents.envelope import Mode
+from nube.audit.log import AuditEvent, AuditLog, Decision
+from nube.sealing.sealer import Mode
 from agents.middleware import Chain, Middleware, RelayMessage
 from agents.policy import Counts, Policy
-from agents.security import Security
+from nube.sealing.setup import Security
 from nube.catalog import CATALOG, Operation
 from nube.errors import InvalidRequest, NubeError
 from nube.jobs import JobStore
-from nube.placement import PINNED, Placements
+from nube.placement import Placements
 from nube.summary import summarize, target_of
 
 log = logging.getLogger("nube.agent")
@@ -60,7 +60,7 @@ class Log(Middleware):
 
 class Route(Middleware):
     """Chooses the worker queue: the service's shared queue, or for an operation on an existing
-    VM (tag ``pinned``) the queue of the node where it lives."""
+    VM (``op.pinned``) the queue of the node where it lives."""
 
     def __init__(self, placements: Placements | None = None) -> None:
         self.placements = placements
@@ -72,7 +72,7 @@ class Route(Middleware):
 
     def _node(self, op: Operation, message: RelayMessage) -> str | None:
         name = message.params.get("name")
-        if self.placements is None or PINNED not in op.tags or not isinstance(name, str):
+        if self.placements is None or not op.pinned or not isinstance(name, str):
             return None
         node = self.placements.node_of(op.service, message.tenant, name)
         if node is None and message.admin:  # an admin may act on another tenant's VM

@@ -1,9 +1,11 @@
 """The operation catalog: every operation nube offers, declared once.
 
 An :class:`Operation` names its parameter model (pydantic, validated at the API edge and again by
-the agent and the worker), its HTTP binding, the queue that serves it, its time limit and whether
-it creates a resource. The API builds its routes and the OpenAPI document from this catalog, the
-agent validates and routes with it, and the workers register one thin task per entry.
+the agent and the worker), its HTTP binding, the queue that serves it, its time limit, whether it
+creates a resource, where it runs and what a policy count cap counts. The catalog answers every
+question about an operation, so nothing else restates operation names: the API builds its routes
+and the OpenAPI document from it, the agent validates, routes and counts with it, the policy finds
+the operations its count caps limit in it, and the workers register one thin task per entry.
 """
 
 from __future__ import annotations
@@ -54,7 +56,20 @@ class Operation:
     """Field of ``params`` naming what the operation acts on (for logs and audit summaries)."""
     max_retries: int = 3
     """Retries of transient backend errors before the job fails ``backend_unavailable``."""
-    tags: tuple[str, ...] = field(default_factory=tuple)
+    pinned: bool = False
+    """Acts on an existing resource that lives on one node (a VM on its hypervisor): the agent
+    routes it to that node's queue, ``<service>.<node>``, found by the ``name`` parameter."""
+    places: bool = False
+    """Makes a resource that lives on one node: once it succeeds, the worker records its own node
+    for the ``name`` parameter (see :mod:`nube.placement`)."""
+    releases: bool = False
+    """Removes such a resource: once it succeeds, the worker forgets where ``name`` lived."""
+    counted_kind: str | None = None
+    """The kind a policy count cap limits (``containers``, ``vms``) of which this operation makes
+    one more (it ``creates``), or which it lists for the count (it has ``lists_all``)."""
+    lists_all: Params | None = field(default=None, compare=False)
+    """For the list operation that counts ``counted_kind``: the parameters that list every one
+    the tenant has, stopped ones too; the result holds the list under the key ``counted_kind``."""
     binary: tuple[str, ...] = ()
     """Fields of ``params`` that carry base64 payloads (a text, or a map of texts): together at
     most ``PAYLOAD_LIMIT`` bytes decoded, and the API accepts a body that much larger."""
@@ -87,10 +102,11 @@ class Catalog:
         for op in ops:
             if op.name in self._ops:
                 raise ValueError(f"operation {op.name} declared twice")
-            unknown = set(op.binary) - set(op.params.model_fields)
-            if unknown:
-                raise ValueError(f"operation {op.name}: binary field(s) {sorted(unknown)} unknown")
+            _check(op)
             self._ops[op.name] = op
+        kinds = [op.counted_kind for op in self._ops.values() if op.lists_all is not None]
+        if len(kinds) != len(set(kinds)):
+            raise ValueError(f"more than one operation lists one of {sorted(map(str, kinds))}")
 
     def get(self, name: str) -> Operation:
         try:
@@ -109,6 +125,36 @@ class Catalog:
 
     def queues(self) -> list[str]:
         return sorted({op.queue for op in self._ops.values()})
+
+    def creating(self, kind: str) -> frozenset[str]:
+        """The names of the operations that make one more ``kind`` (what a count cap limits)."""
+        return frozenset(op.name for op in self if op.creates and op.counted_kind == kind)
+
+    def counter(self, kind: str) -> Operation:
+        """The list operation that counts a tenant's ``kind`` (the one with ``lists_all``)."""
+        for op in self:
+            if op.lists_all is not None and op.counted_kind == kind:
+                return op
+        raise NotFound(kind="count", id=kind)
+
+
+def _check(op: Operation) -> None:
+    """Refuse an operation whose fields contradict each other or name unknown parameters."""
+    fields = set(op.params.model_fields)
+    unknown = set(op.binary) - fields
+    if unknown:
+        raise ValueError(f"operation {op.name}: binary field(s) {sorted(unknown)} unknown")
+    if (op.pinned or op.places or op.releases) and "name" not in fields:
+        raise ValueError(f"operation {op.name}: placement needs a name parameter")
+    if op.places and op.releases:
+        raise ValueError(f"operation {op.name}: places and releases at once")
+    if op.lists_all is not None and not isinstance(op.lists_all, op.params):
+        raise ValueError(f"operation {op.name}: lists_all is not a {op.params.__name__}")
+    lists = op.lists_all is not None
+    if lists and (op.creates or op.counted_kind is None):
+        raise ValueError(f"operation {op.name}: lists_all needs a counted_kind and no creates")
+    if op.counted_kind is not None and not (op.creates or lists):
+        raise ValueError(f"operation {op.name}: counted_kind without creates or lists_all")
 
 
 def load_catalog() -> Catalog:

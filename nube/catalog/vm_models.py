@@ -3,7 +3,9 @@
 Every string a caller sends ends up in libvirt XML, so each one is a constrained type: names are
 :data:`LibvirtName`, addresses are parsed by :mod:`ipaddress`, enumerations are literals. A value
 with markup (``<``, ``&``, quotes) never validates, and the driver builds its XML with an XML
-library on top of that.
+library on top of that. Network and volume models are named ``VmNetwork*`` and ``StorageVolume*``:
+the container service has networks and volumes too, and the OpenAPI document names its schemas
+after the classes.
 """
 
 from __future__ import annotations
@@ -182,16 +184,16 @@ class PoolUndefine(PoolRef):
     delete: bool = Field(default=False, description="Also delete its (empty) directory")
 
 
-class VolumeList(Params):
+class StorageVolumeList(Params):
     pool: LibvirtName
 
 
-class VolumeRef(Params):
+class StorageVolumeRef(Params):
     pool: LibvirtName
     name: LibvirtName
 
 
-class VolumeCreate(VolumeRef):
+class StorageVolumeCreate(StorageVolumeRef):
     capacity_mib: CapacityMiB
     format: VolumeFormat = "qcow2"
 
@@ -199,13 +201,13 @@ class VolumeCreate(VolumeRef):
 # --- virtual networks ----------------------------------------------------------------------------
 
 
-class NetworkRef(Params):
+class VmNetworkRef(Params):
     """One virtual network, by name."""
 
     name: LibvirtName
 
 
-class NetworkDefine(NetworkRef):
+class VmNetworkDefine(VmNetworkRef):
     """A NAT, routed or isolated IPv4 network; the gateway is the subnet's first address."""
 
     mode: NetworkMode = "nat"
@@ -218,7 +220,7 @@ class NetworkDefine(NetworkRef):
     autostart: bool = False
 
     @model_validator(mode="after")
-    def _check(self) -> NetworkDefine:
+    def _check(self) -> VmNetworkDefine:
         net = self.subnet
         if not net.is_private or not 8 <= net.prefixlen <= 30:
             raise ValueError("subnet must be a private IPv4 network with a /8 to /30 prefix")
@@ -238,5 +240,15 @@ def _check_range(net: IPv4Network, start: IPv4Address, end: IPv4Address) -> None
         raise ValueError(f"DHCP range must lie in {hosts[0]}-{hosts[1]} (gateway {gateway})")
 
 
-class NetworkAutostart(NetworkRef):
+class VmNetworkAutostart(VmNetworkRef):
     enabled: bool = True
+
+
+# The drivers and their tests import some models under their names from before issue 9; once they
+# import the new names, this goes.
+NetworkAutostart = VmNetworkAutostart
+NetworkDefine = VmNetworkDefine
+NetworkRef = VmNetworkRef
+VolumeCreate = StorageVolumeCreate
+VolumeList = StorageVolumeList
+VolumeRef = StorageVolumeRef

@@ -1,6 +1,6 @@
 """Virtual machine operations (libvirt), served by the ``vms`` queue.
 
-Domains, their snapshots, storage pools and volumes, and virtual networks. Operations tagged
+Domains, their snapshots, storage pools and volumes, and virtual networks. Operations that are
 ``pinned`` act on an existing VM, which lives on one node (its representation's ``node``); the
 agent routes them to ``vms.<node>``. Pool and network changes need ``admin``: they are node
 infrastructure shared by every tenant, and libvirt keeps no owner on them.
@@ -10,30 +10,28 @@ from __future__ import annotations
 
 from nube.catalog import NoParams, Operation, Params
 from nube.catalog.vm_models import (
-    NetworkAutostart,
-    NetworkDefine,
-    NetworkRef,
     PoolAutostart,
     PoolDefine,
     PoolRef,
     PoolUndefine,
     SnapshotCreate,
     SnapshotRef,
+    StorageVolumeCreate,
+    StorageVolumeList,
+    StorageVolumeRef,
     VmAutostart,
     VmDefine,
     VmList,
+    VmNetworkAutostart,
+    VmNetworkDefine,
+    VmNetworkRef,
     VmReboot,
     VmRef,
     VmShutdown,
     VmUndefine,
-    VolumeCreate,
-    VolumeList,
-    VolumeRef,
 )
 
 __all__ = ["OPERATIONS", "VmList"]
-
-PINNED = ("pinned",)
 
 
 def _op(
@@ -64,7 +62,7 @@ def _op(
 
 def _vm(*args: object, **extra: object) -> Operation:
     """An operation on an existing VM: pinned to the node where it lives."""
-    return _op(*args, **{"tags": PINNED, **extra})  # type: ignore[arg-type]
+    return _op(*args, **{"pinned": True, **extra})  # type: ignore[arg-type]
 
 
 VM = "/v1/vms/<name>"
@@ -93,6 +91,8 @@ _DOMAINS = [
         "List the caller's virtual machines",
         "list_domains",
         time_limit=30,
+        counted_kind="vms",
+        lists_all=VmList(state="all"),
     ),
     _op(
         "define",
@@ -102,8 +102,9 @@ _DOMAINS = [
         "Define (persistent) or create (transient) a virtual machine from a spec",
         "define_domain",
         creates=True,
+        counted_kind="vms",
         time_limit=300,
-        tags=("places",),
+        places=True,
     ),
     _vm(
         "info",
@@ -164,7 +165,7 @@ _DOMAINS = [
         "Remove a stopped VM, optionally its storage",
         "undefine_domain",
         time_limit=120,
-        tags=(*PINNED, "releases"),
+        releases=True,
     ),
     _vm(
         "autostart",
@@ -291,7 +292,7 @@ _POOLS = [
     ),
     _op(
         "volume_list",
-        VolumeList,
+        StorageVolumeList,
         "GET",
         VOL,
         "List a pool's volumes",
@@ -301,7 +302,7 @@ _POOLS = [
     ),
     _op(
         "volume_create",
-        VolumeCreate,
+        StorageVolumeCreate,
         "POST",
         VOL,
         "Create a qcow2 or raw volume",
@@ -311,7 +312,7 @@ _POOLS = [
     ),
     _op(
         "volume_info",
-        VolumeRef,
+        StorageVolumeRef,
         "GET",
         f"{VOL}/<name>",
         "Capacity, allocation, format, path",
@@ -320,7 +321,7 @@ _POOLS = [
     ),
     _op(
         "volume_delete",
-        VolumeRef,
+        StorageVolumeRef,
         "DELETE",
         f"{VOL}/<name>",
         "Delete a volume",
@@ -341,7 +342,7 @@ _NETWORKS = [
     ),
     _op(
         "network_define",
-        NetworkDefine,
+        VmNetworkDefine,
         "POST",
         "/v1/vm-networks",
         "Define (or create) a NAT, routed or isolated network",
@@ -351,7 +352,7 @@ _NETWORKS = [
     ),
     _op(
         "network_info",
-        NetworkRef,
+        VmNetworkRef,
         "GET",
         NET,
         "Mode, bridge, addresses, state",
@@ -360,7 +361,7 @@ _NETWORKS = [
     ),
     _op(
         "network_start",
-        NetworkRef,
+        VmNetworkRef,
         "POST",
         f"{NET}/start",
         "Start a network",
@@ -369,7 +370,7 @@ _NETWORKS = [
     ),
     _op(
         "network_destroy",
-        NetworkRef,
+        VmNetworkRef,
         "POST",
         f"{NET}/destroy",
         "Stop a network",
@@ -378,7 +379,7 @@ _NETWORKS = [
     ),
     _op(
         "network_undefine",
-        NetworkRef,
+        VmNetworkRef,
         "DELETE",
         NET,
         "Remove an inactive network",
@@ -387,7 +388,7 @@ _NETWORKS = [
     ),
     _op(
         "network_autostart",
-        NetworkAutostart,
+        VmNetworkAutostart,
         "POST",
         f"{NET}/autostart",
         "Autostart on or off",
@@ -396,7 +397,7 @@ _NETWORKS = [
     ),
     _op(
         "network_leases",
-        NetworkRef,
+        VmNetworkRef,
         "GET",
         f"{NET}/leases",
         "DHCP leases of a network",
