@@ -31,7 +31,7 @@ from nube.catalog.containers import ContainerRun
 from nube.client import NubeClient
 from nube.devstack import Stack
 from nube.tokens import Scope, TokenStore
-from workers.context import JobContext
+from workers.drivers import JobContext
 from workers.drivers.docker import DockerDriver
 
 IMAGE = "busybox:latest"

@@ -29,7 +29,7 @@ from pathlib import Path
 import libvirt
 
 from nube.catalog.vm_models import VmDefine, VmRef
-from workers.context import JobContext
+from workers.drivers import JobContext
 from workers.drivers.libvirt import LibvirtDriver
 
 TENANT = f"bench-{uuid.uuid4().hex[:6]}"

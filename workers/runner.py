@@ -29,8 +29,7 @@ from nube.errors import InvalidRequest, NubeError, Timeout, WorkerLost
 from nube.jobs import JobStatus, JobStore
 from nube.placement import PLACES, RELEASES, Placements
 from nube.settings import Settings
-from workers.context import JobContext
-from workers.drivers import load_driver
+from workers.drivers import Driver, JobContext, load_driver
 
 log = logging.getLogger("nube.worker")
 
@@ -41,10 +40,10 @@ class Runtime:
 
     settings: Settings
     jobs: JobStore
-    _drivers: dict[str, Any] = field(default_factory=dict)
+    _drivers: dict[str, Driver] = field(default_factory=dict)
     _pid: int = 0
 
-    def driver(self, service: str) -> Any:
+    def driver(self, service: str) -> Driver:
         """The driver for ``service``, made once per process (connections do not cross fork)."""
         if self._pid != os.getpid():
             self._drivers, self._pid = {}, os.getpid()

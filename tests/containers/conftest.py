@@ -17,7 +17,7 @@ from typing import Any
 import docker
 import pytest
 
-from workers.context import JobContext
+from workers.drivers import JobContext
 from workers.drivers.docker import DockerDriver
 
 RUN = uuid.uuid4().hex[:8]

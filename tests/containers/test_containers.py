@@ -26,7 +26,7 @@ from nube.catalog.containers import (
 from nube.errors import Conflict, NotFound
 from tests.conftest import wait_http
 from tests.containers.conftest import IMAGE, MakeCtx
-from workers.context import JobContext
+from workers.drivers import JobContext
 from workers.drivers.docker import DockerDriver
 
 Name = Callable[[str], str]

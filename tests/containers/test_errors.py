@@ -15,7 +15,7 @@ from nube.errors import (
     NotFound,
     NubeError,
 )
-from workers.context import JobContext
+from workers.drivers import JobContext
 from workers.drivers.docker import DockerDriver
 from workers.drivers.docker.errors import from_message, translated
 

@@ -25,7 +25,7 @@ from nube.catalog.containers import (
 )
 from nube.errors import Conflict, InvalidRequest, NotFound
 from tests.containers.conftest import IMAGE, MakeCtx
-from workers.context import JobContext
+from workers.drivers import JobContext
 from workers.drivers.docker import DockerDriver
 
 Name = Callable[[str], str]

@@ -19,7 +19,7 @@ import libvirt
 import pytest
 
 from nube.catalog import NoParams
-from workers.context import JobContext
+from workers.drivers import JobContext
 from workers.drivers.libvirt import LibvirtDriver
 
 QEMU = "qemu:///system"

@@ -33,11 +33,11 @@ from nube.catalog.vm_models import (
     VolumeRef,
 )
 from nube.errors import Conflict, Forbidden, InvalidRequest, NotFound
-from workers.context import JobContext
+from workers.drivers import JobContext
 from workers.drivers.hypervisor import HypervisorDriver
 from workers.drivers.libvirt import LibvirtDriver
-from workers.drivers.libvirt.states import VmState, allowed_actions
 from workers.drivers.libvirt.xml import parse_domain
+from workers.drivers.vm_states import VmState, allowed_actions
 
 from .conftest import make_ctx, unique
 

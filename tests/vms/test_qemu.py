@@ -22,7 +22,7 @@ from nube.catalog.vm_models import (
     VmShutdown,
 )
 from nube.errors import BackendUnavailable, Timeout
-from workers.context import JobContext
+from workers.drivers import JobContext
 from workers.drivers.libvirt import LibvirtDriver
 
 from .conftest import QEMU, qemu_reachable, unique

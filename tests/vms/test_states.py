@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from nube.errors import Conflict
-from workers.drivers.libvirt.states import (
+from workers.drivers.vm_states import (
     TABLE,
     VmAction,
     VmState,

@@ -1,25 +1,54 @@
-"""Driver selection: one driver per backend kind, chosen by configuration."""
+"""Driver selection: one driver per backend kind, chosen by configuration.
+
+A backend's library is imported only when its driver is chosen.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Literal, overload
 
 from nube.settings import Settings
+from workers.drivers.base import Driver, JobContext, Result
+from workers.drivers.containers import ContainerDriver
+from workers.drivers.hypervisor import HypervisorDriver
+
+__all__ = [
+    "ContainerDriver",
+    "Driver",
+    "HypervisorDriver",
+    "JobContext",
+    "Result",
+    "load_driver",
+]
 
 
-def load_driver(service: str, settings: Settings) -> Any:
-    """The driver that serves ``service`` (``containers`` or ``vms``)."""
+@overload
+def load_driver(service: Literal["containers"], settings: Settings) -> ContainerDriver: ...
+@overload
+def load_driver(service: Literal["vms"], settings: Settings) -> HypervisorDriver: ...
+@overload
+def load_driver(service: str, settings: Settings) -> Driver: ...
+def load_driver(service: str, settings: Settings) -> Driver:
+    """The driver that serves ``service`` (``containers`` or ``vms``); else ``ValueError``."""
     if service == "containers":
-        from workers.drivers.docker import DockerDriver
-
-        return DockerDriver(base_url=settings.docker_host)
+        return _container_driver(settings)
     if service == "vms":
-        from workers.drivers.libvirt import LibvirtDriver
-
-        return LibvirtDriver(
-            uri=settings.libvirt_uri,
-            node=settings.node,
-            domain_type=settings.vm_domain_type,
-            pool_root=str(settings.vm_pool_root),
-        )
+        return _hypervisor_driver(settings)
     raise ValueError(f"no driver for service {service!r}")
+
+
+def _container_driver(settings: Settings) -> ContainerDriver:
+    from workers.drivers.docker import DockerDriver
+
+    return DockerDriver(base_url=settings.docker_host)
+
+
+def _hypervisor_driver(settings: Settings) -> HypervisorDriver:
+    from workers.drivers.libvirt import LibvirtDriver
+
+    return LibvirtDriver(
+        uri=settings.libvirt_uri,
+        node=settings.node,
+        domain_type=settings.vm_domain_type,
+        pool_root=str(settings.vm_pool_root),
+    )

@@ -7,7 +7,6 @@ contract in its docstring, like Nova's ``ComputeDriver``.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any
 
 from nube.catalog.containers import (
     ContainerCommit,
@@ -40,9 +39,7 @@ from nube.catalog.containers import (
     VolumeRemove,
     VolumeRestore,
 )
-from workers.context import JobContext
-
-Result = dict[str, Any]
+from workers.drivers.base import JobContext, Result
 
 
 class ContainerDriver(ABC):

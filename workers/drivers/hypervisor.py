@@ -18,7 +18,6 @@ Each method states its contract, as nova's ``ComputeDriver`` does. Common to all
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any
 
 from nube.catalog import NoParams
 from nube.catalog.vm_models import (
@@ -42,9 +41,7 @@ from nube.catalog.vm_models import (
     VolumeList,
     VolumeRef,
 )
-from workers.context import JobContext
-
-Result = dict[str, Any]
+from workers.drivers.base import JobContext, Result
 
 
 class HypervisorDriver(ABC):

@@ -11,7 +11,7 @@ from docker.models.networks import Network
 from docker.models.volumes import Volume
 
 from nube.errors import NotFound
-from workers.context import JobContext
+from workers.drivers.base import JobContext
 from workers.drivers.docker.errors import translated
 
 TENANT = "nube.tenant"

@@ -10,7 +10,7 @@ from typing import Any
 
 from nube.catalog.containers import ImageBuild, ImagePush
 from nube.errors import BackendFailed
-from workers.context import JobContext
+from workers.drivers.base import JobContext
 from workers.drivers.docker import views
 from workers.drivers.docker.base import DockerBase
 from workers.drivers.docker.errors import translated

@@ -13,7 +13,7 @@ from nube.catalog.containers import (
     ContainerLogs,
     ContainerRef,
 )
-from workers.context import JobContext
+from workers.drivers.base import JobContext
 from workers.drivers.docker import output, views
 from workers.drivers.docker.base import DockerBase
 from workers.drivers.docker.images import guard_reference

@@ -19,7 +19,7 @@ from nube.catalog.containers import (
     ContainerStop,
 )
 from nube.errors import Conflict, NotFound, NubeError, Timeout
-from workers.context import JobContext
+from workers.drivers.base import JobContext
 from workers.drivers.docker import output, views
 from workers.drivers.docker.base import HELPER, DockerBase
 from workers.drivers.docker.errors import translated

@@ -22,7 +22,7 @@ from nube.catalog.containers import (
     ImageTagParams,
 )
 from nube.errors import Conflict, Forbidden, InvalidRequest, NotFound, PayloadTooLarge
-from workers.context import JobContext
+from workers.drivers.base import JobContext
 from workers.drivers.docker import views
 from workers.drivers.docker.base import TENANT, DockerBase
 from workers.drivers.docker.errors import translated

@@ -14,7 +14,7 @@ from nube.catalog.containers import (
     NetworkDisconnect,
     NetworkRef,
 )
-from workers.context import JobContext
+from workers.drivers.base import JobContext
 from workers.drivers.docker import views
 from workers.drivers.docker.base import DockerBase
 from workers.drivers.docker.errors import translated

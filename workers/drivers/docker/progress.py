@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from nube.errors import InvalidRequest
-from workers.context import JobContext
+from workers.drivers.base import JobContext
 from workers.drivers.docker.errors import from_message
 
 _STEP = re.compile(r"^Step (\d+)/(\d+)")

@@ -19,7 +19,7 @@ from nube.catalog.containers import (
     VolumeRestore,
 )
 from nube.errors import BackendFailed, Conflict, NotFound
-from workers.context import JobContext
+from workers.drivers.base import JobContext
 from workers.drivers.docker import views
 from workers.drivers.docker.base import HELPER, DockerBase
 from workers.drivers.docker.errors import translated

@@ -1,9 +1,9 @@
 """The libvirt implementation of :class:`~workers.drivers.hypervisor.HypervisorDriver`.
 
 Small parts composed into one driver: :mod:`.connection` (reconnect, error translation),
-:mod:`.xml` (builders and parsers), :mod:`.states` (the life-cycle table), :mod:`.guests`,
-:mod:`.domains`, :mod:`.provision`, :mod:`.snapshots`, :mod:`.storage`, :mod:`.networks` and
-:mod:`.host`.
+:mod:`.xml` (builders and parsers), :mod:`.guests`, :mod:`.domains`, :mod:`.provision`,
+:mod:`.snapshots`, :mod:`.storage`, :mod:`.networks` and :mod:`.host`. The life-cycle table is
+:mod:`workers.drivers.vm_states`, shared with the fake driver.
 """
 
 from __future__ import annotations

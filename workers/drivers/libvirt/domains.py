@@ -19,7 +19,7 @@ from nube.catalog.vm_models import (
     VmUndefine,
 )
 from nube.errors import Forbidden, Timeout
-from workers.context import JobContext
+from workers.drivers.base import JobContext
 from workers.drivers.libvirt.base import LibvirtBase, error_code
 from workers.drivers.libvirt.guests import (
     describe,
@@ -28,8 +28,8 @@ from workers.drivers.libvirt.guests import (
     owner_of,
     state_of,
 )
-from workers.drivers.libvirt.states import VmAction, VmState, require
 from workers.drivers.libvirt.xml import parse_domain
+from workers.drivers.vm_states import VmAction, VmState, require
 
 _LIST_FLAGS = {
     "all": 0,

@@ -8,10 +8,10 @@ from typing import Any
 import libvirt
 
 from nube.errors import NotFound
-from workers.context import JobContext
+from workers.drivers.base import JobContext
 from workers.drivers.libvirt.base import error_code
-from workers.drivers.libvirt.states import VmState, allowed_actions
 from workers.drivers.libvirt.xml import NS, Owner, parse_domain, parse_owner
+from workers.drivers.vm_states import VmState, allowed_actions
 
 _PAUSED = {libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_PMSUSPENDED}
 _OFF = {libvirt.VIR_DOMAIN_SHUTOFF, libvirt.VIR_DOMAIN_CRASHED, libvirt.VIR_DOMAIN_NOSTATE}

@@ -7,7 +7,7 @@ from typing import Any
 import libvirt
 
 from nube.catalog import NoParams
-from workers.context import JobContext
+from workers.drivers.base import JobContext
 from workers.drivers.libvirt.base import LibvirtBase, version_string
 from workers.drivers.libvirt.xml import parse_capabilities
 

@@ -11,7 +11,7 @@ import libvirt
 from nube.catalog import NoParams
 from nube.catalog.vm_models import NetworkAutostart, NetworkDefine, NetworkRef
 from nube.errors import Conflict, NotFound
-from workers.context import JobContext
+from workers.drivers.base import JobContext
 from workers.drivers.libvirt.base import LibvirtBase, error_code, jsonable
 from workers.drivers.libvirt.xml import NetworkSpec, network_xml, parse_network
 

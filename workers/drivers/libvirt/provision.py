@@ -7,7 +7,6 @@ metadata, and a redelivered define finds the first attempt's volumes and domain.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -16,10 +15,9 @@ import libvirt
 
 from nube.catalog.vm_models import VmDefine, VmDisk
 from nube.errors import Conflict, NotFound
-from workers.context import JobContext
+from workers.drivers.base import JobContext, job_tag
 from workers.drivers.libvirt.base import LibvirtBase, error_code
 from workers.drivers.libvirt.guests import describe, find_domain, owner_of, state_of
-from workers.drivers.libvirt.states import VmState
 from workers.drivers.libvirt.xml import (
     DiskSource,
     DomainSpec,
@@ -29,11 +27,7 @@ from workers.drivers.libvirt.xml import (
     parse_volume,
     volume_xml,
 )
-
-
-def job_tag(job_id: str) -> str:
-    """A short, stable, name-safe tag of a job id (for names of what the job creates)."""
-    return hashlib.sha256(job_id.encode()).hexdigest()[:8]
+from workers.drivers.vm_states import VmState
 
 
 def lookup_pool(conn: libvirt.virConnect, name: str) -> libvirt.virStoragePool:

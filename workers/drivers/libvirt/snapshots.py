@@ -9,11 +9,11 @@ import libvirt
 
 from nube.catalog.vm_models import SnapshotCreate, SnapshotRef, VmRef
 from nube.errors import Conflict, NotFound
-from workers.context import JobContext
+from workers.drivers.base import JobContext
 from workers.drivers.libvirt.base import LibvirtBase, error_code
 from workers.drivers.libvirt.guests import owned_domain, state_of
-from workers.drivers.libvirt.states import VmAction, require
 from workers.drivers.libvirt.xml import parse_domain, snapshot_xml
+from workers.drivers.vm_states import VmAction, require
 
 _STATE_NAMES = {
     "running": "running",

@@ -19,7 +19,7 @@ from nube.catalog.vm_models import (
     VolumeRef,
 )
 from nube.errors import Conflict
-from workers.context import JobContext
+from workers.drivers.base import JobContext
 from workers.drivers.libvirt.base import LibvirtBase
 from workers.drivers.libvirt.provision import lookup_pool, lookup_volume
 from workers.drivers.libvirt.xml import parse_pool, parse_volume, pool_xml, volume_xml

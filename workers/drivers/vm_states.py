@@ -3,6 +3,8 @@
 States: ``undefined`` (no such domain), ``defined`` (shut off), ``running``, ``paused`` and
 ``saved`` (shut off with a managed save image). Each action lists the states it may start from
 and whether it needs a persistent domain; anything else is a :class:`~nube.errors.Conflict`.
+Part of the :class:`~workers.drivers.hypervisor.HypervisorDriver` contract: every hypervisor
+driver (libvirt, the fake) decides its actions and ``allowed_actions`` with this table.
 """
 
 from __future__ import annotations

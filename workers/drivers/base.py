@@ -1,0 +1,66 @@
+"""What every driver shares, and all a driver needs from its caller.
+
+A driver package imports nothing from ``workers`` outside ``workers.drivers``: the job it runs
+arrives as a :class:`JobContext`, and the worker's runtime sees a driver as a :class:`Driver`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+Result = dict[str, Any]
+"""What a driver operation returns: JSON-able data."""
+
+
+def _no_progress(progress: dict[str, Any]) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class JobContext:
+    """The job a driver call belongs to.
+
+    Drivers label every resource they create with :attr:`labels` so that a redelivered create
+    finds what an earlier attempt made, and so that lists show only the caller's resources.
+    """
+
+    job_id: str
+    tenant: str
+    operation: str
+    admin: bool = False
+    hardening: dict[str, Any] = field(default_factory=dict)
+    """Defaults the agent's policy requires for a create (``cap_drop_all``, ``pids_limit``...)."""
+    report_progress: Callable[[dict[str, Any]], None] = field(default=_no_progress)
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {"nube.tenant": self.tenant, "nube.job": self.job_id}
+
+
+def job_tag(job_id: str) -> str:
+    """A short, stable, name-safe tag of a job id (for names of what the job creates)."""
+    return hashlib.sha256(job_id.encode()).hexdigest()[:8]
+
+
+@runtime_checkable
+class Driver(Protocol):
+    """What the worker's runtime knows of any driver, whatever its backend kind.
+
+    Operations are looked up by the catalog's ``handler`` name and called as
+    ``handler(params, ctx)``; both :class:`~workers.drivers.containers.ContainerDriver` and
+    :class:`~workers.drivers.hypervisor.HypervisorDriver` satisfy this.
+    """
+
+    name: str
+    """The backend's name (``docker``, ``libvirt``, ``fake``), for the worker's heartbeat."""
+
+    def version(self) -> str:
+        """Backend version string, for the worker's heartbeat."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...
