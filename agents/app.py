@@ -9,19 +9,19 @@ from typing import Any
 from celery import Celery, Task
 from celery.signals import worker_ready, worker_shutdown
 
-from agents.celery_hooks import verify_request
 from agents.counting import BrokerCounts
 from agents.outcomes import OutcomeListener
 from agents.policy import Policy, load_policy
 from agents.reconciler import Reconciler
 from agents.relay import Relay, default_middlewares
-from agents.security import RecordSealer, Security, load_security, secure_app
 from nube.broker import INGRESS_QUEUE, RELAY_TASK, make_celery
 from nube.errors import PolicyInvalid
 from nube.jobs import JobStore
 from nube.placement import Placements
 from nube.redis_client import connect
 from nube.registry import ServiceInstance, heartbeat_while_serving
+from nube.sealing.celery_hooks import verify_request
+from nube.sealing.setup import RecordSealer, Security, load_security, secure_app
 from nube.settings import Settings, SettingsError
 
 

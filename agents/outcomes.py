@@ -14,7 +14,7 @@ from typing import Any
 
 from celery import Celery
 
-from agents.audit import AuditEvent, AuditLog
+from nube.audit.log import AuditEvent, AuditLog
 from nube.broker import job_of_task
 from nube.jobs import JobStore
 

@@ -15,15 +15,15 @@ from typing import Any
 from celery import Celery
 from pydantic import ValidationError
 
-from nube.audit.log import AuditEvent, AuditLog, Decision
-from nube.sealing.sealer import Mode
 from agents.middleware import Chain, Middleware, RelayMessage
 from agents.policy import Counts, Policy
-from nube.sealing.setup import Security
+from nube.audit.log import AuditEvent, AuditLog, Decision
 from nube.catalog import CATALOG, Operation
 from nube.errors import InvalidRequest, NubeError
 from nube.jobs import JobStore
 from nube.placement import Placements
+from nube.sealing.sealer import Mode
+from nube.sealing.setup import Security
 from nube.summary import summarize, target_of
 
 log = logging.getLogger("nube.agent")

@@ -7,13 +7,13 @@ from typing import Any
 
 from flask import Flask
 
-from agents.security import RecordSealer, load_security, secure_app
 from api import audit, docs, health, jobs, operations, problems, tokens
 from api.services import Services
 from nube.broker import make_celery
 from nube.jobs import JobStore
 from nube.redis_client import connect
 from nube.registry import Registry
+from nube.sealing.setup import RecordSealer, load_security, secure_app
 from nube.settings import Settings, exit_on_bad_setting, load_settings_or_exit
 from nube.tokens import TokenStore
 

@@ -8,9 +8,9 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 from pydantic import Field
 
-from agents.audit import Query
 from api.auth import require
 from api.services import services
+from nube.audit.log import Query
 from nube.catalog import Params
 
 bp = Blueprint("audit", __name__, url_prefix="/v1/audit")

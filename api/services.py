@@ -8,7 +8,7 @@ import redis
 from celery import Celery
 from flask import current_app
 
-from agents.audit import AuditLog
+from nube.audit.log import AuditLog
 from nube.jobs import JobStore
 from nube.registry import Registry
 from nube.settings import Settings

@@ -20,9 +20,10 @@ from typing import Any
 
 from kombu.serialization import dumps, loads
 
-from agents.envelope import Binding, MemoryNonceStore, ReplayGuard, Sealer
-from agents.keyring import Keyring, generate_key
-from agents.serializer import BINDING_KEY, TASK_CONTENT_TYPE, TASK_SERIALIZER, register
+from nube.sealing.keyring import Keyring, generate_key
+from nube.sealing.replay import MemoryNonceStore, ReplayGuard
+from nube.sealing.sealer import Binding, Sealer
+from nube.sealing.serializer import BINDING_KEY, TASK_CONTENT_TYPE, TASK_SERIALIZER, register
 
 
 def _body(size: int) -> list[Any]:

@@ -8,7 +8,8 @@ from typing import Annotated
 import redis
 import typer
 
-from agents.audit import AuditLog, VerifyReport, verify_file
+from nube.audit.log import AuditLog
+from nube.audit.verifier import VerifyReport, verify_file
 from nube.redis_client import connect
 from nube.settings import load_settings_or_exit
 

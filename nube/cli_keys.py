@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from agents.keyring import Keyring, drop, generate_key, rotate, write_keyring
 from nube.errors import KeyringInvalid
+from nube.sealing.keyring import Keyring, drop, generate_key, rotate, write_keyring
 
 keys_app = typer.Typer(help="Sealing keys: generate, rotate, drop, list (see docs/security.md)")
 

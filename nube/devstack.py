@@ -31,9 +31,9 @@ from pathlib import Path
 import redis
 import requests
 
-from agents.keyring import Keyring, generate_key
 from nube.broker import check_visibility_timeout
 from nube.errors import KeyringInvalid
+from nube.sealing.keyring import Keyring, generate_key
 from nube.settings import PREFIX, Settings, SettingsError, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,7 +1,7 @@
 """``python -m nube.flower [flower options]``: Flower on nube's own Celery app.
 
 Flower runs in this process with the app every nube service builds (:func:`nube.broker.make_celery`)
-and its sealing (:func:`agents.security.secure_app`), so it reads the same ``NUBE_*`` settings
+and its sealing (:func:`nube.sealing.setup.secure_app`), so it reads the same ``NUBE_*`` settings
 (``NUBE_REDIS_URL``, ``NUBE_REDIS_PASSWORD``, ``NUBE_KEYS``/``NUBE_KEYS_FILE``, ...) and whatever
 it sends on the control channel is sealed like every other message.
 
@@ -20,9 +20,9 @@ import logging
 import os
 import sys
 
-from agents.security import load_security, secure_app
 from nube.broker import make_celery
 from nube.redis_client import connect
+from nube.sealing.setup import load_security, secure_app
 from nube.settings import exit_on_bad_setting, load_settings_or_exit
 
 log = logging.getLogger("nube.flower")

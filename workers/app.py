@@ -10,14 +10,14 @@ from typing import Any
 
 from celery import Celery, Task
 
-from agents.celery_hooks import verify_request
-from agents.security import RecordSealer, Security, load_security, secure_app
 from nube.broker import make_celery
 from nube.catalog import CATALOG, Operation
 from nube.errors import NubeError
 from nube.jobs import JobStore
 from nube.redis_client import connect
 from nube.registry import ServiceInstance, heartbeat_while_serving
+from nube.sealing.celery_hooks import verify_request
+from nube.sealing.setup import RecordSealer, Security, load_security, secure_app
 from nube.settings import Settings
 from workers.runner import Runtime
 

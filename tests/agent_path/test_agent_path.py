@@ -211,7 +211,7 @@ def test_audit_log_records_request_and_outcome_and_verifies(stack: Stack, api: N
 
 
 def _audit(stack: Stack, job_id: str) -> list[dict]:
-    from agents.audit import AuditLog, Query
+    from nube.audit.log import AuditLog, Query
 
     records, _ = AuditLog(stack.redis()).query(Query(job_id=job_id, limit=1000))
     return records

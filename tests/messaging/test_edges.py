@@ -117,7 +117,7 @@ def _push(stack: Stack, envelope: dict, task_id: str | None = None, sealed: bool
     """Publish a relay message straight into the ingress queue, bypassing the API."""
     from celery import Celery
 
-    from agents.security import load_security, secure_app
+    from nube.sealing.setup import load_security, secure_app
     from nube.settings import load_settings
 
     app = Celery(broker=stack.broker_url)

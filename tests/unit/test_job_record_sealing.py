@@ -12,10 +12,10 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from agents.security import RecordSealer, load_security
 from nube.devstack import Stack
 from nube.errors import BackendFailed, BackendUnavailable, NotFound, NubeError
 from nube.jobs import Job, JobStatus, JobStore, new_job_id, now_iso
+from nube.sealing.setup import RecordSealer, load_security
 from nube.settings import load_settings
 
 SECRET = "/nonexistent-MARKER1234/run"

@@ -7,7 +7,8 @@ holding the last seq and hash), so any number of appenders (API, agent, workers)
 chain. The JSON-lines mirror is written in ``seq`` order by whichever appender has it
 configured, under a file lock; it is an independent copy to verify against.
 
-:func:`verify` recomputes the chain and names the first altered, inserted or deleted record.
+The verifier (:mod:`nube.audit.verifier`) recomputes the chain and names the first altered,
+inserted or deleted record.
 """
 
 from __future__ import annotations
@@ -16,16 +17,19 @@ import fcntl
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 
 from nube.errors import AuditUnavailable
+
+if TYPE_CHECKING:
+    from nube.audit.verifier import VerifyReport
 
 STREAM = "nube:audit"
 HEAD = "nube:audit:head"
@@ -209,6 +213,8 @@ class AuditLog:
 
     def verify(self) -> VerifyReport:
         """Verify the stream's chain and that it ends where the head key says."""
+        from nube.audit.verifier import verify  # the verifier builds on this module's chain
+
         return verify(self.entries(), head=self.head_state())
 
     def sync_mirror(self) -> int:
@@ -299,148 +305,3 @@ def file_entries(path: Path) -> Iterator[Entry]:
         for n, line in enumerate(f, 1):
             if line.strip():
                 yield Entry.parse(f"line {n}", line)
-
-
-# --- verification ------------------------------------------------------------------------------
-
-
-class Problem(StrEnum):
-    ALTERED = "altered"
-    INSERTED = "inserted"
-    DELETED = "deleted"
-
-
-@dataclass(frozen=True)
-class VerifyReport:
-    """The outcome of :func:`verify`: ``ok``, or the first problem and the record it names."""
-
-    checked: int
-    problem: Problem | None = None
-    seq: int | None = None
-    entry: str | None = None
-    message: str = "chain intact"
-
-    @property
-    def ok(self) -> bool:
-        return self.problem is None
-
-
-def verify(entries: Iterable[Entry], head: tuple[int, str] | None = None) -> VerifyReport:
-    """Recompute the chain; name the first altered, inserted or deleted record.
-
-    ``head``: the ``(seq, hash)`` the log should end with (detects deletion at the end).
-    """
-    items = list(entries)
-    prev, expected = GENESIS, 1
-    for i, entry in enumerate(items):
-        rec = entry.record
-        problem = _check_one(items, i, prev, expected)
-        if problem is not None:
-            return problem
-        assert rec is not None
-        prev, expected = rec["hash"], rec["seq"] + 1
-    return _check_end(len(items), prev, expected, head)
-
-
-def _report(kind: Problem, entry: Entry, seq: int | None, msg: str, checked: int) -> VerifyReport:
-    return VerifyReport(checked, kind, seq, entry.id, msg)
-
-
-def _check_one(items: list[Entry], i: int, prev: str, expected: int) -> VerifyReport | None:
-    entry, rec = items[i], items[i].record
-    if rec is None or not _well_formed(rec):
-        return _report(Problem.ALTERED, entry, None, f"entry {entry.id} is not a record", i)
-    seq = rec["seq"]
-    if record_hash(rec) != rec["hash"]:
-        return _report(
-            Problem.ALTERED,
-            entry,
-            seq,
-            f"record seq {seq} ({entry.id}) was altered: its hash does not match",
-            i,
-        )
-    if seq == expected and rec["prev"] == prev:
-        return None
-    if seq > expected:
-        missing = f"{expected}" if seq == expected + 1 else f"{expected}..{seq - 1}"
-        return _report(
-            Problem.DELETED,
-            entry,
-            expected,
-            f"record seq {missing} was deleted (missing before {entry.id})",
-            i,
-        )
-    return _misplaced(items, i, prev, expected)
-
-
-def _misplaced(items: list[Entry], i: int, prev: str, expected: int) -> VerifyReport:
-    """A record with a valid hash that does not link: inserted, or its predecessor altered."""
-    entry, rec = items[i], items[i].record
-    assert rec is not None
-    before = items[i - 1] if i else None
-    after = items[i + 1].record if i + 1 < len(items) else None
-    if rec["seq"] < expected and before is not None and before.record is not None:
-        genuine_here = after is not None and after.get("prev") == rec["hash"]
-        if genuine_here and before.record["seq"] == rec["seq"]:
-            return _inserted(before, i - 1)
-        return _inserted(entry, i)
-    if after is not None and after.get("seq") == rec["seq"] and after.get("prev") == prev:
-        return _inserted(entry, i)
-    if before is None or before.record is None:
-        return _inserted(entry, i)
-    bseq = before.record["seq"]
-    return _report(
-        Problem.ALTERED,
-        before,
-        bseq,
-        f"record seq {bseq} ({before.id}) was altered: seq {rec['seq']} links to a different hash",
-        i - 1,
-    )
-
-
-def _inserted(entry: Entry, checked: int) -> VerifyReport:
-    seq = entry.record.get("seq") if entry.record else None
-    return _report(
-        Problem.INSERTED,
-        entry,
-        seq,
-        f"record at {entry.id} (claims seq {seq}) was inserted",
-        checked,
-    )
-
-
-def _check_end(n: int, prev: str, expected: int, head: tuple[int, str] | None) -> VerifyReport:
-    if head is None or head == (expected - 1, prev):
-        return VerifyReport(n)
-    head_seq, _ = head
-    if head_seq > expected - 1:
-        missing = f"{expected}" if head_seq == expected else f"{expected}..{head_seq}"
-        return VerifyReport(
-            n,
-            Problem.DELETED,
-            expected,
-            None,
-            f"record seq {missing} was deleted (the head records seq {head_seq})",
-        )
-    return VerifyReport(
-        n,
-        Problem.ALTERED,
-        expected - 1,
-        None,
-        f"record seq {expected - 1} does not match the head (seq {head_seq}): "
-        "the last record or the head was altered",
-    )
-
-
-def _well_formed(rec: dict[str, Any]) -> bool:
-    return (
-        isinstance(rec.get("seq"), int)
-        and isinstance(rec.get("hash"), str)
-        and isinstance(rec.get("prev"), str)
-        and all(k in rec for k in FIELDS)
-    )
-
-
-def verify_file(path: Path) -> VerifyReport:
-    """Verify the JSON-lines mirror on its own."""
-    return verify(file_entries(path))

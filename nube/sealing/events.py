@@ -19,8 +19,8 @@ from celery.app.events import Events
 from celery.events.dispatcher import EventDispatcher
 from celery.events.receiver import EventReceiver
 
-from agents.refusals import decode_reason, describe_refusal
-from agents.serializer import EVENT_CONTENT_TYPE
+from nube.sealing.refusals import decode_reason, describe_refusal
+from nube.sealing.serializer import EVENT_CONTENT_TYPE
 
 SUMMARY_FIELDS = frozenset({"operation", "target", "tenant"})
 _EXCEPTION_CLASS = re.compile(r"[A-Za-z_][\w.]*")
@@ -89,5 +89,5 @@ class SealedReceiver(EventReceiver):
 class SealedEvents(Events):
     """``app.events`` of a nube app: the redacting dispatcher and the sealed receiver."""
 
-    dispatcher_cls = "agents.events:RedactingDispatcher"
-    receiver_cls = "agents.events:SealedReceiver"
+    dispatcher_cls = "nube.sealing.events:RedactingDispatcher"
+    receiver_cls = "nube.sealing.events:SealedReceiver"

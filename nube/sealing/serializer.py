@@ -4,11 +4,11 @@
 protocol-2 body ``(args, kwargs, embed)``, then seal the bytes. A kombu encoder sees only the
 body, not the message headers (task name, id), so the *binding* travels inside the body: the
 embed dict carries ``embed["nube"] = {"task", "job", "tenant"}`` (filled from the headers at
-publish time by :func:`agents.celery_hooks.bind_and_redact`). The encoder copies it into the
+publish time by :func:`nube.sealing.celery_hooks.bind_and_redact`). The encoder copies it into the
 envelope header (the AES-GCM associated data); the decoder checks that the sealed binding and
 the header agree, applies the replay guard and hands the binding, with the envelope's nonce,
 to the worker as ``task.request.nube``. The worker then checks it against the real message
-(:func:`agents.celery_hooks.verify_request`): a body moved into another message is refused.
+(:func:`nube.sealing.celery_hooks.verify_request`): a body moved into another message is refused.
 
 ``nube-sealed-result`` (``application/x-nube-sealed-result``) is for results: the result meta
 dict is sealed and bound to its ``task_id``; results are read many times, so no replay guard.
@@ -32,8 +32,9 @@ from kombu.serialization import registry
 from kombu.utils.json import dumps as json_dumps
 from kombu.utils.json import loads as json_loads
 
-from agents.envelope import Binding, Header, Opened, ReplayGuard, Sealer
 from nube.errors import EnvelopeError, MessageMisbound, MessageNotSealed
+from nube.sealing.replay import ReplayGuard
+from nube.sealing.sealer import Binding, Header, Opened, Sealer
 
 TASK_SERIALIZER = "nube-sealed"
 TASK_CONTENT_TYPE = "application/x-nube-sealed"

@@ -19,8 +19,8 @@ from typing import Any
 
 from kombu.exceptions import ContentDisallowed
 
-from agents.envelope import peek_header
-from agents.serializer import envelope_error_of
+from nube.sealing.sealer import peek_header
+from nube.sealing.serializer import envelope_error_of
 
 log = logging.getLogger("nube.refusals")
 

@@ -7,16 +7,6 @@ import json
 import pytest
 import redis
 
-from agents.envelope import (
-    Binding,
-    MemoryNonceStore,
-    Mode,
-    RedisNonceStore,
-    ReplayGuard,
-    Sealer,
-    parse_envelope,
-)
-from agents.keyring import Keyring, drop, generate_key, rotate
 from nube.errors import (
     EnvelopeError,
     KeyUnknown,
@@ -26,6 +16,9 @@ from nube.errors import (
     MessageTampered,
     ModeNotAllowed,
 )
+from nube.sealing.keyring import Keyring, drop, generate_key, rotate
+from nube.sealing.replay import MemoryNonceStore, RedisNonceStore, ReplayGuard
+from nube.sealing.sealer import Binding, Mode, Sealer, parse_envelope
 
 BIND = Binding("containers.run", "job-1", "acme")
 SECRET = b'{"env": {"TOKEN": "marker-7f3a9"}}'

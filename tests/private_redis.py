@@ -1,4 +1,7 @@
-"""Fixtures for the agent-layer tests: a private redis-server on a free port, keyrings."""
+"""Fixtures of the sealing and audit tests: a private redis-server on a free port, a keyring.
+
+Their ``conftest.py`` files import these, so each folder's tests find them.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from agents.keyring import Keyring, generate_key
+from nube.sealing.keyring import Keyring, generate_key
 
 
 def _free_port() -> int:

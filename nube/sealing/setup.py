@@ -1,6 +1,6 @@
-"""Builds the agent's security parts from the settings and puts them on a Celery app.
+"""Builds what every process needs to seal and audit, and puts it on a Celery app.
 
-Every nube process (api, agent, workers) calls :func:`load_security` once at start-up and
+Every nube process (api, agent, workers, Flower) calls :func:`load_security` once at start-up and
 :func:`secure_app` on its Celery app: from then on it sends and accepts only sealed messages and
 results, and refused messages are audited and fail their job.
 """
@@ -14,14 +14,15 @@ from typing import Any
 import redis
 from celery import Celery
 
-from agents import celery_hooks, serializer
-from agents.audit import AuditEvent, AuditLog, Decision
-from agents.envelope import Binding, Mode, Opened, RedisNonceStore, ReplayGuard, Sealer
-from agents.keyring import Keyring
-from agents.refusals import Refusal
+from nube.audit.log import AuditEvent, AuditLog, Decision
 from nube.broker import job_of_task
 from nube.errors import KeyringInvalid, MessageMisbound
 from nube.jobs import JobStore
+from nube.sealing import celery_hooks, serializer
+from nube.sealing.keyring import Keyring
+from nube.sealing.refusals import Refusal
+from nube.sealing.replay import RedisNonceStore, ReplayGuard
+from nube.sealing.sealer import Binding, Mode, Opened, Sealer
 from nube.settings import Settings, SettingsError
 
 log = logging.getLogger("nube.security")

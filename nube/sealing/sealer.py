@@ -1,4 +1,4 @@
-"""The sealed envelope: AES-256-GCM over serialized bytes, with a replay guard.
+"""The sealed envelope: AES-256-GCM over serialized bytes.
 
 Wire format (one compact JSON object, ASCII)::
 
@@ -17,7 +17,7 @@ Passive mode (``alg: "HS256"``) carries the body readable in ``body`` and an HMA
 by HKDF; it is for debugging only, and an active-mode opener refuses it.
 
 Checks happen in this order: format → key id → authentication → (caller) binding → replay
-guard, so nothing unauthenticated ever reaches the nonce store.
+guard (:mod:`nube.sealing.replay`), so nothing unauthenticated ever reaches the nonce store.
 """
 
 from __future__ import annotations
@@ -32,22 +32,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from agents.keyring import Key, Keyring
-from nube.errors import (
-    KeyUnknown,
-    MessageExpired,
-    MessageNotSealed,
-    MessageReplayed,
-    MessageTampered,
-    ModeNotAllowed,
-)
+from nube.errors import KeyUnknown, MessageNotSealed, MessageTampered, ModeNotAllowed
+from nube.sealing.keyring import Key, Keyring
 
 VERSION = 1
 NONCE_BYTES = 12
@@ -148,7 +141,8 @@ class Sealer:
 
     Guarantees: :meth:`open` returns only bodies authenticated by a key in the keyring, under
     the exact header they were sealed with; anything else raises an
-    :class:`~nube.errors.EnvelopeError` leaf. It checks no freshness: see :class:`ReplayGuard`.
+    :class:`~nube.errors.EnvelopeError` leaf. It checks no freshness: see
+    :class:`~nube.sealing.replay.ReplayGuard`.
     """
 
     def __init__(self, keyring: Keyring, mode: Mode = Mode.ACTIVE, clock: Clock = time.time):
@@ -189,11 +183,12 @@ class Sealer:
         if header.alg == Alg.A256GCM.value:
             return Opened(header, _decrypt(key, header, raw.get("ct")))
         if self.mode is not Mode.PASSIVE:
-            raise ModeNotAllowed(alg=header.alg, **_ids(header))
+            raise ModeNotAllowed(alg=header.alg, **header_ids(header))
         return Opened(header, _verify_mac(key, header, raw))
 
 
-def _ids(header: Header) -> dict[str, str]:
+def header_ids(header: Header) -> dict[str, str]:
+    """What names a message in an error's details: key id, task, job, tenant (never the body)."""
     return {"kid": header.kid, "task": header.task, "job": header.job, "tenant": header.tenant}
 
 
@@ -204,7 +199,7 @@ def _decrypt(key: Key, header: Header, ct: object) -> bytes:
         nonce, data = _b64d(header.nonce), _b64d(ct)
         return AESGCM(key.secret).decrypt(nonce, data, header.aad())
     except (InvalidTag, binascii.Error, ValueError):
-        raise MessageTampered(**_ids(header)) from None
+        raise MessageTampered(**header_ids(header)) from None
 
 
 def _verify_mac(key: Key, header: Header, raw: dict[str, Any]) -> bytes:
@@ -213,7 +208,7 @@ def _verify_mac(key: Key, header: Header, raw: dict[str, Any]) -> bytes:
         raise MessageNotSealed(why="no signed body")
     body_bytes = body.encode("utf-8")
     if not hmac.compare_digest(_mac(key, header.aad(), body_bytes), sig):
-        raise MessageTampered(**_ids(header))
+        raise MessageTampered(**header_ids(header))
     return body_bytes
 
 
@@ -254,115 +249,3 @@ def peek_header(data: bytes | str) -> Header | None:
         return _header_of(parse_envelope(data))
     except MessageNotSealed:
         return None
-
-
-# --- replay guard ------------------------------------------------------------------------------
-
-
-class NonceState(StrEnum):
-    OPEN = "open"
-    """Seen, its job not finished: a redelivery by the broker is let through."""
-    DONE = "done"
-    """Its task finished: any further copy is a replay."""
-
-
-class NonceStore(Protocol):
-    """Where seen nonces are kept, with expiry."""
-
-    def claim(self, nonce: str, ttl_s: int) -> NonceState | None:
-        """Record ``nonce`` as OPEN unless present; return the state it already had, if any."""
-
-    def finish(self, nonce: str, ttl_s: int) -> None:
-        """Record ``nonce`` as DONE."""
-
-
-class MemoryNonceStore:
-    """A dict-backed :class:`NonceStore` for tests and single-process use."""
-
-    def __init__(self, clock: Clock = time.time) -> None:
-        self._clock = clock
-        self.entries: dict[str, tuple[NonceState, float]] = {}
-
-    def _live(self, nonce: str) -> NonceState | None:
-        entry = self.entries.get(nonce)
-        if entry is None or entry[1] <= self._clock():
-            self.entries.pop(nonce, None)
-            return None
-        return entry[0]
-
-    def claim(self, nonce: str, ttl_s: int) -> NonceState | None:
-        state = self._live(nonce)
-        if state is None:
-            self.entries[nonce] = (NonceState.OPEN, self._clock() + ttl_s)
-        return state
-
-    def finish(self, nonce: str, ttl_s: int) -> None:
-        self.entries[nonce] = (NonceState.DONE, self._clock() + ttl_s)
-
-
-class RedisNonceStore:
-    """A :class:`NonceStore` in Redis: ``SET key open NX EX ttl``; ``SET key done EX ttl``."""
-
-    def __init__(self, redis: Any, prefix: str = "nube:nonce:") -> None:
-        self._redis = redis
-        self._prefix = prefix
-
-    def claim(self, nonce: str, ttl_s: int) -> NonceState | None:
-        key = self._prefix + nonce
-        if self._redis.set(key, NonceState.OPEN.value, nx=True, ex=ttl_s):
-            return None
-        value = self._redis.get(key)
-        if value is None:  # expired between the two calls: treat as new
-            return self.claim(nonce, ttl_s)
-        return NonceState(value.decode() if isinstance(value, bytes) else value)
-
-    def finish(self, nonce: str, ttl_s: int) -> None:
-        self._redis.set(self._prefix + nonce, NonceState.DONE.value, ex=ttl_s)
-
-
-class ReplayGuard:
-    """Refuses messages older than the window (or from the future) and finished ones again.
-
-    A message is *admitted* if it is fresh and its nonce is new or still OPEN: the Redis
-    transport redelivers the very same bytes after a worker crash (acks_late) and Celery decodes
-    a body twice (consumer and pool), so a seen-but-unfinished nonce must pass. When its task
-    finishes, :meth:`complete` marks the nonce DONE and any later copy is
-    :class:`~nube.errors.MessageReplayed`. Records expire after the window plus skew, when the
-    window check alone refuses the message.
-    """
-
-    def __init__(
-        self, store: NonceStore, window_s: int = 86400, skew_s: int = 300, clock: Clock = time.time
-    ) -> None:
-        self.store = store
-        self.window_s = window_s
-        self.skew_s = skew_s
-        self._clock = clock
-
-    @property
-    def ttl_s(self) -> int:
-        return self.window_s + self.skew_s
-
-    def check_fresh(self, header: Header, window_s: int | None = None) -> None:
-        """Raise :class:`MessageExpired` outside ``[now - window, now + skew]``."""
-        window_s = self.window_s if window_s is None else window_s
-        age_ms = int(self._clock() * 1000) - header.ts
-        if age_ms > window_s * 1000 or -age_ms > self.skew_s * 1000:
-            raise MessageExpired(age_s=round(age_ms / 1000), window_s=window_s, **_ids(header))
-
-    def admit(self, header: Header) -> None:
-        """Check freshness and claim the nonce; raise if expired or already completed."""
-        self.check_fresh(header)
-        if self.store.claim(header.nonce, self.ttl_s) is NonceState.DONE:
-            raise MessageReplayed(nonce=header.nonce, **_ids(header))
-
-    def admit_once(self, header: Header, scope: str, window_s: int) -> None:
-        """Admit a broadcast once per receiver: fresh within ``window_s``, never seen by
-        ``scope`` before (every node gets its own copy of a fanout message)."""
-        self.check_fresh(header, window_s)
-        if self.store.claim(f"{header.nonce}@{scope}", window_s + self.skew_s) is not None:
-            raise MessageReplayed(nonce=header.nonce, **_ids(header))
-
-    def complete(self, nonce: str) -> None:
-        """Mark the message's nonce DONE: its task finished (succeeded, failed or retried)."""
-        self.store.finish(nonce, self.ttl_s)

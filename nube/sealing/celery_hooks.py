@@ -5,8 +5,8 @@ Wire with :func:`install` (one call per Celery app, in the worker/agent/API boot
 - :class:`SealedAMQP` as the app's AMQP: :func:`bind_and_redact` puts the binding into the
   embed of every task message it sends and replaces ``argsrepr``/``kwargsrepr`` (in the headers
   and in the ``task-sent`` event) with a redacted summary (operation, target, tenant).
-- :class:`agents.events.SealedEvents` as the app's events (redacted, then sealed) and
-  :func:`agents.control.seal_control_channel` for broadcasts.
+- :class:`nube.sealing.events.SealedEvents` as the app's events (redacted, then sealed) and
+  :func:`nube.sealing.control.seal_control_channel` for broadcasts.
 - :func:`verify_request` at the start of every task.
 - :func:`complete_request` on ``task_postrun``: marks the message's nonce DONE.
 - :class:`RefusingConsumer` as ``worker_consumer``: every message the worker cannot accept
@@ -29,9 +29,10 @@ from celery.exceptions import Ignore
 from celery.worker.consumer import Consumer
 from vine import promise
 
-from agents.control import seal_control_channel
-from agents.envelope import Binding, ReplayGuard, peek_header
-from agents.refusals import (
+from nube.broker import job_of_task
+from nube.errors import EnvelopeError, MessageMisbound, MessageNotSealed
+from nube.sealing.control import seal_control_channel
+from nube.sealing.refusals import (
     Refusal,
     RefusalHandler,
     RefusalReporter,
@@ -39,7 +40,9 @@ from agents.refusals import (
     decode_reason,
     describe_refusal,
 )
-from agents.serializer import (
+from nube.sealing.replay import ReplayGuard
+from nube.sealing.sealer import Binding, peek_header
+from nube.sealing.serializer import (
     BINDING_KEY,
     EVENT_SERIALIZER,
     RESULT_CONTENT_TYPE,
@@ -49,8 +52,6 @@ from agents.serializer import (
     TASK_SERIALIZER,
     registered_codec,
 )
-from nube.broker import job_of_task
-from nube.errors import EnvelopeError, MessageMisbound, MessageNotSealed
 
 logger = logging.getLogger(__name__)
 
@@ -270,11 +271,11 @@ def configure(app: Celery) -> None:
         event_serializer=EVENT_SERIALIZER,
         accept_content=[TASK_CONTENT_TYPE],
         result_accept_content=[RESULT_CONTENT_TYPE],
-        worker_consumer="agents.celery_hooks:RefusingConsumer",
+        worker_consumer="nube.sealing.celery_hooks:RefusingConsumer",
     )
     # Celery builds these lazily from the class names; drop any already built.
-    app.amqp_cls = "agents.celery_hooks:SealedAMQP"
-    app.events_cls = "agents.events:SealedEvents"
+    app.amqp_cls = "nube.sealing.celery_hooks:SealedAMQP"
+    app.events_cls = "nube.sealing.events:SealedEvents"
     for built in ("amqp", "events", "control"):
         app.__dict__.pop(built, None)
 
@@ -287,7 +288,7 @@ def install(
 ) -> None:
     """Configure ``app`` and connect the completion hook; refusals go to ``on_refused``.
 
-    Register the serializers first (:func:`agents.serializer.register`). Task-start
+    Register the serializers first (:func:`nube.sealing.serializer.register`). Task-start
     verification stays with the task: call :func:`verify_request` first thing.
     """
     configure(app)

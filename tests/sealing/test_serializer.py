@@ -24,12 +24,14 @@ from kombu.exceptions import ContentDisallowed, DecodeError, EncodeError
 from kombu.serialization import dumps, loads
 from kombu.utils.json import dumps as json_dumps
 
-from agents import celery_hooks
-from agents.envelope import Binding, MemoryNonceStore, RedisNonceStore, ReplayGuard, Sealer
-from agents.events import redact_event
-from agents.keyring import Keyring, generate_key
-from agents.refusals import Refusal
-from agents.serializer import (
+from nube.errors import MessageMisbound, MessageReplayed
+from nube.sealing import celery_hooks
+from nube.sealing.events import redact_event
+from nube.sealing.keyring import Keyring, generate_key
+from nube.sealing.refusals import Refusal
+from nube.sealing.replay import MemoryNonceStore, RedisNonceStore, ReplayGuard
+from nube.sealing.sealer import Binding, Sealer
+from nube.sealing.serializer import (
     BINDING_KEY,
     RESULT_CONTENT_TYPE,
     RESULT_SERIALIZER,
@@ -40,7 +42,6 @@ from agents.serializer import (
     registered_codec,
     unregister,
 )
-from nube.errors import MessageMisbound, MessageReplayed
 
 MARKER = "nube-marker-5ec7e7"
 ACCEPT = [TASK_CONTENT_TYPE]

@@ -14,8 +14,8 @@ from typing import Any
 from celery import Celery
 from kombu.pidbox import Node
 
-from agents.refusals import decode_reason, describe_refusal
-from agents.serializer import CONTROL_CONTENT_TYPE, CONTROL_SERIALIZER
+from nube.sealing.refusals import decode_reason, describe_refusal
+from nube.sealing.serializer import CONTROL_CONTENT_TYPE, CONTROL_SERIALIZER
 
 
 class RefusingNode(Node):

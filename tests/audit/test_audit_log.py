@@ -10,16 +10,8 @@ from typing import Any
 import pytest
 import redis
 
-from agents.audit import (
-    STREAM,
-    AuditEvent,
-    AuditLog,
-    Problem,
-    Query,
-    canonical,
-    record_hash,
-    verify_file,
-)
+from nube.audit.log import STREAM, AuditEvent, AuditLog, Query, canonical, record_hash
+from nube.audit.verifier import Problem, verify_file
 
 
 def _fill(log: AuditLog, n: int = 6) -> list[dict[str, Any]]:
@@ -187,7 +179,7 @@ def test_reads_through_a_decoding_client(redis_url: str) -> None:
     """The API and agent use ``decode_responses=True`` clients: reads must work with them too."""
     import redis as redis_lib
 
-    from agents.audit import AuditEvent, AuditLog, Query
+    from nube.audit.log import AuditEvent, AuditLog, Query
 
     client = redis_lib.Redis.from_url(redis_url, decode_responses=True)
     client.delete("nube:audit:decoding", "nube:audit:decoding:head")
@@ -202,7 +194,7 @@ def test_query_times_before_the_epoch_are_clamped(redis_url: str) -> None:
     """Found by the schema fuzzer: a `since` before 1970 made an invalid stream id (a 500)."""
     import redis as redis_lib
 
-    from agents.audit import AuditEvent, AuditLog, Query
+    from nube.audit.log import AuditEvent, AuditLog, Query
 
     client = redis_lib.Redis.from_url(redis_url, decode_responses=True)
     client.delete("nube:audit:epoch", "nube:audit:epoch:head")

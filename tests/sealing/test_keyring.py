@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from agents.keyring import Keyring, drop, generate_key, rotate, write_keyring
 from nube.errors import KeyringInvalid
+from nube.sealing.keyring import Keyring, drop, generate_key, rotate, write_keyring
 
 
 def test_text_round_trip_keeps_order() -> None:
