@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import uuid
 from typing import Any
 
 from celery import Celery, Task
@@ -14,27 +13,24 @@ from agents.outcomes import OutcomeListener
 from agents.policy import Policy, load_policy
 from agents.reconciler import Reconciler
 from agents.relay import Relay, default_middlewares
-from nube.broker import INGRESS_QUEUE, RELAY_TASK, make_celery
+from nube.bootstrap import bootstrap
+from nube.broker import INGRESS_QUEUE, RELAY_TASK
 from nube.errors import PolicyInvalid
 from nube.jobs import JobStore
 from nube.placement import Placements
-from nube.redis_client import connect
 from nube.registry import ServiceInstance, heartbeat_while_serving
 from nube.sealing.celery_hooks import verify_request
-from nube.sealing.setup import RecordSealer, Security, load_security, secure_app
+from nube.sealing.setup import Security
 from nube.settings import Settings, SettingsError
 
 
-def create_agent_app(settings: Settings, security: Security | None = None) -> Celery:
+def create_agent_app(settings: Settings) -> Celery:
     """The agent: the relay task on the ingress queue, its outcome listener and heartbeat."""
-    client = connect(settings)
-    security = security or load_security(settings, client)
+    process = bootstrap(settings, "agent")
     policy = load_agent_policy(settings)
-    jobs = JobStore(client, RecordSealer(security.sealer))
-    app = make_celery(settings, "nube-agent")
-    secure_app(app, security, jobs)
+    app, jobs = process.celery, process.jobs
     counts = BrokerCounts(app, jobs)
-    middlewares = default_middlewares(security, policy, counts, Placements(client))
+    middlewares = default_middlewares(process.security, policy, counts, Placements(process.redis))
     relay = Relay(app, jobs, middlewares)
 
     @app.task(
@@ -44,19 +40,17 @@ def create_agent_app(settings: Settings, security: Security | None = None) -> Ce
         verify_request(self)
         relay.relay(envelope)
 
-    name = f"agent.{uuid.uuid4().hex[:8]}@{settings.node}"
-    app.conf.nube_instance_name = name
     heartbeat_while_serving(
         settings,
         lambda: ServiceInstance(
-            name=name,
+            name=process.name,
             kind="agent",
             node=settings.node,
             queues=[INGRESS_QUEUE],
             started_at=time.time(),
         ),
     )
-    _listen_for_outcomes(app, jobs, security)
+    _listen_for_outcomes(app, jobs, process.security)
     _reconcile(app, jobs, settings)
     return app
 

@@ -1,7 +1,7 @@
 """``python -m nube.flower [flower options]``: Flower on nube's own Celery app.
 
-Flower runs in this process with the app every nube service builds (:func:`nube.broker.make_celery`)
-and its sealing (:func:`nube.sealing.setup.secure_app`), so it reads the same ``NUBE_*`` settings
+Flower runs in this process with the app every nube service builds, sealed
+(:func:`nube.bootstrap.bootstrap`), so it reads the same ``NUBE_*`` settings
 (``NUBE_REDIS_URL``, ``NUBE_REDIS_PASSWORD``, ``NUBE_KEYS``/``NUBE_KEYS_FILE``, ...) and whatever
 it sends on the control channel is sealed like every other message.
 
@@ -20,9 +20,7 @@ import logging
 import os
 import sys
 
-from nube.broker import make_celery
-from nube.redis_client import connect
-from nube.sealing.setup import load_security, secure_app
+from nube.bootstrap import bootstrap
 from nube.settings import exit_on_bad_setting, load_settings_or_exit
 
 log = logging.getLogger("nube.flower")
@@ -54,8 +52,7 @@ def main(argv: list[str]) -> int:
     settings = load_settings_or_exit()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(name)s %(message)s")
     with exit_on_bad_setting():
-        app = make_celery(settings, "nube-flower")
-        secure_app(app, load_security(settings, connect(settings)))
+        app = bootstrap(settings, "flower").celery
     if not any(os.environ.get(name) for name in AUTH_VARIABLES):
         log.warning("Flower runs WITHOUT authentication: set FLOWER_BASIC_AUTH=user:password")
     return int(app.start(["flower", *argv]) or 0)

@@ -5,19 +5,15 @@ from __future__ import annotations
 import logging
 import os
 import time
-import uuid
 from typing import Any
 
 from celery import Celery, Task
 
-from nube.broker import make_celery
+from nube.bootstrap import Process, bootstrap
 from nube.catalog import CATALOG, Operation
 from nube.errors import NubeError
-from nube.jobs import JobStore
-from nube.redis_client import connect
 from nube.registry import ServiceInstance, heartbeat_while_serving
 from nube.sealing.celery_hooks import verify_request
-from nube.sealing.setup import RecordSealer, Security, load_security, secure_app
 from nube.settings import Settings
 from workers.runner import Runtime
 
@@ -53,29 +49,26 @@ def queues_for(service: str, settings: Settings) -> list[str]:
     return [service, f"{service}.{settings.node}"]
 
 
-def create_worker_app(settings: Settings, service: str, security: Security | None = None) -> Celery:
+def create_worker_app(settings: Settings, service: str) -> Celery:
     """The Celery app of a worker that serves ``service`` (``containers`` or ``vms``)."""
-    client = connect(settings)
-    security = security or load_security(settings, client)
-    jobs = JobStore(client, RecordSealer(security.sealer))
-    app = make_celery(settings, f"nube-{service}")
-    secure_app(app, security, jobs)
-    runtime = Runtime(settings=settings, jobs=jobs)
+    process = bootstrap(settings, service)
+    runtime = Runtime(settings=settings, jobs=process.jobs)
     for op in CATALOG:
         if op.service == service:
-            register_operation(app, op, runtime)
-    _announce_when_ready(app, settings, service, runtime)
-    return app
+            register_operation(process.celery, op, runtime)
+    _announce_when_ready(process, settings, service, runtime)
+    return process.celery
 
 
-def _announce_when_ready(app: Celery, settings: Settings, service: str, runtime: Runtime) -> None:
-    name = f"{service}.{uuid.uuid4().hex[:8]}@{settings.node}"
-    app.conf.nube_instance_name = name
+def _announce_when_ready(
+    process: Process, settings: Settings, service: str, runtime: Runtime
+) -> None:
+    app = process.celery
 
     def describe_self() -> ServiceInstance:
         driver, version = _driver_info(runtime, service)
         return ServiceInstance(
-            name=name,
+            name=process.name,
             kind=service,
             node=settings.node,
             queues=queues_for(service, settings),
