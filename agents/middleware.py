@@ -15,7 +15,7 @@ from typing import Any
 
 from nube.errors import MiddlewareFailed, NubeError
 
-log = logging.getLogger("nube.agent")
+log = logging.getLogger(__name__)
 
 
 @dataclass

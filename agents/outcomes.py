@@ -18,7 +18,7 @@ from nube.audit.log import AuditEvent, AuditLog
 from nube.broker import job_of_task
 from nube.jobs import JobStore
 
-log = logging.getLogger("nube.agent")
+log = logging.getLogger(__name__)
 
 OUTCOMES = {
     "task-started": "started",

@@ -23,7 +23,7 @@ from celery import Celery
 from nube.broker import publish_relay, relay_task_id
 from nube.jobs import Job, JobStore
 
-log = logging.getLogger("nube.reconciler")
+log = logging.getLogger(__name__)
 LOCK = "nube:reconciler"
 
 

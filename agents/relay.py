@@ -26,7 +26,7 @@ from nube.sealing.sealer import Mode
 from nube.sealing.setup import Security
 from nube.summary import summarize, target_of
 
-log = logging.getLogger("nube.agent")
+log = logging.getLogger(__name__)
 
 
 class Validate(Middleware):

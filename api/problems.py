@@ -12,7 +12,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from nube.errors import BrokerUnavailable, InvalidRequest, NubeError, PayloadTooLarge
 from nube.redis_client import REDIS_ERRORS
 
-log = logging.getLogger("nube.api")
+log = logging.getLogger(__name__)
 
 HTTP_CODES = {
     400: "invalid_request",

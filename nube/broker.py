@@ -18,7 +18,7 @@ from nube.jobs import Job, JobStore
 from nube.redis_client import REDIS_ERRORS
 from nube.settings import Settings, SettingsError
 
-log = logging.getLogger("nube.broker")
+log = logging.getLogger(__name__)
 PUBLISH_ERRORS: tuple[type[BaseException], ...] = (OperationalError, *REDIS_ERRORS)
 
 #: The serializer of every message and result; the agent's sealed codec replaces it by name.

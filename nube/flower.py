@@ -23,7 +23,7 @@ import sys
 from nube.bootstrap import bootstrap
 from nube.settings import exit_on_bad_setting, load_settings_or_exit
 
-log = logging.getLogger("nube.flower")
+log = logging.getLogger(__name__)
 
 #: Options that carry a secret (or a URL with one): environment only (``FLOWER_<OPTION>``).
 SECRET_OPTIONS = frozenset(

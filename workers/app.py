@@ -17,7 +17,7 @@ from nube.sealing.celery_hooks import verify_request
 from nube.settings import Settings
 from workers.runner import Runtime
 
-log = logging.getLogger("nube.worker")
+log = logging.getLogger(__name__)
 
 
 def register_operation(app: Celery, op: Operation, runtime: Runtime) -> Task:

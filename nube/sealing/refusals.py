@@ -22,7 +22,7 @@ from kombu.exceptions import ContentDisallowed
 from nube.sealing.sealer import peek_header
 from nube.sealing.serializer import envelope_error_of
 
-log = logging.getLogger("nube.refusals")
+log = logging.getLogger(__name__)
 
 #: Refusals that never change the job a message names: a copy or replay of a real message must
 #: not fail the job its header claims (the original still runs, or already ran).

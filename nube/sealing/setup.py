@@ -25,7 +25,7 @@ from nube.sealing.replay import RedisNonceStore, ReplayGuard
 from nube.sealing.sealer import Binding, Mode, Opened, Sealer
 from nube.settings import Settings, SettingsError
 
-log = logging.getLogger("nube.security")
+log = logging.getLogger(__name__)
 
 #: The task name bound into sealed job records (results stored outside Celery).
 JOB_RECORD = "nube.job-record"
