@@ -1,16 +1,14 @@
 """Where each VM lives: the node whose worker defined it.
 
-A VM lives on one hypervisor, so every operation on an existing VM (catalog tag ``pinned``) must
-reach that node's worker. Workers record a placement when an operation tagged ``places``
-succeeds and drop it after one tagged ``releases``; the agent routes pinned operations to
+A VM lives on one hypervisor, so every operation on an existing VM (``Operation.pinned`` in the
+catalog) must reach that node's worker. Workers record a placement when an operation that
+``places`` succeeds and drop it after one that ``releases``; the agent routes pinned operations to
 ``vms.<node>``.
 """
 
 from __future__ import annotations
 
 import redis
-
-PLACES, RELEASES, PINNED = "places", "releases", "pinned"
 
 
 class Placements:

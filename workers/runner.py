@@ -27,7 +27,7 @@ from pydantic import ValidationError
 from nube.catalog import Operation
 from nube.errors import InvalidRequest, NubeError, Timeout, WorkerLost
 from nube.jobs import JobStatus, JobStore
-from nube.placement import PLACES, RELEASES, Placements
+from nube.placement import Placements
 from nube.settings import Settings
 from workers.drivers import Driver, JobContext, load_driver
 
@@ -84,10 +84,10 @@ class Runtime:
     def _place(self, op: Operation, params: dict[str, Any], ctx: JobContext) -> None:
         """Record (or drop) where the resource an operation made (or removed) lives."""
         name = params.get("name")
-        if not isinstance(name, str) or not ({PLACES, RELEASES} & set(op.tags)):
+        if not isinstance(name, str) or not (op.places or op.releases):
             return
         placements = Placements(self.jobs.redis)
-        if PLACES in op.tags:
+        if op.places:
             placements.record(op.service, ctx.tenant, name, self.settings.node)
         else:
             placements.forget(op.service, ctx.tenant, name)
