@@ -9,6 +9,7 @@ from flask import Blueprint, Response, jsonify, request
 from pydantic import Field
 
 from api.auth import require
+from api.routedoc import documented
 from api.services import services
 from nube.audit.log import Query
 from nube.catalog import Params
@@ -27,6 +28,7 @@ class AuditQuery(Params):
 
 
 @bp.get("")
+@documented("audit.read", query=AuditQuery)
 @require("admin")
 def read_audit() -> Response:
     """Audit records, oldest first, with a cursor to the next page."""

@@ -15,6 +15,8 @@ from nube.tokens import TokenInfo
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+_SCOPE_ATTR = "nube_scope"
+
 
 def current_token() -> TokenInfo:
     token: TokenInfo = g.token
@@ -58,6 +60,13 @@ def require(scope: str) -> Callable[[F], F]:
             g.token = token
             return view(*args, **kwargs)
 
+        setattr(guarded, _SCOPE_ATTR, scope)
         return cast(F, guarded)
 
     return decorate
+
+
+def required_scope(view: Callable[..., Any]) -> str | None:
+    """The scope ``@require`` demands of ``view``; None for a public view (for the document)."""
+    scope = getattr(view, _SCOPE_ATTR, None)
+    return scope if isinstance(scope, str) else None

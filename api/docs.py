@@ -17,17 +17,20 @@ def _document() -> dict[str, Any]:
     cached: dict[str, Any] | None = current_app.extensions.get("nube.openapi")
     if cached is None:
         limit = services().settings.max_body_bytes
-        cached = current_app.extensions["nube.openapi"] = openapi_document(max_body_bytes=limit)
+        document = openapi_document(max_body_bytes=limit, app=current_app)
+        cached = current_app.extensions["nube.openapi"] = document
     return cached
 
 
 @bp.get("/v1/openapi.json")
 def openapi_json() -> Response:
+    """The OpenAPI 3.1 document (public; not in the document itself)."""
     return jsonify(_document())
 
 
 @bp.get("/docs")
 def docs_page() -> str:
+    """The document as an HTML page, grouped by tag (public; not in the document itself)."""
     doc = _document()
     groups: dict[str, list[dict[str, Any]]] = {}
     for path, methods in doc["paths"].items():

@@ -7,6 +7,7 @@ from typing import Any
 from flask import Blueprint, Response, jsonify
 
 from api.auth import require
+from api.routedoc import documented
 from api.services import services
 from nube.broker import INGRESS_QUEUE
 from nube.catalog import CATALOG
@@ -17,12 +18,14 @@ bp = Blueprint("health", __name__)
 
 
 @bp.get("/healthz")
+@documented("health.alive")
 def healthz() -> Response:
     """The API process is alive."""
     return jsonify({"status": "ok"})
 
 
 @bp.get("/readyz")
+@documented("health.ready")
 def readyz() -> tuple[Response, int]:
     """Redis is reachable; which queues have live consumers."""
     svc = services()
@@ -36,6 +39,7 @@ def readyz() -> tuple[Response, int]:
 
 
 @bp.get("/v1/services")
+@documented("services.list")
 @require("read")
 def list_services() -> Response:
     """Each service's operations with their parameter schemas, and its live instances."""
@@ -62,6 +66,7 @@ def list_services() -> Response:
 
 
 @bp.get("/v1/nodes")
+@documented("services.nodes")
 @require("read")
 def list_nodes() -> Response:
     """Nodes with live workers, and what each runs."""

@@ -11,6 +11,7 @@ from pydantic import Field
 
 from api.auth import current_token, require
 from api.representation import job_body, job_response
+from api.routedoc import Answer, documented
 from api.services import services
 from api.waiting import requested_wait
 from nube.catalog import Params
@@ -28,6 +29,7 @@ class JobQuery(Params):
 
 
 @bp.get("")
+@documented("jobs.list", query=JobQuery)
 @require("read")
 def list_jobs() -> Response:
     """The caller's jobs, newest first, with a cursor to the next page."""
@@ -51,6 +53,7 @@ def list_jobs() -> Response:
 
 
 @bp.get("/<job_id>")
+@documented("jobs.get", Answer.JOB, waits=True)
 @require("read")
 def get_job(job_id: str) -> Response:
     """The job; with ``?wait=N`` waits up to N s for it to end (wakes on completion)."""
@@ -64,6 +67,7 @@ def get_job(job_id: str) -> Response:
 
 
 @bp.delete("/<job_id>")
+@documented("jobs.cancel", Answer.JOB)
 @require("write")
 def cancel_job(job_id: str) -> Response:
     """Cancel a queued job (it never runs); a running or finished job is ``409``.
@@ -82,6 +86,7 @@ def cancel_job(job_id: str) -> Response:
 
 
 @bp.get("/<job_id>/events")
+@documented("jobs.events", Answer.STREAM)
 @require("read")
 def job_events(job_id: str) -> Response:
     """Server-Sent Events of the job's transitions until it ends."""

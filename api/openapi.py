@@ -1,5 +1,9 @@
 """The OpenAPI 3.1 document, generated from the catalog's parameter models and the job model.
 
+Catalog operations are documented from the catalog; every other route from the app itself: its
+rule from Flask, its summary and description from its view's docstring, its scope from
+``@require`` and its models and answer from ``@documented`` (:mod:`api.routedoc`).
+
 Every request body states its size limit (``x-nube-max-body-bytes``, and for an operation with a
 binary payload ``x-nube-max-payload-bytes``) and its ``413`` answer (see :mod:`api.body`).
 """
@@ -7,15 +11,16 @@ binary payload ``x-nube-max-payload-bytes``) and its ``413`` answer (see :mod:`a
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
+from flask import Flask
 from pydantic import BaseModel
+from werkzeug.routing import Rule
 
-from api.audit import AuditQuery
+from api.auth import required_scope
 from api.body import base64_length, body_limit
-from api.jobs import JobQuery
-from api.tokens import TokenCreate
+from api.routedoc import Answer, RouteDoc, route_doc, summary_and_description
 from nube.catalog import CATALOG, PAYLOAD_LIMIT, Catalog, Operation
 from nube.jobs import Job
 from nube.settings import Settings
@@ -27,15 +32,21 @@ DEFAULT_MAX_BODY: int = Settings.model_fields["max_body_bytes"].default
 
 
 def openapi_document(
-    catalog: Catalog = CATALOG, max_body_bytes: int = DEFAULT_MAX_BODY
+    catalog: Catalog = CATALOG, max_body_bytes: int = DEFAULT_MAX_BODY, app: Flask | None = None
 ) -> dict[str, Any]:
-    """The document; body limits as ``max_body_bytes`` (``NUBE_MAX_BODY_BYTES``) makes them."""
+    """The document; body limits as ``max_body_bytes`` (``NUBE_MAX_BODY_BYTES``) makes them.
+
+    The routes outside the catalog are read from ``app``; by default from an app with every route
+    of the API and no services (:func:`api.app.register_routes`).
+    """
     schemas: dict[str, Any] = {"Problem": PROBLEM}
+    _schema(Job, schemas)
     paths: dict[str, Any] = {}
     for op in catalog:
         path = _RULE_ARG.sub(r"{\1}", op.path)
         paths.setdefault(path, {})[op.method.lower()] = _operation(op, schemas, max_body_bytes)
-    paths.update(_fixed_paths(schemas, max_body_bytes))
+    for path, method, spec in _view_routes(app or _routes_app(), schemas, max_body_bytes):
+        paths.setdefault(path, {})[method] = spec
     description = DESCRIPTION + _limits_text(max_body_bytes)
     return {
         "openapi": "3.1.0",
@@ -76,9 +87,7 @@ def _operation(op: Operation, schemas: dict[str, Any], max_body: int) -> dict[st
         params += [
             _param(n, "query", s, n in required) for n, s in props.items() if n not in path_args
         ]
-        params.append(
-            _param("wait", "query", {"type": "integer", "minimum": 0, "maximum": 60}, False)
-        )
+        params.append(WAIT)
     else:
         body = {k: v for k, v in schema.items() if k != "title"}
         body["properties"] = {n: s for n, s in props.items() if n not in path_args}
@@ -156,119 +165,88 @@ def _job_responses(op: Operation | None = None) -> dict[str, Any]:
     return responses
 
 
-@dataclass(frozen=True)
-class Route:
-    """A route outside the catalog (jobs, tokens, audit, services, health), for the document."""
-
-    path: str
-    method: str
-    operation_id: str
-    summary: str
-    params: tuple[dict[str, Any], ...] = ()
-    answers: str = "json"
-    """``job`` (the job responses), ``json``, ``created``, ``deleted`` or ``stream``."""
-    body: str | None = None
-    public: bool = False
-
-    def spec(self, max_body: int = DEFAULT_MAX_BODY) -> dict[str, Any]:
-        spec: dict[str, Any] = {
-            "operationId": self.operation_id,
-            "summary": self.summary,
-            "tags": [self.operation_id.split(".")[0]],
-            "parameters": list(self.params),
-            "responses": _fixed_responses(self.answers, self.public),
-        }
-        if self.body:
-            schema = {"$ref": REF.format(model=self.body)}
-            spec["requestBody"] = {
-                "required": True,
-                "content": {"application/json": {"schema": schema}},
-                **_body_limits(None, max_body),
-            }
-            spec["responses"]["413"] = _too_large(None, max_body)
-        if self.public:
-            spec["security"] = []
-        return spec
-
-
-def _fixed_responses(answers: str, public: bool) -> dict[str, Any]:
-    if answers == "job":
+def _fixed_responses(answers: Answer, public: bool) -> dict[str, Any]:
+    if answers is Answer.JOB:
         return {**_job_responses(), "409": PROBLEM_RESPONSE}
     ok: dict[str, Any] = {
         "description": "OK",
         "content": {"application/json": {"schema": {"type": "object"}}},
     }
     first: dict[str, Any] = {
-        "json": {"200": ok},
-        "created": {"201": {**ok, "description": "Created"}},
-        "deleted": {"204": {"description": "Done"}},
-        "stream": {"200": {"description": "Server-Sent Events (text/event-stream)"}},
+        Answer.JSON: {"200": ok},
+        Answer.CREATED: {"201": {**ok, "description": "Created"}},
+        Answer.DELETED: {"204": {"description": "Done"}},
+        Answer.STREAM: {"200": {"description": "Server-Sent Events (text/event-stream)"}},
     }[answers]
     if public:
         return {**first, "503": PROBLEM_RESPONSE}
     return {**first, **{s: PROBLEM_RESPONSE for s in ("400", "401", "403", "404", "422", "429")}}
 
 
-def _query(schema: dict[str, Any]) -> tuple[dict[str, Any], ...]:
-    return tuple(_param(n, "query", s, False) for n, s in schema["properties"].items())
+def _routes_app() -> Flask:
+    """An app with every route of the API and no services: its rules and views are enough."""
+    from api.app import register_routes  # api.app imports api.docs, which imports this module
+
+    app = Flask(__name__)
+    register_routes(app)
+    return app
 
 
-def _fixed_paths(schemas: dict[str, Any], max_body: int) -> dict[str, Any]:
-    _schema(Job, schemas)
-    _schema(TokenCreate, schemas)
-    jobs, audit = _query(_schema(JobQuery, schemas)), _query(_schema(AuditQuery, schemas))
-    job_id = _param("job_id", "path", {"type": "string"}, True)
-    token_id = _param("token_id", "path", {"type": "string"}, True)
-    wait = _param("wait", "query", {"type": "integer", "minimum": 0, "maximum": 60}, False)
-    routes = [
-        Route("/v1/jobs", "get", "jobs.list", "The caller's jobs, newest first", jobs),
-        Route(
-            "/v1/jobs/{job_id}",
-            "get",
-            "jobs.get",
-            "A job; `?wait=N` long-polls",
-            (job_id, wait),
-            "job",
-        ),
-        Route(
-            "/v1/jobs/{job_id}", "delete", "jobs.cancel", "Cancel a queued job", (job_id,), "job"
-        ),
-        Route(
-            "/v1/jobs/{job_id}/events",
-            "get",
-            "jobs.events",
-            "Server-Sent Events of the job",
-            (job_id,),
-            "stream",
-        ),
-        Route("/v1/tokens", "get", "tokens.list", "List tokens (admin)"),
-        Route(
-            "/v1/tokens",
-            "post",
-            "tokens.create",
-            "Create a token (admin); the secret is shown once",
-            (),
-            "created",
-            "TokenCreate",
-        ),
-        Route(
-            "/v1/tokens/{token_id}",
-            "delete",
-            "tokens.revoke",
-            "Revoke a token (admin)",
-            (token_id,),
-            "deleted",
-        ),
-        Route("/v1/audit", "get", "audit.read", "Audit records, oldest first (admin)", audit),
-        Route("/v1/services", "get", "services.list", "Services, operations, live instances"),
-        Route("/v1/nodes", "get", "services.nodes", "Nodes with live workers"),
-        Route("/healthz", "get", "health.alive", "Alive", public=True),
-        Route("/readyz", "get", "health.ready", "Redis reachable; queues served", public=True),
-    ]
-    paths: dict[str, Any] = {}
-    for route in routes:
-        paths.setdefault(route.path, {})[route.method] = route.spec(max_body)
-    return paths
+def _view_routes(
+    app: Flask, schemas: dict[str, Any], max_body: int
+) -> list[tuple[str, str, dict[str, Any]]]:
+    """``(path, method, spec)`` of every route whose view is ``@documented``."""
+    routes = []
+    for rule in app.url_map.iter_rules():
+        view = app.view_functions[rule.endpoint]
+        doc = route_doc(view)
+        if doc is None:
+            continue
+        path = _RULE_ARG.sub(r"{\1}", rule.rule)
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+            routes.append((path, method.lower(), _view_spec(rule, view, doc, schemas, max_body)))
+    return routes
+
+
+def _view_spec(
+    rule: Rule, view: Callable[..., Any], doc: RouteDoc, schemas: dict[str, Any], max_body: int
+) -> dict[str, Any]:
+    summary, description = summary_and_description(view)
+    scope = required_scope(view)
+    needs = f"Needs scope `{scope}`." if scope else "Needs no token."
+    spec: dict[str, Any] = {
+        "operationId": doc.operation_id,
+        "summary": summary,
+        "description": f"{description}\n\n{needs}" if description else needs,
+        "tags": [doc.operation_id.split(".")[0]],
+        "parameters": _view_params(rule, doc, schemas),
+        "responses": _fixed_responses(doc.answers, public=scope is None),
+    }
+    if doc.body is not None:
+        spec["requestBody"] = _view_body(doc.body, schemas, max_body)
+        spec["responses"]["413"] = _too_large(None, max_body)
+    if scope is None:
+        spec["security"] = []
+    return spec
+
+
+def _view_body(model: type[BaseModel], schemas: dict[str, Any], max_body: int) -> dict[str, Any]:
+    _schema(model, schemas)
+    schema = {"$ref": REF.format(model=model.__name__)}
+    return {
+        "required": True,
+        "content": {"application/json": {"schema": schema}},
+        **_body_limits(None, max_body),
+    }
+
+
+def _view_params(rule: Rule, doc: RouteDoc, schemas: dict[str, Any]) -> list[dict[str, Any]]:
+    """Path arguments, then the query model's fields, then ``wait``."""
+    params = [_param(n, "path", {"type": "string"}, True) for n in sorted(rule.arguments)]
+    if doc.query is not None:
+        props = _schema(doc.query, schemas)["properties"]
+        params += [_param(n, "query", s, False) for n, s in props.items()]
+    return [*params, WAIT] if doc.waits else params
 
 
 PROBLEM = {
@@ -285,6 +263,8 @@ PROBLEM = {
         "details": {"type": "object"},
     },
 }
+WAIT = _param("wait", "query", {"type": "integer", "minimum": 0, "maximum": 60}, False)
+"""``?wait=N``: how long a request may wait for its job (see :mod:`api.waiting`)."""
 PROBLEM_RESPONSE = {
     "description": "Problem",
     "content": {"application/problem+json": {"schema": {"$ref": REF.format(model="Problem")}}},

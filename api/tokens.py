@@ -7,6 +7,7 @@ from pydantic import Field
 
 from api.auth import require
 from api.body import json_body
+from api.routedoc import Answer, documented
 from api.services import services
 from nube.catalog import Params
 from nube.tokens import Scope, TenantName
@@ -21,6 +22,7 @@ class TokenCreate(Params):
 
 
 @bp.post("")
+@documented("tokens.create", Answer.CREATED, body=TokenCreate)
 @require("admin")
 def create_token() -> tuple[Response, int]:
     """Create a token; the secret is in this response only."""
@@ -30,13 +32,17 @@ def create_token() -> tuple[Response, int]:
 
 
 @bp.get("")
+@documented("tokens.list")
 @require("admin")
 def list_tokens() -> Response:
+    """Every token's id, tenant, scopes, name and creation time (never its secret)."""
     return jsonify({"tokens": [t.model_dump(mode="json") for t in services().tokens.list()]})
 
 
 @bp.delete("/<token_id>")
+@documented("tokens.revoke", Answer.DELETED)
 @require("admin")
 def revoke_token(token_id: str) -> tuple[str, int]:
+    """Revoke a token: a request that carries it is ``401`` from now on."""
     services().tokens.revoke(token_id)
     return "", 204
