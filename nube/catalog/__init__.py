@@ -49,7 +49,7 @@ class Operation:
     time_limit: int = 60
     """Hard limit in seconds; the soft limit is a few seconds earlier."""
     creates: bool = False
-    """Answers 201 when it finished within a ``Prefer: wait``."""
+    """Makes a resource: answers 201 when it finished within a ``Prefer: wait``."""
     scope: str = "write"
     """Token scope needed: ``read`` for reads, ``write`` for changes, ``admin`` for admin-only."""
     target: str | None = None
@@ -67,7 +67,7 @@ class Operation:
     counted_kind: str | None = None
     """The kind a policy count cap limits (``containers``, ``vms``) of which this operation makes
     one more (it ``creates``), or which it lists for the count (it has ``lists_all``)."""
-    lists_all: Params | None = field(default=None, compare=False)
+    lists_all: Params | None = field(default=None, compare=False)  # a model is not hashable
     """For the list operation that counts ``counted_kind``: the parameters that list every one
     the tenant has, stopped ones too; the result holds the list under the key ``counted_kind``."""
     binary: tuple[str, ...] = ()
@@ -103,10 +103,12 @@ class Catalog:
             if op.name in self._ops:
                 raise ValueError(f"operation {op.name} declared twice")
             _check(op)
+            if op.lists_all is not None and any(
+                o.lists_all is not None and o.counted_kind == op.counted_kind
+                for o in self._ops.values()
+            ):
+                raise ValueError(f"operation {op.name}: a second list of {op.counted_kind}")
             self._ops[op.name] = op
-        kinds = [op.counted_kind for op in self._ops.values() if op.lists_all is not None]
-        if len(kinds) != len(set(kinds)):
-            raise ValueError(f"more than one operation lists one of {sorted(map(str, kinds))}")
 
     def get(self, name: str) -> Operation:
         try:
