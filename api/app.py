@@ -9,11 +9,8 @@ from flask import Flask
 
 from api import audit, docs, health, jobs, operations, problems, tokens
 from api.services import Services
-from nube.broker import make_celery
-from nube.jobs import JobStore
-from nube.redis_client import connect
+from nube.bootstrap import bootstrap
 from nube.registry import Registry
-from nube.sealing.setup import RecordSealer, load_security, secure_app
 from nube.settings import Settings, exit_on_bad_setting, load_settings_or_exit
 from nube.tokens import TokenStore
 
@@ -30,19 +27,16 @@ def create_app(
     app.json.sort_keys = False  # type: ignore[attr-defined]
     if test_config:
         app.config.update(test_config)
-    client = connect(settings)
     with exit_on_bad_setting():
-        security = load_security(settings, client)
-    celery = make_celery(settings, "nube-api")
-    secure_app(celery, security)
+        process = bootstrap(settings, "api")
     app.extensions["nube"] = Services(
         settings=settings,
-        redis=client,
-        jobs=JobStore(client, RecordSealer(security.sealer)),
-        tokens=TokenStore(client),
-        registry=Registry(client),
-        celery=celery,
-        audit=security.audit,
+        redis=process.redis,
+        jobs=process.jobs,
+        tokens=TokenStore(process.redis),
+        registry=Registry(process.redis),
+        celery=process.celery,
+        audit=process.security.audit,
     )
     problems.register(app)
     register_routes(app)

@@ -31,7 +31,7 @@ from nube.placement import Placements
 from nube.settings import Settings
 from workers.drivers import Driver, JobContext, load_driver
 
-log = logging.getLogger("nube.worker")
+log = logging.getLogger(__name__)
 
 
 @dataclass
