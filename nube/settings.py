@@ -43,6 +43,16 @@ class Settings(BaseModel):
     docker_host: str | None = Field(
         default=None, description="Docker engine address (default: DOCKER_HOST or the socket)"
     )
+    container_driver: Literal["docker", "fake"] = Field(
+        default="docker",
+        description="Container driver: `docker` (the engine), or `fake` (in memory, per worker "
+        "process: for tests and demos without Docker; run the worker with `--concurrency 1`)",
+    )
+    vm_driver: Literal["libvirt", "fake"] = Field(
+        default="libvirt",
+        description="VM driver: `libvirt` (`NUBE_LIBVIRT_URI`), or `fake` (in memory, per worker "
+        "process: for tests and demos without libvirt; run the worker with `--concurrency 1`)",
+    )
     max_body_bytes: int = Field(
         default=1 << 20,
         ge=1024,

@@ -1,6 +1,8 @@
 """Driver selection: one driver per backend kind, chosen by configuration.
 
-A backend's library is imported only when its driver is chosen.
+``NUBE_CONTAINER_DRIVER`` (``docker`` or ``fake``) serves ``containers``, ``NUBE_VM_DRIVER``
+(``libvirt`` or ``fake``) serves ``vms``. A backend's library is imported only when its driver
+is chosen, so a worker with fake drivers needs neither Docker nor libvirt.
 """
 
 from __future__ import annotations
@@ -38,12 +40,20 @@ def load_driver(service: str, settings: Settings) -> Driver:
 
 
 def _container_driver(settings: Settings) -> ContainerDriver:
+    if settings.container_driver == "fake":
+        from workers.drivers.fake import FakeContainerDriver
+
+        return FakeContainerDriver()
     from workers.drivers.docker import DockerDriver
 
     return DockerDriver(base_url=settings.docker_host)
 
 
 def _hypervisor_driver(settings: Settings) -> HypervisorDriver:
+    if settings.vm_driver == "fake":
+        from workers.drivers.fake import FakeHypervisorDriver
+
+        return FakeHypervisorDriver(node=settings.node, pool_root=str(settings.vm_pool_root))
     from workers.drivers.libvirt import LibvirtDriver
 
     return LibvirtDriver(
