@@ -94,19 +94,19 @@ def _quiet(fn: Callable[[], object]) -> None:
         fn()
 
 
-def clean(uri: str) -> None:
-    """Destroy and undefine every ``nubetest-`` domain, network and pool (with volumes)."""
+def clean(uri: str, prefix: str = PREFIX) -> None:
+    """Destroy and undefine every domain, network and pool (with volumes) named ``prefix...``."""
     conn = libvirt.open(uri)
     try:
         for dom in conn.listAllDomains(0):
-            if dom.name().startswith(PREFIX):
+            if dom.name().startswith(prefix):
                 _clean_domain(dom)
         for net in conn.listAllNetworks(0):
-            if net.name().startswith(PREFIX):
+            if net.name().startswith(prefix):
                 _quiet(net.destroy)
                 _quiet(net.undefine)
         for pool in conn.listAllStoragePools(0):
-            if pool.name().startswith(PREFIX):
+            if pool.name().startswith(prefix):
                 _clean_pool(pool)
     finally:
         conn.close()

@@ -1,0 +1,478 @@
+"""The HypervisorDriver contract, run on the fake driver and on libvirt (qemu:///system).
+
+Every test speaks only through the driver interface (``tests/vms`` checks libvirt's own view).
+The VMs have no OS: a graceful shutdown never completes, on QEMU as on the fake.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nube.catalog import NoParams
+from nube.catalog.vm_models import (
+    PoolDefine,
+    PoolRef,
+    PoolUndefine,
+    SnapshotCreate,
+    SnapshotRef,
+    StorageVolumeCreate,
+    StorageVolumeList,
+    StorageVolumeRef,
+    VmAutostart,
+    VmDefine,
+    VmList,
+    VmNetworkAutostart,
+    VmNetworkDefine,
+    VmNetworkRef,
+    VmReboot,
+    VmRef,
+    VmShutdown,
+    VmUndefine,
+)
+from nube.errors import Conflict, Forbidden, NotFound, Timeout
+from workers.drivers import HypervisorDriver, JobContext
+from workers.drivers.vm_states import VmState, allowed_actions
+
+from .conftest import MakeCtx, Name
+
+Driver = HypervisorDriver
+
+
+def vm_spec(name: str, **extra: Any) -> VmDefine:
+    return VmDefine.model_validate({"name": name, "memory_mib": 64, **extra})
+
+
+def assert_state(vm: dict[str, Any], state: str) -> None:
+    """The representation says ``state`` and offers what the state table allows."""
+    assert vm["state"] == state
+    assert vm["allowed_actions"] == allowed_actions(VmState(state), vm["persistent"])
+    assert vm["managed_save"] is (state == "saved")
+
+
+def make_pool(driver: Driver, ctx: JobContext, name: Name) -> str:
+    pool = name("pool")
+    driver.define_pool(PoolDefine(name=pool), ctx)
+    return pool
+
+
+def vm_names(driver: Driver, ctx: JobContext, state: str = "all") -> set[str]:
+    return {vm["name"] for vm in driver.list_domains(VmList(state=state), ctx)["vms"]}  # type: ignore[arg-type]
+
+
+def define_network(driver: Driver, ctx: JobContext, name: Name, **extra: Any) -> str:
+    net = name("net")
+    third = random.randint(1, 250)
+    spec = {
+        "name": net,
+        "mode": "isolated",
+        "subnet": f"10.215.{third}.0/24",
+        "dhcp_start": f"10.215.{third}.10",
+        "dhcp_end": f"10.215.{third}.20",
+    }
+    driver.define_network(VmNetworkDefine.model_validate(spec | extra), ctx)
+    return net
+
+
+# --- node and domains ----------------------------------------------------------------------------
+
+
+def test_is_a_hypervisor_driver(hypervisor: Driver, ctx: JobContext) -> None:
+    assert isinstance(hypervisor, HypervisorDriver) and hypervisor.version()
+    info = hypervisor.hypervisor_info(NoParams(), ctx)
+    assert info["node"] == "node-1"
+    assert info["domain_type"] in info["capabilities"]["domain_types"]
+    assert info["node_info"]["cpus"] >= 1 and info["max_vcpus"] >= 1
+
+
+def test_life_cycle(hypervisor: Driver, ctx: JobContext, name: Name) -> None:
+    vm = name("vm")
+    ref = VmRef(name=vm)
+    defined = hypervisor.define_domain(vm_spec(vm), ctx)
+    assert (defined["node"], defined["tenant"], defined["job"]) == (
+        "node-1",
+        ctx.tenant,
+        ctx.job_id,
+    )
+    assert_state(defined, "defined")
+    assert_state(hypervisor.start_domain(ref, ctx), "running")
+    assert_state(hypervisor.suspend_domain(ref, ctx), "paused")
+    assert_state(hypervisor.resume_domain(ref, ctx), "running")
+    assert_state(hypervisor.reboot_domain(VmReboot(name=vm, hard=True), ctx), "running")
+    assert_state(hypervisor.reboot_domain(VmReboot(name=vm), ctx), "running")
+    assert_state(hypervisor.save_domain(ref, ctx), "saved")
+    assert_state(hypervisor.restore_domain(ref, ctx), "running")
+    info = hypervisor.domain_info(ref, ctx)
+    assert (info["memory_mib"], info["vcpus"]) == (64, 1) and info["cpu_time_ns"] > 0
+    assert_state(hypervisor.destroy_domain(ref, ctx), "defined")
+    gone = hypervisor.undefine_domain(VmUndefine(name=vm), ctx)
+    assert (gone["state"], gone["allowed_actions"], gone["removed_volumes"]) == (
+        "undefined",
+        [],
+        [],
+    )
+    assert vm not in vm_names(hypervisor, ctx)
+    with pytest.raises(NotFound):
+        hypervisor.domain_info(ref, ctx)
+
+
+def test_save_from_paused_and_start_a_saved_vm(
+    hypervisor: Driver, ctx: JobContext, name: Name
+) -> None:
+    vm = name("vm")
+    hypervisor.define_domain(vm_spec(vm, start=True), ctx)
+    hypervisor.suspend_domain(VmRef(name=vm), ctx)
+    assert_state(hypervisor.save_domain(VmRef(name=vm), ctx), "saved")
+    assert_state(hypervisor.start_domain(VmRef(name=vm), ctx), "running")
+    hypervisor.save_domain(VmRef(name=vm), ctx)
+    hypervisor.undefine_domain(VmUndefine(name=vm), ctx)  # a saved VM goes with its image
+    assert vm not in vm_names(hypervisor, ctx)
+
+
+@pytest.mark.parametrize(
+    ("setup", "action"),
+    [
+        ([], "suspend_domain"),
+        ([], "resume_domain"),
+        ([], "destroy_domain"),
+        ([], "shutdown_domain"),
+        ([], "reboot_domain"),
+        ([], "save_domain"),
+        ([], "restore_domain"),
+        (["start_domain"], "start_domain"),
+        (["start_domain"], "resume_domain"),
+        (["start_domain"], "undefine_domain"),
+        (["start_domain"], "restore_domain"),
+        (["start_domain", "suspend_domain"], "suspend_domain"),
+        (["start_domain", "suspend_domain"], "shutdown_domain"),
+        (["start_domain", "save_domain"], "suspend_domain"),
+    ],
+)
+def test_illegal_transitions_conflict(
+    hypervisor: Driver, ctx: JobContext, name: Name, setup: list[str], action: str
+) -> None:
+    vm = name("vm")
+    hypervisor.define_domain(vm_spec(vm), ctx)
+    for step in setup:
+        getattr(hypervisor, step)(VmRef(name=vm), ctx)
+    before = hypervisor.domain_info(VmRef(name=vm), ctx)
+    params = {
+        "shutdown_domain": VmShutdown,
+        "reboot_domain": VmReboot,
+        "undefine_domain": VmUndefine,
+    }.get(action, VmRef)(name=vm)
+    with pytest.raises(Conflict) as err:
+        getattr(hypervisor, action)(params, ctx)
+    assert err.value.details["allowed_actions"] == before["allowed_actions"]
+    assert hypervisor.domain_info(VmRef(name=vm), ctx)["state"] == before["state"]
+
+
+def test_transient_vm(hypervisor: Driver, ctx: JobContext, name: Name) -> None:
+    vm = name("vm")
+    made = hypervisor.define_domain(vm_spec(vm, persistent=False), ctx)
+    assert made["persistent"] is False
+    assert_state(made, "running")
+    assert "save" not in made["allowed_actions"] and "undefine" not in made["allowed_actions"]
+    with pytest.raises(Conflict):
+        hypervisor.save_domain(VmRef(name=vm), ctx)
+    assert hypervisor.destroy_domain(VmRef(name=vm), ctx)["state"] == "undefined"
+    with pytest.raises(NotFound):
+        hypervisor.domain_info(VmRef(name=vm), ctx)
+
+
+def test_shutdown_of_a_guest_without_an_os_times_out_then_forces(
+    hypervisor: Driver, ctx: JobContext, name: Name
+) -> None:
+    vm = name("vm")
+    hypervisor.define_domain(vm_spec(vm, start=True), ctx)
+    with pytest.raises(Timeout) as err:
+        hypervisor.shutdown_domain(VmShutdown(name=vm, timeout=1), ctx)
+    assert err.value.code == "timeout"
+    assert hypervisor.domain_info(VmRef(name=vm), ctx)["state"] == "running"
+    done = hypervisor.shutdown_domain(VmShutdown(name=vm, timeout=1, force=True), ctx)
+    assert (done["state"], done["graceful"], done["forced"]) == ("defined", False, True)
+
+
+def test_autostart(hypervisor: Driver, ctx: JobContext, name: Name) -> None:
+    vm = name("vm")
+    assert hypervisor.define_domain(vm_spec(vm, autostart=True), ctx)["autostart"] is True
+    off = hypervisor.set_domain_autostart(VmAutostart(name=vm, enabled=False), ctx)
+    assert off["autostart"] is False
+    assert hypervisor.domain_info(VmRef(name=vm), ctx)["autostart"] is False
+
+
+def test_list_filters_and_tenancy(
+    hypervisor: Driver, ctx: JobContext, make_ctx: MakeCtx, name: Name
+) -> None:
+    running, stopped, theirs = name("vm"), name("vm"), name("vm")
+    hypervisor.define_domain(vm_spec(running, start=True), ctx)
+    hypervisor.define_domain(vm_spec(stopped), ctx)
+    other = make_ctx(tenant="tenant-b")
+    hypervisor.define_domain(vm_spec(theirs), other)
+    assert vm_names(hypervisor, ctx) == {running, stopped}
+    assert vm_names(hypervisor, ctx, "running") == vm_names(hypervisor, ctx, "active") == {running}
+    assert (
+        vm_names(hypervisor, ctx, "shutoff") == vm_names(hypervisor, ctx, "inactive") == {stopped}
+    )
+    assert vm_names(hypervisor, ctx, "persistent") == {running, stopped}
+    assert vm_names(hypervisor, ctx, "transient") == set()
+    assert vm_names(hypervisor, other) == {theirs}
+
+
+def test_another_tenants_vm_is_not_found(
+    hypervisor: Driver, ctx: JobContext, make_ctx: MakeCtx, name: Name
+) -> None:
+    vm = name("vm")
+    hypervisor.define_domain(vm_spec(vm), ctx)
+    other = make_ctx(tenant="tenant-b")
+    for method in ("domain_info", "start_domain", "destroy_domain", "list_snapshots"):
+        with pytest.raises(NotFound):
+            getattr(hypervisor, method)(VmRef(name=vm), other)
+    with pytest.raises(NotFound):
+        hypervisor.undefine_domain(VmUndefine(name=vm), other)
+    with pytest.raises(NotFound):
+        hypervisor.create_snapshot(SnapshotCreate(name=vm, snapshot="s1"), other)
+    with pytest.raises(Conflict):  # names are unique per node
+        hypervisor.define_domain(vm_spec(vm), other)
+    admin = make_ctx(tenant="ops", admin=True)
+    assert hypervisor.domain_info(VmRef(name=vm), admin)["tenant"] == ctx.tenant
+
+
+def test_redelivered_define_finds_the_first_domain(
+    hypervisor: Driver, ctx: JobContext, make_ctx: MakeCtx, name: Name
+) -> None:
+    vm = name("vm")
+    pool = make_pool(hypervisor, ctx, name)
+    spec = vm_spec(vm, disks=[{"pool": pool, "capacity_mib": 4}])
+    first = hypervisor.define_domain(spec, ctx)
+    again = hypervisor.define_domain(spec.model_copy(update={"start": True}), ctx)
+    assert again["uuid"] == first["uuid"] and again["state"] == "running"
+    assert vm_names(hypervisor, ctx) == {vm}
+    assert len(hypervisor.list_volumes(StorageVolumeList(pool=pool), ctx)["volumes"]) == 1
+    with pytest.raises(Conflict):
+        hypervisor.define_domain(spec, make_ctx())  # another job, same name
+
+
+def test_domain_xml_is_for_admins(
+    hypervisor: Driver, ctx: JobContext, make_ctx: MakeCtx, name: Name
+) -> None:
+    vm = name("vm")
+    hypervisor.define_domain(vm_spec(vm), ctx)
+    with pytest.raises(Forbidden):
+        hypervisor.domain_xml(VmRef(name=vm), ctx)
+    xml = hypervisor.domain_xml(VmRef(name=vm), make_ctx(tenant=ctx.tenant, admin=True))
+    assert xml["name"] == vm and f"<name>{vm}</name>" in xml["xml"]
+
+
+def test_missing_objects_are_not_found(hypervisor: Driver, ctx: JobContext, name: Name) -> None:
+    missing = name("missing")
+    calls = [
+        (hypervisor.domain_info, VmRef(name=missing)),
+        (hypervisor.pool_info, PoolRef(name=missing)),
+        (hypervisor.volume_info, StorageVolumeRef(pool=missing, name="v")),
+        (hypervisor.network_info, VmNetworkRef(name=missing)),
+        (hypervisor.list_snapshots, VmRef(name=missing)),
+    ]
+    for method, params in calls:
+        with pytest.raises(NotFound):
+            method(params, ctx)  # type: ignore[operator]
+
+
+def test_failed_define_leaves_nothing(hypervisor: Driver, ctx: JobContext, name: Name) -> None:
+    vm = name("vm")
+    pool = make_pool(hypervisor, ctx, name)
+    spec = vm_spec(
+        vm, disks=[{"pool": pool, "capacity_mib": 4}], interfaces=[{"network": name("no-net")}]
+    )
+    with pytest.raises(NotFound) as err:
+        hypervisor.define_domain(spec, ctx)
+    assert err.value.details["kind"] == "vm_network"
+    assert hypervisor.list_volumes(StorageVolumeList(pool=pool), ctx)["volumes"] == []
+    assert vm not in vm_names(hypervisor, ctx)
+    missing_pool = vm_spec(vm, disks=[{"pool": name("no-pool"), "capacity_mib": 4}])
+    with pytest.raises(NotFound) as err:
+        hypervisor.define_domain(missing_pool, ctx)
+    assert err.value.details["kind"] == "storage_pool"
+
+
+# --- snapshots -----------------------------------------------------------------------------------
+
+
+def test_snapshots(hypervisor: Driver, ctx: JobContext, make_ctx: MakeCtx, name: Name) -> None:
+    pool = make_pool(hypervisor, ctx, name)
+    vm = name("vm")
+    hypervisor.define_domain(vm_spec(vm, disks=[{"pool": pool, "capacity_mib": 8}]), ctx)
+    snap = SnapshotCreate(name=vm, snapshot="s1")
+    taken = hypervisor.create_snapshot(snap, ctx)
+    assert (taken["name"], taken["vm"], taken["current"], taken["state"]) == (
+        "s1",
+        vm,
+        True,
+        "shutoff",
+    )
+    assert hypervisor.create_snapshot(snap, ctx)["name"] == "s1"  # redelivery: the same one
+    with pytest.raises(Conflict):
+        hypervisor.create_snapshot(snap, make_ctx())  # another job: the name is taken
+    listed = hypervisor.list_snapshots(VmRef(name=vm), ctx)["snapshots"]
+    assert [s["name"] for s in listed] == ["s1"]
+    reverted = hypervisor.revert_snapshot(SnapshotRef(name=vm, snapshot="s1"), ctx)
+    assert reverted["vm_state"] == "defined"
+    deleted = hypervisor.delete_snapshot(SnapshotRef(name=vm, snapshot="s1"), ctx)
+    assert deleted == {"name": "s1", "vm": vm, "deleted": True}
+    assert hypervisor.list_snapshots(VmRef(name=vm), ctx)["snapshots"] == []
+    with pytest.raises(NotFound):
+        hypervisor.delete_snapshot(SnapshotRef(name=vm, snapshot="s1"), ctx)
+
+
+def test_snapshots_need_qcow2_disks(hypervisor: Driver, ctx: JobContext, name: Name) -> None:
+    vm = name("vm")
+    hypervisor.define_domain(vm_spec(vm), ctx)
+    with pytest.raises(Conflict):
+        hypervisor.create_snapshot(SnapshotCreate(name=vm, snapshot="s1"), ctx)
+
+
+# --- storage -------------------------------------------------------------------------------------
+
+
+def test_pool_and_volumes(hypervisor: Driver, ctx: JobContext, pool_root: Path, name: Name) -> None:
+    pool = name("pool")
+    made = hypervisor.define_pool(PoolDefine(name=pool, autostart=True), ctx)
+    assert made["active"] and made["persistent"] and made["autostart"]
+    assert made["path"] == f"{pool_root}/{pool}" and made["volumes"] == 0
+    assert hypervisor.define_pool(PoolDefine(name=pool), ctx)["uuid"] == made["uuid"]
+    qcow = StorageVolumeCreate(pool=pool, name="a.qcow2", capacity_mib=8)
+    created = hypervisor.create_volume(qcow, ctx)
+    assert created["format"] == "qcow2" and created["capacity_bytes"] == 8 << 20
+    assert hypervisor.create_volume(qcow, ctx)["path"] == created["path"]  # the same again
+    with pytest.raises(Conflict):
+        hypervisor.create_volume(qcow.model_copy(update={"capacity_mib": 9}), ctx)
+    raw = StorageVolumeCreate(pool=pool, name="b.raw", capacity_mib=4, format="raw")
+    hypervisor.create_volume(raw, ctx)
+    vols = hypervisor.list_volumes(StorageVolumeList(pool=pool), ctx)["volumes"]
+    assert [(v["name"], v["format"]) for v in vols] == [("a.qcow2", "qcow2"), ("b.raw", "raw")]
+    b_raw = StorageVolumeRef(pool=pool, name="b.raw")
+    assert hypervisor.volume_info(b_raw, ctx)["capacity_bytes"] == 4 << 20
+    assert hypervisor.refresh_pool(PoolRef(name=pool), ctx)["volumes"] == 2
+    hypervisor.delete_volume(b_raw, ctx)
+    with pytest.raises(NotFound):
+        hypervisor.volume_info(b_raw, ctx)
+    with pytest.raises(NotFound):
+        hypervisor.delete_volume(b_raw, ctx)
+    assert pool in {p["name"] for p in hypervisor.list_pools(NoParams(), ctx)["pools"]}
+
+
+def test_pool_states(hypervisor: Driver, ctx: JobContext, name: Name) -> None:
+    pool = name("pool")
+    ref = PoolRef(name=pool)
+    hypervisor.define_pool(PoolDefine(name=pool), ctx)
+    hypervisor.create_volume(StorageVolumeCreate(pool=pool, name="v", capacity_mib=1), ctx)
+    for active_only in (hypervisor.start_pool, hypervisor.build_pool):
+        with pytest.raises(Conflict):  # already active
+            active_only(ref, ctx)
+    with pytest.raises(Conflict):
+        hypervisor.undefine_pool(PoolUndefine(name=pool), ctx)  # still active
+    assert hypervisor.destroy_pool(ref, ctx)["active"] is False
+    with pytest.raises(Conflict):
+        hypervisor.destroy_pool(ref, ctx)
+    with pytest.raises(Conflict):
+        hypervisor.list_volumes(StorageVolumeList(pool=pool), ctx)
+    with pytest.raises(Conflict):
+        hypervisor.create_volume(StorageVolumeCreate(pool=pool, name="w", capacity_mib=1), ctx)
+    assert hypervisor.pool_info(ref, ctx)["volumes"] is None
+    assert hypervisor.start_pool(ref, ctx)["volumes"] == 1
+    hypervisor.delete_volume(StorageVolumeRef(pool=pool, name="v"), ctx)
+    hypervisor.destroy_pool(ref, ctx)
+    undefined = hypervisor.undefine_pool(PoolUndefine(name=pool, delete=True), ctx)
+    assert undefined == {"name": pool, "undefined": True, "deleted": True}
+    with pytest.raises(NotFound):
+        hypervisor.pool_info(ref, ctx)
+
+
+def test_vm_with_qcow2_volumes_and_storage_removal(
+    hypervisor: Driver, ctx: JobContext, name: Name
+) -> None:
+    pool = make_pool(hypervisor, ctx, name)
+    hypervisor.create_volume(StorageVolumeCreate(pool=pool, name="data", capacity_mib=8), ctx)
+    vm = name("vm")
+    disks = [{"pool": pool, "capacity_mib": 16}, {"pool": pool, "volume": "data"}]
+    made = hypervisor.define_domain(vm_spec(vm, start=True, disks=disks), ctx)
+    assert_state(made, "running")
+    assert [(d["pool"], d["format"], d["device"]) for d in made["disks"]] == [
+        (pool, "qcow2", "disk"),
+        (pool, "qcow2", "disk"),
+    ]
+    assert made["disks"][1]["volume"] == "data"
+    assert len(hypervisor.list_volumes(StorageVolumeList(pool=pool), ctx)["volumes"]) == 2
+    hypervisor.destroy_domain(VmRef(name=vm), ctx)
+    out = hypervisor.undefine_domain(VmUndefine(name=vm, remove_storage=True), ctx)
+    assert sorted(out["removed_volumes"]) == sorted(f"{pool}/{d['volume']}" for d in made["disks"])
+    assert hypervisor.list_volumes(StorageVolumeList(pool=pool), ctx)["volumes"] == []
+
+
+# --- networks ------------------------------------------------------------------------------------
+
+
+def test_network_life_cycle_with_a_vm(hypervisor: Driver, ctx: JobContext, name: Name) -> None:
+    net = define_network(hypervisor, ctx, name)
+    ref = VmNetworkRef(name=net)
+    info = hypervisor.network_info(ref, ctx)
+    assert info["mode"] == "isolated" and info["active"] and info["persistent"]
+    assert info["subnet"].startswith("10.215.") and info["gateway"].endswith(".1")
+    assert info["dhcp_start"].endswith(".10") and info["bridge"]
+    vm = name("vm")
+    made = hypervisor.define_domain(vm_spec(vm, start=True, interfaces=[{"network": net}]), ctx)
+    assert [i["network"] for i in made["interfaces"]] == [net]
+    assert made["interfaces"][0]["mac"].startswith("52:54:00:")
+    assert hypervisor.network_leases(ref, ctx) == {"name": net, "leases": []}  # no guest OS
+    with pytest.raises(Conflict):
+        hypervisor.start_network(ref, ctx)  # already active
+    hypervisor.destroy_domain(VmRef(name=vm), ctx)
+    with pytest.raises(Conflict):
+        hypervisor.undefine_network(ref, ctx)  # still active
+    assert hypervisor.destroy_network(ref, ctx)["active"] is False
+    for inactive_only in (hypervisor.destroy_network, hypervisor.network_leases):
+        with pytest.raises(Conflict):
+            inactive_only(ref, ctx)
+    with pytest.raises(Conflict):  # a VM on an inactive network cannot start
+        hypervisor.start_domain(VmRef(name=vm), ctx)
+    hypervisor.undefine_domain(VmUndefine(name=vm), ctx)
+    assert hypervisor.undefine_network(ref, ctx) == {"name": net, "undefined": True}
+    with pytest.raises(NotFound):
+        hypervisor.network_info(ref, ctx)
+
+
+def test_network_define_is_idempotent_and_autostarts(
+    hypervisor: Driver, ctx: JobContext, name: Name
+) -> None:
+    net = name("net")
+    spec = VmNetworkDefine(
+        name=net,
+        mode="isolated",
+        subnet=f"10.215.{random.randint(1, 250)}.0/24",  # type: ignore[arg-type]
+        start=False,
+        autostart=True,
+    )
+    first = hypervisor.define_network(spec, ctx)
+    assert first["active"] is False and first["autostart"] is True
+    assert hypervisor.define_network(spec, ctx)["uuid"] == first["uuid"]
+    with pytest.raises(Conflict):
+        hypervisor.define_network(spec.model_copy(update={"mode": "nat"}), ctx)
+    assert hypervisor.start_network(VmNetworkRef(name=net), ctx)["active"] is True
+    off = hypervisor.set_network_autostart(VmNetworkAutostart(name=net, enabled=False), ctx)
+    assert off["autostart"] is False
+    assert net in {n["name"] for n in hypervisor.list_networks(NoParams(), ctx)["networks"]}
+
+
+def test_transient_network(hypervisor: Driver, ctx: JobContext, name: Name) -> None:
+    net = define_network(hypervisor, ctx, name, persistent=False)
+    ref = VmNetworkRef(name=net)
+    assert hypervisor.network_info(ref, ctx)["persistent"] is False
+    with pytest.raises(Conflict):
+        hypervisor.set_network_autostart(VmNetworkAutostart(name=net), ctx)
+    gone = hypervisor.destroy_network(ref, ctx)
+    assert (gone["active"], gone["undefined"]) == (False, True)
+    with pytest.raises(NotFound):
+        hypervisor.network_info(ref, ctx)
