@@ -64,7 +64,11 @@ class FakeImagesMixin(FakeEngineBase):
         remote = self.registry.get(reference)
         if remote is None:
             raise NotFound(kind="image", id=params.image)
-        local = self.images.get(remote.id) or self.store_image(copy.deepcopy(remote))
+        local = self.images.get(remote.id)
+        if local is None:
+            local = copy.deepcopy(remote)
+            local.tags = []
+            self.images[local.id] = local
         if reference not in local.tags:
             self.add_tag(local, reference)
         _report(ctx, "pull", local)
