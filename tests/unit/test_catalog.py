@@ -21,13 +21,14 @@ from nube.errors import NotFound
 from workers.drivers import JobContext
 from workers.drivers.containers import ContainerDriver
 from workers.drivers.docker import DockerDriver
+from workers.drivers.fake import FakeContainerDriver, FakeHypervisorDriver
 from workers.drivers.hypervisor import HypervisorDriver
 from workers.drivers.libvirt import LibvirtDriver
 
 #: service → its driver interface and every driver that implements it (add a fake here)
 DRIVERS: dict[str, tuple[type, ...]] = {
-    "containers": (ContainerDriver, DockerDriver),
-    "vms": (HypervisorDriver, LibvirtDriver),
+    "containers": (ContainerDriver, DockerDriver, FakeContainerDriver),
+    "vms": (HypervisorDriver, LibvirtDriver, FakeHypervisorDriver),
 }
 
 

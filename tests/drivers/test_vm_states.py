@@ -1,4 +1,4 @@
-"""The domain life-cycle table."""
+"""The domain life-cycle table every hypervisor driver shares (workers/drivers/vm_states.py)."""
 
 from __future__ import annotations
 
