@@ -45,7 +45,8 @@ def openapi_document(
     for op in catalog:
         path = _RULE_ARG.sub(r"{\1}", op.path)
         paths.setdefault(path, {})[op.method.lower()] = _operation(op, schemas, max_body_bytes)
-    for path, method, spec in _view_routes(app or _routes_app(), schemas, max_body_bytes):
+    app = app if app is not None else _routes_app()
+    for path, method, spec in _view_routes(app, schemas, max_body_bytes):
         paths.setdefault(path, {})[method] = spec
     description = DESCRIPTION + _limits_text(max_body_bytes)
     return {
