@@ -27,7 +27,7 @@ from pathlib import Path
 
 import docker
 
-from nube.catalog.containers import ContainerRun
+from nube.catalog.container_models import ContainerRun
 from nube.client import NubeClient
 from nube.devstack import Stack
 from nube.tokens import Scope, TokenStore
