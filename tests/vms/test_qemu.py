@@ -26,7 +26,7 @@ from workers.drivers import JobContext
 from workers.drivers.libvirt import LibvirtDriver
 
 from .conftest import QEMU, qemu_reachable, unique
-from .test_contract import make_pool
+from .test_libvirt import make_pool
 
 pytestmark = pytest.mark.libvirt
 PIDFILE = Path("/run/libvirtd.pid")

@@ -1,6 +1,7 @@
-"""The HypervisorDriver contract, run against test:///default and qemu:///system.
+"""LibvirtDriver on test:///default and qemu:///system, confirmed by libvirt itself.
 
-Each test calls the driver directly and confirms what it did with libvirt-python (``raw``).
+Each test calls the driver directly and confirms what it did with libvirt-python (``raw``); the
+interface-only contract, run on the fake driver too, is ``tests/drivers``.
 """
 
 from __future__ import annotations
