@@ -132,7 +132,7 @@ def test_missing_things_are_not_found(driver: DockerDriver, ctx: JobContext) -> 
     assert info.value.details["kind"] == "image"
     for call in (driver.inspect, driver.start, driver.logs, driver.diff, driver.port):
         with pytest.raises(NotFound):
-            call(ContainerLogs(id="nube-no-such-container"), ctx)  # type: ignore[operator]
+            call(ContainerLogs(id="nube-no-such-container"), ctx)
 
 
 def test_redelivered_create_and_run_make_one_container(

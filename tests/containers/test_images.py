@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable
+from typing import Any
 
 import docker
 import pytest
@@ -31,7 +32,7 @@ DOCKERFILE = "FROM busybox:latest\nCOPY hello.txt /hello.txt\nRUN echo built > /
 
 def _build(
     driver: DockerDriver, make_ctx: MakeCtx, tag: str, progress: Progress | None = None
-) -> dict[str, object]:
+) -> dict[str, Any]:
     files = {"hello.txt": base64.b64encode(b"hello from context\n").decode()}
     params = ImageBuild(dockerfile=DOCKERFILE, files=files, tag=tag, labels={"app": "demo"})
     return driver.image_build(params, make_ctx(progress=progress))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from nube.catalog import CATALOG
 from nube.catalog.containers import (
@@ -23,7 +23,7 @@ from nube.catalog.containers import (
 BASE = {"image": "busybox:latest"}
 
 
-def _loc(model: type, data: dict[str, Any]) -> tuple[Any, ...]:
+def _loc(model: type[BaseModel], data: dict[str, Any]) -> tuple[Any, ...]:
     with pytest.raises(ValidationError) as info:
         model.model_validate(data)
     return info.value.errors()[0]["loc"]

@@ -195,7 +195,7 @@ def test_missing_things_are_not_found(container_driver: Driver, ctx: JobContext)
         container_driver.stats,
     ):
         with pytest.raises(NotFound):
-            call(ContainerLogs(id=missing), ctx)  # type: ignore[operator]
+            call(ContainerLogs(id=missing), ctx)
     with pytest.raises(NotFound):
         container_driver.network_inspect(ContainerNetworkRef(id=missing), ctx)
     with pytest.raises(NotFound):
@@ -411,7 +411,7 @@ def test_network_connect_disconnect_remove_prune_and_redelivery(
     container_driver: Driver, ctx: JobContext, make_ctx: MakeCtx, name: Name
 ) -> None:
     subnet = f"10.214.{random.randint(1, 250)}.0/24"
-    params = ContainerNetworkCreate(name=name("net"), subnet=subnet, labels={"app": "demo"})  # type: ignore[arg-type]
+    params = ContainerNetworkCreate(name=name("net"), subnet=subnet, labels={"app": "demo"})
     net = container_driver.network_create(params, ctx)
     assert container_driver.network_create(params, ctx)["id"] == net["id"]  # redelivered
     assert net["labels"]["nube.job"] == ctx.job_id and net["labels"]["app"] == "demo"

@@ -60,7 +60,7 @@ def make_pool(driver: Driver, ctx: JobContext, name: Name) -> str:
 
 
 def vm_names(driver: Driver, ctx: JobContext, state: str = "all") -> set[str]:
-    return {vm["name"] for vm in driver.list_domains(VmList(state=state), ctx)["vms"]}  # type: ignore[arg-type]
+    return {vm["name"] for vm in driver.list_domains(VmList(state=state), ctx)["vms"]}
 
 
 def define_network(driver: Driver, ctx: JobContext, name: Name, **extra: Any) -> str:
@@ -451,7 +451,7 @@ def test_network_define_is_idempotent_and_autostarts(
     spec = VmNetworkDefine(
         name=net,
         mode="isolated",
-        subnet=f"10.215.{random.randint(1, 250)}.0/24",  # type: ignore[arg-type]
+        subnet=f"10.215.{random.randint(1, 250)}.0/24",
         start=False,
         autostart=True,
     )

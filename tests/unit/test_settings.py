@@ -78,9 +78,11 @@ def test_settings_that_name_files_are_values(tmp_path: Path) -> None:
 
 def test_vm_settings_reach_the_driver() -> None:
     from workers.drivers import load_driver
+    from workers.drivers.libvirt import LibvirtDriver
 
     s = load_settings({"NUBE_VM_DOMAIN_TYPE": "qemu", "NUBE_VM_POOL_ROOT": "/srv/pools"})
     driver = load_driver("vms", s)
+    assert isinstance(driver, LibvirtDriver)
     assert driver._wanted_type == "qemu" and driver.pool_root == "/srv/pools"
     with pytest.raises(SettingsError, match="NUBE_VM_DOMAIN_TYPE"):
         load_settings({"NUBE_VM_DOMAIN_TYPE": "xen"})

@@ -8,6 +8,7 @@ Everything a test makes is named ``nubetest-...`` and removed by prefix after ea
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import uuid
@@ -115,7 +116,7 @@ def clean(uri: str, prefix: str = PREFIX) -> None:
 def _clean_domain(dom: libvirt.virDomain) -> None:
     _quiet(dom.destroy)
     for snap in _listed(dom.listAllSnapshots):
-        _quiet(lambda s=snap: s.delete(libvirt.VIR_DOMAIN_SNAPSHOT_DELETE_METADATA_ONLY))
+        _quiet(functools.partial(snap.delete, libvirt.VIR_DOMAIN_SNAPSHOT_DELETE_METADATA_ONLY))
     flags = (
         libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
     )
@@ -125,13 +126,13 @@ def _clean_domain(dom: libvirt.virDomain) -> None:
 def _clean_pool(pool: libvirt.virStoragePool) -> None:
     _quiet(pool.create)
     for vol in _listed(pool.listAllVolumes):
-        _quiet(lambda v=vol: v.delete(0))
+        _quiet(functools.partial(vol.delete, 0))
     _quiet(pool.destroy)
     _quiet(lambda: pool.delete(0))
     _quiet(pool.undefine)
 
 
-def _listed(fn: Callable[[int], list]) -> list:  # type: ignore[type-arg]
+def _listed(fn: Callable[[int], list[Any]]) -> list[Any]:
     try:
         return fn(0)
     except libvirt.libvirtError:

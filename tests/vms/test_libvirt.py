@@ -442,7 +442,7 @@ def test_network_define_is_idempotent_and_autostarts(
     spec = NetworkDefine(
         name=name,
         mode="isolated",
-        subnet="10.213.99.0/24",  # type: ignore[arg-type]
+        subnet="10.213.99.0/24",
         start=False,
         autostart=True,
     )

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from nube.catalog import CATALOG
+from nube.catalog import CATALOG, Params
 from nube.catalog.vm_models import NetworkDefine, VmDefine
 from workers.drivers.libvirt.xml import (
     DiskSource,
@@ -76,11 +76,11 @@ def _with(data: Any, path: tuple[Any, ...], value: str) -> Any:
     if not path:
         return value
     copy = dict(data) if isinstance(data, dict) else list(data)
-    copy[path[0]] = _with(data[path[0]], path[1:], value)  # type: ignore[index,call-overload]
+    copy[path[0]] = _with(data[path[0]], path[1:], value)
     return copy
 
 
-def _samples() -> list[tuple[type[BaseModel], dict[str, Any], tuple[Any, ...]]]:
+def _samples() -> list[tuple[type[Params], dict[str, Any], tuple[Any, ...]]]:
     """(model, valid spec, path of one string field) for every string field of every op."""
     out = []
     for op in VM_OPS:

@@ -122,8 +122,9 @@ def test_libvirtd_stopped_mid_job(qemu: LibvirtDriver, ctx: JobContext, restarta
     time.sleep(0.5)
     _stop_libvirtd()
     worker.join(timeout=30)
-    assert isinstance(outcome.get("error"), BackendUnavailable)
-    assert outcome["error"].retryable and outcome["error"].code == "backend_unavailable"
+    error = outcome.get("error")
+    assert isinstance(error, BackendUnavailable)
+    assert error.retryable and error.code == "backend_unavailable"
     with pytest.raises(BackendUnavailable):
         qemu.domain_info(VmRef(name=name), ctx)
     _start_libvirtd()
