@@ -48,22 +48,21 @@ from nube.catalog.container_models import (
     LabelFilter,
 )
 from nube.errors import Conflict, Forbidden, InvalidRequest, NotFound
-from workers.drivers import ContainerDriver, JobContext
+from workers.drivers import ContainerDriver, Driver, JobContext
 
 from .conftest import IMAGE, TENANT_B, MakeCtx, Name, Progress
 
-Driver = ContainerDriver
 SLEEP = ["sleep", "60"]
 
 
-def sleeper(driver: Driver, ctx: JobContext, **spec: Any) -> dict[str, Any]:
+def sleeper(driver: ContainerDriver, ctx: JobContext, **spec: Any) -> dict[str, Any]:
     """A detached container that runs until stopped."""
     return driver.run(
         ContainerRun.model_validate({"image": IMAGE, "command": SLEEP, "detach": True} | spec), ctx
     )
 
 
-def run(driver: Driver, ctx: JobContext, **spec: Any) -> dict[str, Any]:
+def run(driver: ContainerDriver, ctx: JobContext, **spec: Any) -> dict[str, Any]:
     return driver.run(ContainerRun.model_validate({"image": IMAGE} | spec), ctx)
 
 
@@ -76,20 +75,20 @@ def eventually(check: Callable[[], Any], seconds: float = 10.0) -> Any:
     return result
 
 
-def ids(driver: Driver, ctx: JobContext, **filters: Any) -> set[str]:
+def ids(driver: ContainerDriver, ctx: JobContext, **filters: Any) -> set[str]:
     return {c["id"] for c in driver.list(ContainerList(**filters), ctx)["containers"]}
 
 
 # --- containers ----------------------------------------------------------------------------------
 
 
-def test_is_a_container_driver(container_driver: Driver) -> None:
-    assert isinstance(container_driver, ContainerDriver)
+def test_is_a_container_driver(container_driver: ContainerDriver) -> None:
+    assert isinstance(container_driver, ContainerDriver) and isinstance(container_driver, Driver)
     assert container_driver.name in ("fake", "docker") and container_driver.version()
 
 
 def test_run_to_completion_returns_exit_code_and_output_and_removes_it(
-    container_driver: Driver, ctx: JobContext, make_ctx: MakeCtx
+    container_driver: ContainerDriver, ctx: JobContext, make_ctx: MakeCtx
 ) -> None:
     script = "echo out; echo err >&2; exit 3"
     result = run(container_driver, ctx, command=["sh", "-c", script])
@@ -101,7 +100,7 @@ def test_run_to_completion_returns_exit_code_and_output_and_removes_it(
 
 
 def test_life_cycle(
-    container_driver: Driver, ctx: JobContext, make_ctx: MakeCtx, name: Name
+    container_driver: ContainerDriver, ctx: JobContext, make_ctx: MakeCtx, name: Name
 ) -> None:
     spec = ContainerCreate(
         image=IMAGE,
@@ -149,7 +148,7 @@ def test_life_cycle(
 
 
 def test_state_conflicts(
-    container_driver: Driver, ctx: JobContext, make_ctx: MakeCtx, name: Name
+    container_driver: ContainerDriver, ctx: JobContext, make_ctx: MakeCtx, name: Name
 ) -> None:
     created = container_driver.create(ContainerCreate(image=IMAGE, command=SLEEP), ctx)
     ref = ContainerRef(id=created["id"])
@@ -181,7 +180,7 @@ def test_state_conflicts(
     assert container_driver.remove(ContainerRemove(id=ref.id, force=True), make_ctx())["removed"]
 
 
-def test_missing_things_are_not_found(container_driver: Driver, ctx: JobContext) -> None:
+def test_missing_things_are_not_found(container_driver: ContainerDriver, ctx: JobContext) -> None:
     with pytest.raises(NotFound) as info:
         container_driver.run(ContainerRun(image="nube-no-such-image:1"), ctx)
     assert info.value.details["kind"] == "image"
@@ -207,7 +206,7 @@ def test_missing_things_are_not_found(container_driver: Driver, ctx: JobContext)
 
 
 def test_redelivered_create_and_run_make_one_container(
-    container_driver: Driver, make_ctx: MakeCtx, name: Name
+    container_driver: ContainerDriver, make_ctx: MakeCtx, name: Name
 ) -> None:
     ctx = make_ctx()
     spec = ContainerCreate(image=IMAGE, name=name("once"), command=SLEEP)
@@ -222,7 +221,7 @@ def test_redelivered_create_and_run_make_one_container(
 
 
 def test_redelivered_run_to_completion_reuses_the_first_container(
-    container_driver: Driver, make_ctx: MakeCtx
+    container_driver: ContainerDriver, make_ctx: MakeCtx
 ) -> None:
     ctx = make_ctx()
     # The first attempt created the container and died before starting it.
@@ -232,7 +231,7 @@ def test_redelivered_run_to_completion_reuses_the_first_container(
 
 
 def test_list_filters_by_status_name_and_label(
-    container_driver: Driver, ctx: JobContext, make_ctx: MakeCtx, name: Name
+    container_driver: ContainerDriver, ctx: JobContext, make_ctx: MakeCtx, name: Name
 ) -> None:
     web = name("web")
     running = sleeper(container_driver, ctx, name=web, labels={"tier": "front"})
@@ -249,7 +248,9 @@ def test_list_filters_by_status_name_and_label(
     assert {"id", "name", "image", "state", "status", "created", "labels", "ports"} <= set(entry)
 
 
-def test_exec_and_logs(container_driver: Driver, ctx: JobContext, make_ctx: MakeCtx) -> None:
+def test_exec_and_logs(
+    container_driver: ContainerDriver, ctx: JobContext, make_ctx: MakeCtx
+) -> None:
     # stdout and stderr are separate pipes: only their order within a stream is guaranteed.
     script = "echo oops >&2; sleep 0.3; echo line1; echo line2; echo line3; sleep 60"
     cid = sleeper(container_driver, ctx, command=["sh", "-c", script])["id"]
@@ -278,7 +279,7 @@ def test_exec_and_logs(container_driver: Driver, ctx: JobContext, make_ctx: Make
 
 
 def test_diff_shows_an_added_file_and_commit_keeps_it(
-    container_driver: Driver, ctx: JobContext, make_ctx: MakeCtx, name: Name
+    container_driver: ContainerDriver, ctx: JobContext, make_ctx: MakeCtx, name: Name
 ) -> None:
     script = "echo committed > /added.txt; sleep 60"
     cid = sleeper(container_driver, ctx, command=["sh", "-c", script])["id"]
@@ -299,7 +300,9 @@ def test_diff_shows_an_added_file_and_commit_keeps_it(
     assert out["stdout"] == "committed\n"
 
 
-def test_ports_and_stats(container_driver: Driver, ctx: JobContext, make_ctx: MakeCtx) -> None:
+def test_ports_and_stats(
+    container_driver: ContainerDriver, ctx: JobContext, make_ctx: MakeCtx
+) -> None:
     started = sleeper(container_driver, ctx, memory="64m", ports=["127.0.0.1::8080"])
     ref = ContainerRef(id=started["id"])
     ports = container_driver.port(ref, make_ctx())["ports"]
@@ -319,7 +322,7 @@ def test_ports_and_stats(container_driver: Driver, ctx: JobContext, make_ctx: Ma
 
 
 def test_auto_remove_container_is_gone_after_stop(
-    container_driver: Driver, ctx: JobContext, make_ctx: MakeCtx
+    container_driver: ContainerDriver, ctx: JobContext, make_ctx: MakeCtx
 ) -> None:
     started = sleeper(container_driver, ctx, auto_remove=True)
     stopped = container_driver.stop(ContainerStop(id=started["id"], timeout=0), make_ctx())
@@ -331,7 +334,7 @@ def test_auto_remove_container_is_gone_after_stop(
 
 
 def test_another_tenants_container_is_not_found(
-    container_driver: Driver, make_ctx: MakeCtx, name: Name
+    container_driver: ContainerDriver, make_ctx: MakeCtx, name: Name
 ) -> None:
     mine = sleeper(container_driver, make_ctx(), name=name("a"))
     other = make_ctx(tenant=TENANT_B)
@@ -352,7 +355,7 @@ def test_another_tenants_container_is_not_found(
 
 
 def test_another_tenants_network_and_volume_are_not_found(
-    container_driver: Driver, make_ctx: MakeCtx, name: Name
+    container_driver: ContainerDriver, make_ctx: MakeCtx, name: Name
 ) -> None:
     net = container_driver.network_create(ContainerNetworkCreate(name=name("net")), make_ctx())
     vol = container_driver.volume_create(ContainerVolumeCreate(name=name("vol")), make_ctx())
@@ -389,7 +392,7 @@ def test_another_tenants_network_and_volume_are_not_found(
 
 
 def test_tenant_images_are_private_and_shared_images_visible(
-    container_driver: Driver, make_ctx: MakeCtx, name: Name
+    container_driver: ContainerDriver, make_ctx: MakeCtx, name: Name
 ) -> None:
     tag = f"{name('private')}:v1"
     build = ImageBuild(dockerfile=f"FROM {IMAGE}\nRUN touch /p\n", tag=tag)
@@ -408,7 +411,7 @@ def test_tenant_images_are_private_and_shared_images_visible(
 
 
 def test_network_connect_disconnect_remove_prune_and_redelivery(
-    container_driver: Driver, ctx: JobContext, make_ctx: MakeCtx, name: Name
+    container_driver: ContainerDriver, ctx: JobContext, make_ctx: MakeCtx, name: Name
 ) -> None:
     subnet = f"10.214.{random.randint(1, 250)}.0/24"
     params = ContainerNetworkCreate(name=name("net"), subnet=subnet, labels={"app": "demo"})
@@ -440,7 +443,7 @@ def test_network_connect_disconnect_remove_prune_and_redelivery(
 
 
 def test_volume_shared_between_containers(
-    container_driver: Driver, ctx: JobContext, make_ctx: MakeCtx, name: Name
+    container_driver: ContainerDriver, ctx: JobContext, make_ctx: MakeCtx, name: Name
 ) -> None:
     params = ContainerVolumeCreate(name=name("vol"), labels={"app": "db"})
     vol = container_driver.volume_create(params, ctx)
@@ -466,7 +469,7 @@ def test_volume_shared_between_containers(
 
 
 def test_missing_volume_is_created_and_prune_removes_unused(
-    container_driver: Driver, ctx: JobContext, make_ctx: MakeCtx, name: Name
+    container_driver: ContainerDriver, ctx: JobContext, make_ctx: MakeCtx, name: Name
 ) -> None:
     auto = name("auto")
     run(container_driver, ctx, volumes=[f"{auto}:/data"], command=["true"])
@@ -487,7 +490,7 @@ def test_missing_volume_is_created_and_prune_removes_unused(
 
 
 def test_backup_restore_round_trip(
-    container_driver: Driver, ctx: JobContext, make_ctx: MakeCtx, name: Name
+    container_driver: ContainerDriver, ctx: JobContext, make_ctx: MakeCtx, name: Name
 ) -> None:
     src, dst = name("src"), name("dst")
     script = "mkdir /data/d && echo one > /data/a && echo two > /data/d/b"
@@ -515,14 +518,14 @@ def test_backup_restore_round_trip(
 DOCKERFILE = f"FROM {IMAGE}\nCOPY hello.txt /hello.txt\nRUN echo built > /built.txt\n"
 
 
-def build(driver: Driver, ctx: JobContext, tag: str) -> dict[str, Any]:
+def build(driver: ContainerDriver, ctx: JobContext, tag: str) -> dict[str, Any]:
     files = {"hello.txt": base64.b64encode(b"hello from context\n").decode()}
     params = ImageBuild(dockerfile=DOCKERFILE, files=files, tag=tag, labels={"app": "demo"})
     return driver.image_build(params, ctx)
 
 
 def test_build_tag_history_save_remove_load(
-    container_driver: Driver, make_ctx: MakeCtx, name: Name
+    container_driver: ContainerDriver, make_ctx: MakeCtx, name: Name
 ) -> None:
     repo = name("img")
     progress = Progress()
@@ -559,7 +562,7 @@ def test_build_tag_history_save_remove_load(
 
 
 def test_build_errors_and_redelivery(
-    container_driver: Driver, make_ctx: MakeCtx, name: Name
+    container_driver: ContainerDriver, make_ctx: MakeCtx, name: Name
 ) -> None:
     with pytest.raises(InvalidRequest, match="the build failed"):
         failing = ImageBuild(dockerfile=f"FROM {IMAGE}\nRUN exit 7\n")
@@ -572,7 +575,9 @@ def test_build_errors_and_redelivery(
     assert [i["id"] for i in listed if i["labels"].get("nube.job") == ctx.job_id] == [first["id"]]
 
 
-def test_list_and_inspect_shared_images(container_driver: Driver, make_ctx: MakeCtx) -> None:
+def test_list_and_inspect_shared_images(
+    container_driver: ContainerDriver, make_ctx: MakeCtx
+) -> None:
     listed = container_driver.image_list(ImageList(name="busybox"), make_ctx())["images"]
     assert any(IMAGE in i["tags"] for i in listed)
     inspected = container_driver.image_inspect(ImageRefParams(id=IMAGE), make_ctx())
@@ -581,7 +586,7 @@ def test_list_and_inspect_shared_images(container_driver: Driver, make_ctx: Make
 
 
 def test_shared_images_are_protected(
-    container_driver: Driver, make_ctx: MakeCtx, name: Name
+    container_driver: ContainerDriver, make_ctx: MakeCtx, name: Name
 ) -> None:
     mine = build(container_driver, make_ctx(), f"{name('mine')}:v1")
     with pytest.raises(Conflict):  # would re-point every tenant's busybox:latest
@@ -592,7 +597,7 @@ def test_shared_images_are_protected(
 
 
 def test_push_then_pull_back(
-    container_driver: Driver, make_ctx: MakeCtx, push_registry: str, name: Name
+    container_driver: ContainerDriver, make_ctx: MakeCtx, push_registry: str, name: Name
 ) -> None:
     repo = name("pushed")
     built = build(container_driver, make_ctx(), f"{repo}:v1")

@@ -34,12 +34,10 @@ from nube.catalog.vm_models import (
     VmUndefine,
 )
 from nube.errors import Conflict, Forbidden, NotFound, Timeout
-from workers.drivers import HypervisorDriver, JobContext
+from workers.drivers import Driver, HypervisorDriver, JobContext
 from workers.drivers.vm_states import VmState, allowed_actions
 
 from .conftest import MakeCtx, Name
-
-Driver = HypervisorDriver
 
 
 def vm_spec(name: str, **extra: Any) -> VmDefine:
@@ -53,17 +51,17 @@ def assert_state(vm: dict[str, Any], state: str) -> None:
     assert vm["managed_save"] is (state == "saved")
 
 
-def make_pool(driver: Driver, ctx: JobContext, name: Name) -> str:
+def make_pool(driver: HypervisorDriver, ctx: JobContext, name: Name) -> str:
     pool = name("pool")
     driver.define_pool(PoolDefine(name=pool), ctx)
     return pool
 
 
-def vm_names(driver: Driver, ctx: JobContext, state: str = "all") -> set[str]:
+def vm_names(driver: HypervisorDriver, ctx: JobContext, state: str = "all") -> set[str]:
     return {vm["name"] for vm in driver.list_domains(VmList(state=state), ctx)["vms"]}
 
 
-def define_network(driver: Driver, ctx: JobContext, name: Name, **extra: Any) -> str:
+def define_network(driver: HypervisorDriver, ctx: JobContext, name: Name, **extra: Any) -> str:
     net = name("net")
     third = random.randint(1, 250)
     spec = {
@@ -80,15 +78,16 @@ def define_network(driver: Driver, ctx: JobContext, name: Name, **extra: Any) ->
 # --- node and domains ----------------------------------------------------------------------------
 
 
-def test_is_a_hypervisor_driver(hypervisor: Driver, ctx: JobContext) -> None:
-    assert isinstance(hypervisor, HypervisorDriver) and hypervisor.version()
+def test_is_a_hypervisor_driver(hypervisor: HypervisorDriver, ctx: JobContext) -> None:
+    assert isinstance(hypervisor, HypervisorDriver) and isinstance(hypervisor, Driver)
+    assert hypervisor.name in ("fake", "libvirt") and hypervisor.version()
     info = hypervisor.hypervisor_info(NoParams(), ctx)
     assert info["node"] == "node-1"
     assert info["domain_type"] in info["capabilities"]["domain_types"]
     assert info["node_info"]["cpus"] >= 1 and info["max_vcpus"] >= 1
 
 
-def test_life_cycle(hypervisor: Driver, ctx: JobContext, name: Name) -> None:
+def test_life_cycle(hypervisor: HypervisorDriver, ctx: JobContext, name: Name) -> None:
     vm = name("vm")
     ref = VmRef(name=vm)
     defined = hypervisor.define_domain(vm_spec(vm), ctx)
@@ -120,7 +119,7 @@ def test_life_cycle(hypervisor: Driver, ctx: JobContext, name: Name) -> None:
 
 
 def test_save_from_paused_and_start_a_saved_vm(
-    hypervisor: Driver, ctx: JobContext, name: Name
+    hypervisor: HypervisorDriver, ctx: JobContext, name: Name
 ) -> None:
     vm = name("vm")
     hypervisor.define_domain(vm_spec(vm, start=True), ctx)
@@ -152,7 +151,7 @@ def test_save_from_paused_and_start_a_saved_vm(
     ],
 )
 def test_illegal_transitions_conflict(
-    hypervisor: Driver, ctx: JobContext, name: Name, setup: list[str], action: str
+    hypervisor: HypervisorDriver, ctx: JobContext, name: Name, setup: list[str], action: str
 ) -> None:
     vm = name("vm")
     hypervisor.define_domain(vm_spec(vm), ctx)
@@ -170,7 +169,7 @@ def test_illegal_transitions_conflict(
     assert hypervisor.domain_info(VmRef(name=vm), ctx)["state"] == before["state"]
 
 
-def test_transient_vm(hypervisor: Driver, ctx: JobContext, name: Name) -> None:
+def test_transient_vm(hypervisor: HypervisorDriver, ctx: JobContext, name: Name) -> None:
     vm = name("vm")
     made = hypervisor.define_domain(vm_spec(vm, persistent=False), ctx)
     assert made["persistent"] is False
@@ -184,7 +183,7 @@ def test_transient_vm(hypervisor: Driver, ctx: JobContext, name: Name) -> None:
 
 
 def test_shutdown_of_a_guest_without_an_os_times_out_then_forces(
-    hypervisor: Driver, ctx: JobContext, name: Name
+    hypervisor: HypervisorDriver, ctx: JobContext, name: Name
 ) -> None:
     vm = name("vm")
     hypervisor.define_domain(vm_spec(vm, start=True), ctx)
@@ -196,7 +195,7 @@ def test_shutdown_of_a_guest_without_an_os_times_out_then_forces(
     assert (done["state"], done["graceful"], done["forced"]) == ("defined", False, True)
 
 
-def test_autostart(hypervisor: Driver, ctx: JobContext, name: Name) -> None:
+def test_autostart(hypervisor: HypervisorDriver, ctx: JobContext, name: Name) -> None:
     vm = name("vm")
     assert hypervisor.define_domain(vm_spec(vm, autostart=True), ctx)["autostart"] is True
     off = hypervisor.set_domain_autostart(VmAutostart(name=vm, enabled=False), ctx)
@@ -205,7 +204,7 @@ def test_autostart(hypervisor: Driver, ctx: JobContext, name: Name) -> None:
 
 
 def test_list_filters_and_tenancy(
-    hypervisor: Driver, ctx: JobContext, make_ctx: MakeCtx, name: Name
+    hypervisor: HypervisorDriver, ctx: JobContext, make_ctx: MakeCtx, name: Name
 ) -> None:
     running, stopped, theirs = name("vm"), name("vm"), name("vm")
     hypervisor.define_domain(vm_spec(running, start=True), ctx)
@@ -223,7 +222,7 @@ def test_list_filters_and_tenancy(
 
 
 def test_another_tenants_vm_is_not_found(
-    hypervisor: Driver, ctx: JobContext, make_ctx: MakeCtx, name: Name
+    hypervisor: HypervisorDriver, ctx: JobContext, make_ctx: MakeCtx, name: Name
 ) -> None:
     vm = name("vm")
     hypervisor.define_domain(vm_spec(vm), ctx)
@@ -242,7 +241,7 @@ def test_another_tenants_vm_is_not_found(
 
 
 def test_redelivered_define_finds_the_first_domain(
-    hypervisor: Driver, ctx: JobContext, make_ctx: MakeCtx, name: Name
+    hypervisor: HypervisorDriver, ctx: JobContext, make_ctx: MakeCtx, name: Name
 ) -> None:
     vm = name("vm")
     pool = make_pool(hypervisor, ctx, name)
@@ -257,7 +256,7 @@ def test_redelivered_define_finds_the_first_domain(
 
 
 def test_domain_xml_is_for_admins(
-    hypervisor: Driver, ctx: JobContext, make_ctx: MakeCtx, name: Name
+    hypervisor: HypervisorDriver, ctx: JobContext, make_ctx: MakeCtx, name: Name
 ) -> None:
     vm = name("vm")
     hypervisor.define_domain(vm_spec(vm), ctx)
@@ -267,7 +266,9 @@ def test_domain_xml_is_for_admins(
     assert xml["name"] == vm and f"<name>{vm}</name>" in xml["xml"]
 
 
-def test_missing_objects_are_not_found(hypervisor: Driver, ctx: JobContext, name: Name) -> None:
+def test_missing_objects_are_not_found(
+    hypervisor: HypervisorDriver, ctx: JobContext, name: Name
+) -> None:
     missing = name("missing")
     calls = [
         (hypervisor.domain_info, VmRef(name=missing)),
@@ -281,7 +282,9 @@ def test_missing_objects_are_not_found(hypervisor: Driver, ctx: JobContext, name
             method(params, ctx)  # type: ignore[operator]
 
 
-def test_failed_define_leaves_nothing(hypervisor: Driver, ctx: JobContext, name: Name) -> None:
+def test_failed_define_leaves_nothing(
+    hypervisor: HypervisorDriver, ctx: JobContext, name: Name
+) -> None:
     vm = name("vm")
     pool = make_pool(hypervisor, ctx, name)
     spec = vm_spec(
@@ -301,7 +304,9 @@ def test_failed_define_leaves_nothing(hypervisor: Driver, ctx: JobContext, name:
 # --- snapshots -----------------------------------------------------------------------------------
 
 
-def test_snapshots(hypervisor: Driver, ctx: JobContext, make_ctx: MakeCtx, name: Name) -> None:
+def test_snapshots(
+    hypervisor: HypervisorDriver, ctx: JobContext, make_ctx: MakeCtx, name: Name
+) -> None:
     pool = make_pool(hypervisor, ctx, name)
     vm = name("vm")
     hypervisor.define_domain(vm_spec(vm, disks=[{"pool": pool, "capacity_mib": 8}]), ctx)
@@ -327,7 +332,9 @@ def test_snapshots(hypervisor: Driver, ctx: JobContext, make_ctx: MakeCtx, name:
         hypervisor.delete_snapshot(SnapshotRef(name=vm, snapshot="s1"), ctx)
 
 
-def test_snapshots_need_qcow2_disks(hypervisor: Driver, ctx: JobContext, name: Name) -> None:
+def test_snapshots_need_qcow2_disks(
+    hypervisor: HypervisorDriver, ctx: JobContext, name: Name
+) -> None:
     vm = name("vm")
     hypervisor.define_domain(vm_spec(vm), ctx)
     with pytest.raises(Conflict):
@@ -337,7 +344,9 @@ def test_snapshots_need_qcow2_disks(hypervisor: Driver, ctx: JobContext, name: N
 # --- storage -------------------------------------------------------------------------------------
 
 
-def test_pool_and_volumes(hypervisor: Driver, ctx: JobContext, pool_root: Path, name: Name) -> None:
+def test_pool_and_volumes(
+    hypervisor: HypervisorDriver, ctx: JobContext, pool_root: Path, name: Name
+) -> None:
     pool = name("pool")
     made = hypervisor.define_pool(PoolDefine(name=pool, autostart=True), ctx)
     assert made["active"] and made["persistent"] and made["autostart"]
@@ -364,7 +373,7 @@ def test_pool_and_volumes(hypervisor: Driver, ctx: JobContext, pool_root: Path, 
     assert pool in {p["name"] for p in hypervisor.list_pools(NoParams(), ctx)["pools"]}
 
 
-def test_pool_states(hypervisor: Driver, ctx: JobContext, name: Name) -> None:
+def test_pool_states(hypervisor: HypervisorDriver, ctx: JobContext, name: Name) -> None:
     pool = name("pool")
     ref = PoolRef(name=pool)
     hypervisor.define_pool(PoolDefine(name=pool), ctx)
@@ -392,7 +401,7 @@ def test_pool_states(hypervisor: Driver, ctx: JobContext, name: Name) -> None:
 
 
 def test_vm_with_qcow2_volumes_and_storage_removal(
-    hypervisor: Driver, ctx: JobContext, name: Name
+    hypervisor: HypervisorDriver, ctx: JobContext, name: Name
 ) -> None:
     pool = make_pool(hypervisor, ctx, name)
     hypervisor.create_volume(StorageVolumeCreate(pool=pool, name="data", capacity_mib=8), ctx)
@@ -415,7 +424,9 @@ def test_vm_with_qcow2_volumes_and_storage_removal(
 # --- networks ------------------------------------------------------------------------------------
 
 
-def test_network_life_cycle_with_a_vm(hypervisor: Driver, ctx: JobContext, name: Name) -> None:
+def test_network_life_cycle_with_a_vm(
+    hypervisor: HypervisorDriver, ctx: JobContext, name: Name
+) -> None:
     net = define_network(hypervisor, ctx, name)
     ref = VmNetworkRef(name=net)
     info = hypervisor.network_info(ref, ctx)
@@ -445,7 +456,7 @@ def test_network_life_cycle_with_a_vm(hypervisor: Driver, ctx: JobContext, name:
 
 
 def test_network_define_is_idempotent_and_autostarts(
-    hypervisor: Driver, ctx: JobContext, name: Name
+    hypervisor: HypervisorDriver, ctx: JobContext, name: Name
 ) -> None:
     net = name("net")
     spec = VmNetworkDefine(
@@ -466,7 +477,7 @@ def test_network_define_is_idempotent_and_autostarts(
     assert net in {n["name"] for n in hypervisor.list_networks(NoParams(), ctx)["networks"]}
 
 
-def test_transient_network(hypervisor: Driver, ctx: JobContext, name: Name) -> None:
+def test_transient_network(hypervisor: HypervisorDriver, ctx: JobContext, name: Name) -> None:
     net = define_network(hypervisor, ctx, name, persistent=False)
     ref = VmNetworkRef(name=net)
     assert hypervisor.network_info(ref, ctx)["persistent"] is False
