@@ -36,9 +36,9 @@ def create_agent_app(settings: Settings) -> Celery:
     @app.task(
         name=RELAY_TASK, bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True
     )
-    def relay_task(self: Task, envelope: dict[str, Any]) -> None:
+    def relay_task(self: Task, request: dict[str, Any]) -> None:
         verify_request(self)
-        relay.relay(envelope)
+        relay.relay(request)
 
     heartbeat_while_serving(
         settings,

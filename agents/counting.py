@@ -14,6 +14,8 @@ from celery import Celery
 from nube.catalog import CATALOG
 from nube.errors import PolicyDenied
 from nube.jobs import Job, JobStatus, JobStore, new_job_id, now_iso
+from nube.publish import publish_operation
+from nube.wire import JobMeta
 
 
 class BrokerCounts:
@@ -36,13 +38,7 @@ class BrokerCounts:
                 submitted_at=now_iso(),
             )
         )
-        self.app.send_task(
-            op.name,
-            kwargs={"params": every, "job": {"tenant": tenant, "admin": False}},
-            task_id=job.id,
-            queue=op.queue,
-            headers={"nube": {"tenant": tenant, "job": job.id, "op": op.name, "target": None}},
-        )
+        publish_operation(self.app, job.id, op.name, op.queue, every, JobMeta(tenant=tenant))
         done = self.jobs.wait(job.id, self.timeout)
         if done is None or done.status != JobStatus.SUCCEEDED:
             raise PolicyDenied(rule=f"max_{kind}", reason=f"could not count the tenant's {kind}")

@@ -14,13 +14,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nube.errors import MiddlewareFailed, NubeError
+from nube.wire import Hardening, JobMeta, RelayRequest
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class RelayMessage:
-    """A request on its way from the API to a worker queue."""
+    """A relay request on its way from the API to a worker queue, as the middlewares see and
+    change it."""
 
     job_id: str
     operation: str
@@ -30,8 +32,26 @@ class RelayMessage:
     admin: bool = False
     queue: str | None = None
     """Set by routing: the worker queue the message goes to."""
+    hardening: Hardening = field(default_factory=Hardening)
+    """Set by the policy: what it requires of a container create."""
     notes: dict[str, Any] = field(default_factory=dict)
-    """What middlewares tell each other (decisions, defaults applied)."""
+    """What middlewares tell each other (decisions)."""
+
+    @classmethod
+    def of(cls, request: RelayRequest) -> RelayMessage:
+        """The message of a validated relay request."""
+        return cls(
+            job_id=request.job_id,
+            operation=request.operation,
+            tenant=request.tenant,
+            params=dict(request.params),
+            token_id=request.token_id,
+            admin=request.admin,
+        )
+
+    def job_meta(self) -> JobMeta:
+        """The job as the worker receives it with the operation."""
+        return JobMeta(tenant=self.tenant, admin=self.admin, hardening=self.hardening)
 
 
 class Middleware:

@@ -3,8 +3,9 @@
 The policy file (YAML or JSON) has a ``default`` section and optional per-tenant sections that
 override it key by key (deep merge). It is validated at load (:func:`load_policy`); unknown
 keys are errors. :meth:`Policy.check` returns a :class:`Decision` naming the first rule that
-denies, or, for allowed container creates, the hardening defaults to apply (``cap_drop=ALL``,
-``no-new-privileges``, limits).
+denies, or, for allowed container creates, the :class:`~nube.wire.Hardening` to apply (drop every
+capability, no new privileges, default limits): backend-neutral, the Docker driver maps it to
+docker-py's options.
 
 Rules deny raw Docker options even though the catalog does not offer them (``privileged``,
 ``network_mode=host``, ``cap_add``, ``devices``, host bind mounts, the Docker socket...), so a
@@ -27,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from nube.catalog import CATALOG
 from nube.errors import PolicyDenied, PolicyInvalid
+from nube.wire import Hardening
 
 Counts = Callable[[str, str], int]
 """``counts(tenant, kind)`` → how many ``containers`` / ``vms`` the tenant has now."""
@@ -115,7 +117,8 @@ class Decision:
     allowed: bool
     rule: str | None = None
     reason: str = ""
-    defaults: dict[str, Any] = field(default_factory=dict)
+    hardening: Hardening = field(default_factory=Hardening)
+    """What an allowed container create must get (nothing for every other operation)."""
 
     def raise_if_denied(self) -> None:
         """Raise ``PolicyDenied`` (code ``policy_denied``) naming the rule."""
@@ -184,7 +187,7 @@ class Policy:
         """Decide whether ``tenant`` may run ``operation`` with ``params``.
 
         Guarantee: a denied decision names exactly one rule; an allowed container create
-        carries the hardening ``defaults`` (docker-py ``containers.create`` keyword names).
+        carries the :class:`~nube.wire.Hardening` the tenant's ``defaults`` and limits require.
         """
         rules = self.rules_for(tenant)
         service = operation.split(".", 1)[0]
@@ -198,7 +201,7 @@ class Policy:
             decision = Decision(True)
         if decision.allowed and operation in CONTAINER_CREATES:
             return Decision(
-                True, decision.rule, decision.reason, _container_defaults(rules.containers, params)
+                True, decision.rule, decision.reason, _container_hardening(rules.containers, params)
             )
         return decision
 
@@ -347,22 +350,18 @@ def _check_limits(rules: ContainerRules, p: dict[str, Any]) -> Decision | None:
     return None
 
 
-def _container_defaults(rules: ContainerRules, p: dict[str, Any]) -> dict[str, Any]:
+def _container_hardening(rules: ContainerRules, p: dict[str, Any]) -> Hardening:
     """Limits and hardening to add; never overrides what the request set within policy."""
     d = rules.defaults
     mem, cpus, pids = _requested(p)
-    out: dict[str, Any] = {}
-    if d.cap_drop_all:
-        out["cap_drop"] = ["ALL"]
-    if d.no_new_privileges:
-        out["security_opt"] = ["no-new-privileges:true"]
-    if mem is None and (d.memory or rules.max_memory):
-        out["mem_limit"] = d.memory or rules.max_memory
-    if cpus is None and rules.max_cpus:
-        out["nano_cpus"] = int(rules.max_cpus * 1e9)
-    if pids is None and (d.pids_limit or rules.max_pids):
-        out["pids_limit"] = min(x for x in (d.pids_limit, rules.max_pids) if x)
-    return out
+    pids_limits = [x for x in (d.pids_limit, rules.max_pids) if x]
+    return Hardening(
+        drop_all_capabilities=d.cap_drop_all,
+        no_new_privileges=d.no_new_privileges,
+        memory=(d.memory or rules.max_memory) if mem is None else None,
+        cpus=rules.max_cpus if cpus is None else None,
+        pids_limit=min(pids_limits) if pids is None and pids_limits else None,
+    )
 
 
 def _check_count(

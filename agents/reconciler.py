@@ -2,10 +2,10 @@
 
 Redis keeps every acknowledged write (AOF ``appendfsync always``), yet a message can still
 vanish: a task running in the agent or a worker when the broker connection died is neither
-acknowledged nor requeued by Celery. The job record and its kept envelope survive, so the agent
-looks, every ``NUBE_RECONCILE_SECONDS``, for jobs that are not terminal and whose messages are
-in no queue and not held unacknowledged; a job found so on two scans in a row, and unchanged for
-a while, is relayed again (its effects are keyed by the job id, so a second delivery makes no
+acknowledged nor requeued by Celery. The job record and its kept relay request survive, so the
+agent looks, every ``NUBE_RECONCILE_SECONDS``, for jobs that are not terminal and whose messages
+are in no queue and not held unacknowledged; a job found so on two scans in a row, and unchanged
+for a while, is relayed again (its effects are keyed by the job id, so a second delivery makes no
 second resource). One agent reconciles at a time.
 """
 
@@ -20,8 +20,9 @@ from datetime import UTC, datetime
 import redis
 from celery import Celery
 
-from nube.broker import publish_relay, relay_task_id
+from nube.broker import relay_task_id
 from nube.jobs import Job, JobStore
+from nube.publish import publish_request
 
 log = logging.getLogger(__name__)
 LOCK = "nube:reconciler"
@@ -84,12 +85,12 @@ class Reconciler(threading.Thread):
         return (datetime.now(UTC) - last).total_seconds() > 2 * self.interval
 
     def _republish(self, job_id: str) -> None:
-        job, envelope = self.jobs.find(job_id), self.jobs.envelope(job_id)
-        if job is None or envelope is None:
+        job, request = self.jobs.find(job_id), self.jobs.kept_request(job_id)
+        if job is None or request is None:
             return
         log.warning("job %s was accepted but its message is lost; relaying it again", job_id)
         self.jobs.update(job_id, "republished", "its message was lost; relayed again")
-        publish_relay(self.app, self.jobs, job, envelope)
+        publish_request(self.app, self.jobs, job, request)
 
     def stop(self) -> None:
         self._stop_event.set()

@@ -1,9 +1,10 @@
 """The agent's relay: the path of every request from ``nube.ingress`` to a worker queue.
 
-``relay(envelope)`` builds a :class:`RelayMessage`, runs the middleware chain (validate, log,
-route, ... — policy, audit and sealing plug in as further middlewares), then forwards the
-operation with the job id as its Celery task id. A refused message fails its job; a message with
-no job is dropped and logged. Nothing reaches a worker unless every middleware passed it.
+``relay(request)`` validates the :class:`~nube.wire.RelayRequest`, builds a
+:class:`RelayMessage`, runs the middleware chain (audit, validate, log, policy, route), then
+forwards the operation with the job id as its Celery task id
+(:func:`nube.publish.publish_operation`). A refused message fails its job; a message with no job
+is dropped and logged. Nothing reaches a worker unless every middleware passed it.
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ from nube.catalog import CATALOG, Operation
 from nube.errors import InvalidRequest, NubeError
 from nube.jobs import JobStore
 from nube.placement import Placements
+from nube.publish import publish_operation
 from nube.sealing.sealer import Mode
 from nube.sealing.setup import Security
 from nube.summary import summarize, target_of
+from nube.wire import RelayRequest, field_error
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +97,7 @@ class PolicyCheck(Middleware):
         )
         message.notes["policy"] = decision.rule or "allowed"
         decision.raise_if_denied()
-        if decision.defaults:
-            message.notes["hardening"] = decision.defaults
+        message.hardening = decision.hardening
 
 
 class Audit(Middleware):
@@ -145,18 +147,19 @@ def default_middlewares(
 
 
 class Relay:
-    """Relays envelopes from the ingress queue to the worker queues."""
+    """Relays requests from the ingress queue to the worker queues."""
 
     def __init__(self, app: Celery, jobs: JobStore, middlewares: Sequence[Middleware]) -> None:
         self.app = app
         self.jobs = jobs
         self.chain = Chain(middlewares)
 
-    def relay(self, envelope: dict[str, Any]) -> None:
-        """Check, route and forward one request; fail its job when it is refused."""
-        message = self._message(envelope)
-        if message is None:
+    def relay(self, raw: Any) -> None:
+        """Check, route and forward one relay request; fail its job when it is refused."""
+        request = self._request(raw)
+        if request is None:
             return
+        message = RelayMessage.of(request)
         job = self.jobs.find(message.job_id)
         if job is None or job.status.terminal:
             log.info(
@@ -174,23 +177,15 @@ class Relay:
             return
         self.chain.after(message, None)
 
-    def _message(self, envelope: Any) -> RelayMessage | None:
+    def _request(self, raw: Any) -> RelayRequest | None:
         try:
-            return RelayMessage(
-                job_id=str(envelope["job_id"]),
-                operation=str(envelope["operation"]),
-                tenant=str(envelope["tenant"]),
-                params=dict(envelope.get("params") or {}),
-                token_id=envelope.get("token_id"),
-                admin=bool(envelope.get("admin")),
-            )
-        except (KeyError, TypeError, ValueError) as e:
-            job_id = envelope.get("job_id") if isinstance(envelope, dict) else None
-            # the field's name, never its value: a value may be a parameter
-            why = f"missing field {e.args[0]!r}" if isinstance(e, KeyError) else type(e).__name__
-            log.warning("dropping a malformed envelope (job %s): %s", job_id, why)
+            return RelayRequest.model_validate(raw)
+        except ValidationError as e:
+            job_id = raw.get("job_id") if isinstance(raw, dict) else None
+            why = field_error(e)  # the field's name, never its value: a value may be a parameter
+            log.warning("dropping a malformed relay request (job %s): %s", job_id, why)
             if job_id:
-                self.jobs.fail(str(job_id), InvalidRequest(f"malformed envelope: {why}").to_dict())
+                self.jobs.fail(str(job_id), InvalidRequest(f"malformed request: {why}").to_dict())
             return None
 
     def _forward(self, message: RelayMessage) -> None:
@@ -198,23 +193,11 @@ class Relay:
         self.jobs.update(
             message.job_id, "relayed", f"to queue {message.queue}", queue=message.queue
         )
-        meta = {
-            "tenant": message.tenant,
-            "admin": message.admin,
-            "hardening": message.notes.get("hardening") or {},
-        }
-        target = target_of(message.operation, message.params)
-        self.app.send_task(
+        publish_operation(
+            self.app,
+            message.job_id,
             message.operation,
-            kwargs={"params": message.params, "job": meta},
-            task_id=message.job_id,
-            queue=message.queue,
-            headers={
-                "nube": {
-                    "tenant": message.tenant,
-                    "job": message.job_id,
-                    "op": message.operation,
-                    "target": target,
-                }
-            },
+            message.queue,
+            message.params,
+            message.job_meta(),
         )

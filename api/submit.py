@@ -1,8 +1,9 @@
 """The one module through which the API sends work (like Nova's ``compute/rpcapi.py``).
 
-A submission creates the job record first, binds the idempotency key, then publishes the request
-to the agent's ingress queue. If publishing fails, the record and the key are removed again, so a
-client that got an error has no half-made job, and a client that got ``202`` has a job that ends.
+A submission creates the job record first, binds the idempotency key, then publishes the relay
+request to the agent's ingress queue (:func:`nube.publish.publish_request`). If publishing
+fails, the record and the key are removed again, so a client that got an error has no half-made
+job, and a client that got ``202`` has a job that ends.
 """
 
 from __future__ import annotations
@@ -10,11 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 from api.services import Services
-from nube.broker import publish_relay
 from nube.catalog import Operation
 from nube.jobs import Job, body_fingerprint, new_job_id, now_iso
+from nube.publish import publish_request
 from nube.summary import target_of
 from nube.tokens import TokenInfo
+from nube.wire import RelayRequest
 
 
 def submit(
@@ -42,7 +44,7 @@ def submit(
             svc.jobs.discard(job)
             return bound, False
     try:
-        publish_relay(svc.celery, svc.jobs, job, envelope_of(job, params, token))
+        publish_request(svc.celery, svc.jobs, job, request_of(job, params, token))
     except Exception:
         svc.jobs.discard(job)
         if idempotency_key:
@@ -51,13 +53,13 @@ def submit(
     return job, True
 
 
-def envelope_of(job: Job, params: dict[str, Any], token: TokenInfo) -> dict[str, Any]:
-    """The request as the agent receives it."""
-    return {
-        "job_id": job.id,
-        "operation": job.operation,
-        "tenant": job.tenant,
-        "token_id": token.id,
-        "admin": token.admin,
-        "params": params,
-    }
+def request_of(job: Job, params: dict[str, Any], token: TokenInfo) -> RelayRequest:
+    """The relay request the agent receives for ``job``."""
+    return RelayRequest(
+        job_id=job.id,
+        operation=job.operation,
+        tenant=job.tenant,
+        token_id=token.id,
+        admin=token.admin,
+        params=params,
+    )

@@ -1,24 +1,21 @@
 """The Celery application every service builds, with nube's no-loss delivery settings.
 
-See docs/architecture.md ("Delivery guarantees") for why each setting is there.
+See docs/architecture.md ("Delivery guarantees") for why each setting is there. Messages are
+published through :mod:`nube.publish`.
 """
 
 from __future__ import annotations
 
-import logging
 from datetime import timedelta
-from typing import Any
 
 from celery import Celery
 from kombu.exceptions import OperationalError
 
 from nube.catalog import CATALOG, Catalog
-from nube.errors import BrokerUnavailable
-from nube.jobs import Job, JobStore
 from nube.redis_client import REDIS_ERRORS
 from nube.settings import Settings, SettingsError
 
-log = logging.getLogger(__name__)
+#: What a publish raises when the broker cannot take a message.
 PUBLISH_ERRORS: tuple[type[BaseException], ...] = (OperationalError, *REDIS_ERRORS)
 
 #: The serializer of every message and result; the agent's sealed codec replaces it by name.
@@ -97,31 +94,6 @@ def make_celery(settings: Settings, main: str, catalog: Catalog = CATALOG) -> Ce
         worker_hijack_root_logger=False,
     )
     return app
-
-
-def publish_relay(app: Celery, jobs: JobStore, job: Job, envelope: dict[str, Any]) -> None:
-    """Send a request to the agent (keeping its envelope until the job ends, for the
-    reconciler); ``BrokerUnavailable`` when Redis cannot take it."""
-    try:
-        jobs.keep_envelope(job, envelope)
-        app.send_task(
-            RELAY_TASK,
-            args=(envelope,),
-            task_id=relay_task_id(job.id),
-            queue=INGRESS_QUEUE,
-            ignore_result=True,
-            headers={
-                "nube": {
-                    "tenant": job.tenant,
-                    "job": job.id,
-                    "op": job.operation,
-                    "target": job.target,
-                }
-            },
-        )
-    except PUBLISH_ERRORS as e:
-        log.warning("publishing job %s failed: %s", job.id, e)
-        raise BrokerUnavailable() from e
 
 
 def run_worker(app: Celery, queues: list[str], settings: Settings, extra: list[str]) -> None:

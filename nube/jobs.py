@@ -20,6 +20,7 @@ import redis
 from pydantic import BaseModel, Field, PrivateAttr
 
 from nube.errors import IdempotencyKeyReused, NotFound
+from nube.wire import RelayRequest
 
 JOB_TTL = 30 * 24 * 3600  # job records outlive results (7 days) so a finished job reads finished
 IDEMPOTENCY_TTL = 24 * 3600
@@ -195,35 +196,35 @@ class JobStore:
         pipe.execute()
         return job
 
-    # --- envelopes: what a lost message is republished from ----------------------------------
+    # --- relay requests: what a lost message is published again from --------------------------
     @staticmethod
-    def envelope_key(job_id: str) -> str:
-        return f"nube:job-envelope:{job_id}"
+    def request_key(job_id: str) -> str:
+        return f"nube:job-request:{job_id}"
 
-    def keep_envelope(self, job: Job, envelope: dict[str, Any]) -> None:
-        """Keep the request (sealed when a sealer is set) until the job ends."""
-        raw = json.dumps(envelope).encode()
+    def keep_request(self, job: Job, request: RelayRequest) -> None:
+        """Keep the job's relay request (sealed when a sealer is set) until the job ends."""
+        raw = request.model_dump_json().encode()
         value = self.sealer.seal(job.id, job.tenant, raw) if self.sealer else raw.decode()
-        self.redis.set(self.envelope_key(job.id), value, ex=JOB_TTL)
+        self.redis.set(self.request_key(job.id), value, ex=JOB_TTL)
 
-    def envelope(self, job_id: str) -> dict[str, Any] | None:
-        raw = self.redis.get(self.envelope_key(job_id))
+    def kept_request(self, job_id: str) -> RelayRequest | None:
+        """The relay request kept for a job that has not ended (None once it has)."""
+        raw = self.redis.get(self.request_key(job_id))
         if raw is None:
             return None
         text = self.sealer.open(job_id, str(raw)) if self.sealer else str(raw).encode()
-        envelope: dict[str, Any] = json.loads(text)
-        return envelope
+        return RelayRequest.model_validate_json(text)
 
     def pending_ids(self) -> Iterator[str]:
-        """Ids of jobs whose envelope is kept: accepted, not yet ended."""
-        prefix = self.envelope_key("")
+        """Ids of jobs whose relay request is kept: accepted, not yet ended."""
+        prefix = self.request_key("")
         for key in self.redis.scan_iter(match=prefix + "*", count=500):
             yield str(key)[len(prefix) :]
 
     def discard(self, job: Job) -> None:
         """Remove a job that was never published (its publish failed)."""
         pipe = self.redis.pipeline()
-        pipe.delete(self.key(job.id), self.envelope_key(job.id))
+        pipe.delete(self.key(job.id), self.request_key(job.id))
         pipe.zrem(self.index(job.tenant), job.id)
         pipe.execute()
 
@@ -310,7 +311,7 @@ class JobStore:
             pipe.multi()
             pipe.set(self.key(job_id), self._dump(job), keepttl=True)
             if job.status.terminal:
-                pipe.delete(self.envelope_key(job_id))
+                pipe.delete(self.request_key(job_id))
             pipe.publish(self.channel(job_id), json.dumps({"event": event, "status": job.status}))
             return job
 

@@ -38,6 +38,7 @@ def register_operation(app: Celery, op: Operation, runtime: Runtime) -> Task:
         throws=(NubeError,),
     )
     def operation_task(self: Task, params: dict[str, Any], job: dict[str, Any]) -> Any:
+        """``job`` is a :class:`nube.wire.JobMeta` as JSON (the runtime validates it)."""
         verify_request(self)
         return runtime.execute(self, op, params, job)
 

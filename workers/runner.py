@@ -29,6 +29,7 @@ from nube.errors import InvalidRequest, NubeError, Timeout, WorkerLost
 from nube.jobs import JobStatus, JobStore
 from nube.placement import Placements
 from nube.settings import Settings
+from nube.wire import JobMeta, field_error
 from workers.drivers import Driver, JobContext, load_driver
 
 log = logging.getLogger(__name__)
@@ -51,10 +52,12 @@ class Runtime:
             self._drivers[service] = load_driver(service, self.settings)
         return self._drivers[service]
 
-    def execute(
-        self, task: Task, op: Operation, params: dict[str, Any], meta: dict[str, Any]
-    ) -> Any:
-        """Run ``op`` for the job whose id is the Celery task id; returns the driver's result."""
+    def execute(self, task: Task, op: Operation, params: dict[str, Any], job_meta: Any) -> Any:
+        """Run ``op`` for the job whose id is the Celery task id; returns the driver's result.
+
+        ``job_meta`` is the task's ``job`` argument, validated here as a :class:`JobMeta` (a
+        malformed one fails the job ``invalid_request`` naming the field).
+        """
         job_id = task.request.id
         job = self.jobs.mark_running(job_id, self.settings.node)
         if job is None:
@@ -62,12 +65,16 @@ class Runtime:
         lost = job.attempts - 1 - task.request.retries
         if lost >= self.settings.max_attempts:
             return self._fail(job_id, WorkerLost(attempts=lost))
+        try:
+            meta = JobMeta.model_validate(job_meta)
+        except ValidationError as e:
+            return self._fail(job_id, InvalidRequest(f"malformed job: {field_error(e)}"))
         ctx = JobContext(
             job_id=job_id,
-            tenant=meta["tenant"],
+            tenant=meta.tenant,
             operation=op.name,
-            admin=bool(meta.get("admin")),
-            hardening=dict(meta.get("hardening") or {}),
+            admin=meta.admin,
+            hardening=meta.hardening,
             report_progress=lambda progress: self.jobs.report_progress(job_id, progress),
         )
         try:

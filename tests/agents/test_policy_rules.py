@@ -9,6 +9,7 @@ import pytest
 
 from agents.policy import Policy, load_policy
 from nube.errors import PolicyDenied, PolicyInvalid
+from nube.wire import Hardening
 
 POLICY_YAML = """
 version: 1
@@ -128,20 +129,20 @@ def test_vm_count_cap(policy: Policy) -> None:
 def test_allowed_container_gets_hardening_and_limits(policy: Policy) -> None:
     decision = policy.check("containers.run", OK, "acme", counts=counts_of(0))
     assert decision.allowed
-    assert decision.defaults == {
-        "cap_drop": ["ALL"],
-        "security_opt": ["no-new-privileges:true"],
-        "mem_limit": 512 * 1024**2,
-        "nano_cpus": 2_000_000_000,
-        "pids_limit": 256,
-    }
+    assert decision.hardening == Hardening(
+        drop_all_capabilities=True,
+        no_new_privileges=True,
+        memory=512 * 1024**2,
+        cpus=2,
+        pids_limit=256,
+    )
     within = policy.check(
         "containers.run",
         {**OK, "memory": "64m", "cpus": 1, "pids_limit": 50},
         "acme",
         counts=counts_of(0),
     )
-    assert within.defaults == {"cap_drop": ["ALL"], "security_opt": ["no-new-privileges:true"]}
+    assert within.hardening == Hardening(drop_all_capabilities=True, no_new_privileges=True)
 
 
 def test_tenant_overrides_merge_over_default(policy: Policy) -> None:

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from nube.wire import Hardening
+
 Result = dict[str, Any]
 """What a driver operation returns: JSON-able data."""
 
@@ -31,8 +33,9 @@ class JobContext:
     tenant: str
     operation: str
     admin: bool = False
-    hardening: dict[str, Any] = field(default_factory=dict)
-    """Defaults the agent's policy requires for a create (``cap_drop_all``, ``pids_limit``...)."""
+    hardening: Hardening = field(default_factory=Hardening)
+    """What the agent's policy requires of a container create (backend-neutral: each container
+    driver maps it to its backend's options); empty for every other operation."""
     report_progress: Callable[[dict[str, Any]], None] = field(default=_no_progress)
 
     @property

@@ -11,17 +11,32 @@ from typing import Any
 from docker.types import Mount
 
 from nube.catalog.containers import ContainerSpec, PortMapping
+from nube.wire import Hardening
 
-#: What the agent's policy may add to a create (docker-py argument names).
-HARDENING_KEYS = frozenset({"cap_drop", "security_opt", "pids_limit", "mem_limit", "nano_cpus"})
+
+def hardening_kwargs(hardening: Hardening) -> dict[str, Any]:
+    """The policy's :class:`~nube.wire.Hardening` as docker-py ``containers.create`` arguments
+    (the one place it meets Docker's names)."""
+    kwargs: dict[str, Any] = {}
+    if hardening.drop_all_capabilities:
+        kwargs["cap_drop"] = ["ALL"]
+    if hardening.no_new_privileges:
+        kwargs["security_opt"] = ["no-new-privileges:true"]
+    if hardening.memory is not None:
+        kwargs["mem_limit"] = hardening.memory
+    if hardening.cpus is not None:
+        kwargs["nano_cpus"] = int(hardening.cpus * 1e9)
+    if hardening.pids_limit is not None:
+        kwargs["pids_limit"] = hardening.pids_limit
+    return kwargs
 
 
 def create_kwargs(
-    spec: ContainerSpec, labels: dict[str, str], hardening: dict[str, Any] | None = None
+    spec: ContainerSpec, labels: dict[str, str], hardening: Hardening | None = None
 ) -> dict[str, Any]:
     """Keyword arguments for ``client.containers.create`` (network handled separately).
 
-    ``hardening`` (from the agent's policy: ``cap_drop``, ``security_opt`` and default limits)
+    ``hardening`` (from the agent's policy: no capabilities, no new privileges, default limits)
     fills what the request left unset; it never loosens what the request asked.
     """
     kwargs: dict[str, Any] = {
@@ -40,8 +55,7 @@ def create_kwargs(
         "detach": True,
     }
     given = {k: v for k, v in (kwargs | _limits(spec)).items() if v is not None}
-    extra = {k: v for k, v in (hardening or {}).items() if k in HARDENING_KEYS}
-    return extra | given
+    return hardening_kwargs(hardening or Hardening()) | given
 
 
 def _limits(spec: ContainerSpec) -> dict[str, Any]:

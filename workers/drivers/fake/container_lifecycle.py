@@ -25,6 +25,7 @@ from nube.catalog.container_models import (
     ContainerStop,
 )
 from nube.errors import Conflict, InvalidRequest, NotFound, NubeError, Timeout
+from nube.wire import Hardening
 from workers.drivers.base import JobContext, Result
 from workers.drivers.fake import container_views as views
 from workers.drivers.fake.common import hex_id, now_iso
@@ -36,8 +37,6 @@ from workers.drivers.fake.container_store import (
 )
 from workers.drivers.fake.programs import FileSystem, Mount, NotExecutable, Outcome, run
 
-#: What the agent's policy may add to a create (the Docker driver's ``HARDENING_KEYS``).
-_HARDENING = {"pids_limit": "pids_limit", "mem_limit": "memory", "nano_cpus": "nano_cpus"}
 _KILLED = 137
 _FIRST_HOST_PORT = 32768
 
@@ -329,17 +328,13 @@ def _port(container_port: int, protocol: str, host_ip: str, host_port: int) -> d
     }
 
 
-def _host_config(spec: ContainerSpec, network: str, hardening: dict[str, Any]) -> dict[str, Any]:
+def _host_config(spec: ContainerSpec, network: str, hardening: Hardening) -> dict[str, Any]:
     """The limits asked for; the policy's hardening fills what the request left unset."""
-    config: dict[str, Any] = {
-        "memory": spec.memory,
-        "nano_cpus": int(spec.cpus * 1e9) if spec.cpus else None,
-        "pids_limit": spec.pids_limit,
-    }
-    for key, field in _HARDENING.items():
-        if config[field] is None and hardening.get(key) is not None:
-            config[field] = hardening[key]
-    return config | {
+    cpus = spec.cpus or hardening.cpus
+    return {
+        "memory": spec.memory if spec.memory is not None else hardening.memory,
+        "nano_cpus": int(cpus * 1e9) if cpus else None,
+        "pids_limit": spec.pids_limit if spec.pids_limit is not None else hardening.pids_limit,
         "auto_remove": spec.auto_remove,
         "restart_policy": spec.restart_policy,
         "restart_max_retries": spec.restart_max_retries if spec.restart_policy != "no" else 0,
