@@ -4,7 +4,7 @@
 PY := .venv/bin/python
 
 up: setup            ## start the whole stack locally and show a first job (Ctrl-C stops it)
-	$(PY) -m nube.devstack
+	$(PY) -m nube.tools.devstack
 
 test: setup          ## install what is missing, start dockerd/libvirtd, run the whole suite
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -28,9 +28,9 @@ from pathlib import Path
 import docker
 
 from nube.catalog.container_models import ContainerRun
-from nube.client import NubeClient
-from nube.devstack import Stack
 from nube.tokens import Scope, TokenStore
+from nube.tools.client import NubeClient
+from nube.tools.devstack import Stack
 from workers.drivers import JobContext
 from workers.drivers.docker import DockerDriver
 

@@ -29,12 +29,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from nube.broker import INGRESS_QUEUE, RELAY_TASK, make_celery
-from nube.client import NubeClient
-from nube.devstack import PY, ROOT, Stack
 from nube.jobs import Job, JobStore, new_job_id, now_iso
 from nube.sealing.setup import RecordSealer, load_security, secure_app
 from nube.settings import load_settings
 from nube.tokens import Scope, TokenStore
+from nube.tools.client import NubeClient
+from nube.tools.devstack import PY, ROOT, Stack
 
 OP = "vms.hypervisor_info"
 TENANT = "bench"

@@ -72,9 +72,9 @@ def _local_ways(driver: LibvirtDriver, conn: libvirt.virConnect) -> dict[str, Wa
 @contextlib.contextmanager
 def _nube_way(driver: LibvirtDriver, uri: str) -> Iterator[Way]:
     """A real stack (Redis, agent, VM worker on ``uri``, API) and a token of the bench tenant."""
-    from nube.client import NubeClient
-    from nube.devstack import Stack
     from nube.tokens import Scope, TokenStore
+    from nube.tools.client import NubeClient
+    from nube.tools.devstack import Stack
 
     stack = Stack(workdir=Path(tempfile.mkdtemp(prefix="nube-bench-")), libvirt_uri=uri)
     try:

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from nube.client import NubeClient
-from nube.devstack import Stack, free_port
 from nube.tokens import Scope, TokenStore
+from nube.tools.client import NubeClient
+from nube.tools.devstack import Stack, free_port
 
 CI = bool(os.environ.get("CI"))
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import redis
 
-from nube.devstack import Stack
+from nube.tools.devstack import Stack
 
 
 def all_key_dumps(stack: Stack) -> bytes:

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from nube.client import NubeClient
-from nube.devstack import Stack
+from nube.tools.client import NubeClient
+from nube.tools.devstack import Stack
 from tests.conftest import ClientFactory, docker_available, need
 
 
@@ -201,7 +201,7 @@ def test_audit_log_records_request_and_outcome_and_verifies(stack: Stack, api: N
         time.sleep(0.2)
     assert "routed" in outcomes and "started" in outcomes and "succeeded" in outcomes
     verify = subprocess.run(
-        [sys.executable, "-m", "nube.cli", "audit", "verify"],
+        [sys.executable, "-m", "nube.tools.cli", "audit", "verify"],
         env=stack.env(),
         capture_output=True,
         text=True,

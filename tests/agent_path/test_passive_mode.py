@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from nube.client import NubeClient
-from nube.devstack import Stack
 from nube.tokens import Scope, TokenStore
+from nube.tools.client import NubeClient
+from nube.tools.devstack import Stack
 
 
 @pytest.fixture

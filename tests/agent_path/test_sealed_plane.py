@@ -25,9 +25,9 @@ import requests
 from celery import Celery
 
 from nube.broker import INGRESS_QUEUE, relay_task_id
-from nube.client import NubeClient
-from nube.devstack import Stack
 from nube.tokens import Scope, TokenStore
+from nube.tools.client import NubeClient
+from nube.tools.devstack import Stack
 from tests.conftest import (
     broken_engine_stack,
     docker_available,

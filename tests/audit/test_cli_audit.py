@@ -9,7 +9,7 @@ import redis
 from typer.testing import CliRunner
 
 from nube.audit.log import STREAM, AuditEvent, AuditLog, canonical
-from nube.cli_audit import audit_app
+from nube.tools.cli_audit import audit_app
 
 runner = CliRunner()
 

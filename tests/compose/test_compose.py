@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from nube.devstack import free_port
+from nube.tools.devstack import free_port
 from tests.conftest import docker_available, need, remove_docker_resources
 
 pytestmark = [pytest.mark.compose, pytest.mark.timeout(1500)]

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from nube.client import NubeClient
+from nube.tools.client import NubeClient
 from tests.conftest import ClientFactory, docker_available, need, remove_docker_resources
 
 IMAGE = "busybox:latest"

@@ -24,8 +24,8 @@ from typing import Any
 import pytest
 import requests
 
-from nube.client import NubeClient
-from nube.devstack import PY, Stack, free_port
+from nube.tools.client import NubeClient
+from nube.tools.devstack import PY, Stack, free_port
 from tests.conftest import wait_http
 from tests.containers_api.conftest import IMAGE, docker, inspect, ok
 

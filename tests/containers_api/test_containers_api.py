@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import requests
 
-from nube.client import NubeClient
+from nube.tools.client import NubeClient
 from tests.conftest import wait_http
 from tests.containers_api.conftest import IMAGE, docker, inspect, ok, state
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from nube.client import NubeClient
-from nube.devstack import Stack
 from nube.tokens import Scope, TokenStore
+from nube.tools.client import NubeClient
+from nube.tools.devstack import Stack
 from tests.conftest import broken_engine_stack, remove_docker_resources
 from tests.containers_api.conftest import IMAGE, events
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from nube.client import NubeClient
-from nube.devstack import Stack
+from nube.tools.client import NubeClient
+from nube.tools.devstack import Stack
 from tests.containers_api.conftest import IMAGE, events, failed, inspect, ok, state
 
 Name = Callable[[str], str]

@@ -9,7 +9,7 @@ from typing import Any
 
 import requests
 
-from nube.client import NubeClient
+from nube.tools.client import NubeClient
 from tests.containers_api.conftest import IMAGE, events, inspect, ok
 
 Name = Callable[[str], str]

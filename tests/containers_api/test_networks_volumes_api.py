@@ -9,7 +9,7 @@ import tarfile
 from collections.abc import Callable
 from typing import Any
 
-from nube.client import NubeClient
+from nube.tools.client import NubeClient
 from tests.containers_api.conftest import IMAGE, failed, inspect, ok
 
 Name = Callable[[str], str]

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from nube.client import ApiError
+from nube.tools.client import ApiError
 from tests.conftest import ClientFactory
 from tests.containers_api.conftest import IMAGE, failed, inspect, ok, state
 

@@ -1,6 +1,6 @@
-"""The stack `make up` runs, built as `make up` builds it (:func:`nube.devstack.prepare`) but on
-free ports in a temporary directory: the environment's policy is in force, and no secret is on
-any process's command line (issue 8, items 5 and 6). One stack for the module."""
+"""The stack `make up` runs, built as `make up` builds it (:func:`nube.tools.devstack.prepare`)
+but on free ports in a temporary directory: the environment's policy is in force, and no secret
+is on any process's command line (issue 8, items 5 and 6). One stack for the module."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from nube.client import NubeClient
-from nube.devstack import Stack, _announce, prepare
 from nube.settings import Settings
 from nube.tokens import Scope, TokenStore
+from nube.tools.client import NubeClient
+from nube.tools.devstack import Stack, _announce, prepare
 from tests.conftest import docker_available, free_port, need, remove_docker_resources
 
 POLICY = """
@@ -130,7 +130,7 @@ def test_no_secret_on_any_command_line(local: tuple[Stack, Settings]) -> None:
         for pids in processes.values()
         for pid in pids
     }
-    assert any("nube.flower" in c for c in cmdlines.values())
+    assert any("nube.tools.flower" in c for c in cmdlines.values())
     assert any(
         c.startswith(f"redis-server 127.0.0.1:{stack.redis_port}") for c in cmdlines.values()
     )

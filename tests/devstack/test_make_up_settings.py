@@ -1,6 +1,6 @@
 """`make up` checks its settings before it starts anything (issue 8, item 5).
 
-``python -m nube.devstack`` runs as `make up` does, as a subprocess, on free ports: a bad
+``python -m nube.tools.devstack`` runs as `make up` does, as a subprocess, on free ports: a bad
 ``NUBE_*`` value or policy file stops it with one line naming the variable, no traceback, and
 nothing started. The rest checks how the environment reaches the services, without processes.
 """
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from nube.devstack import ROOT, local_environment, prepare, settings_lines
 from nube.settings import SettingsError
+from nube.tools.devstack import ROOT, local_environment, prepare, settings_lines
 from tests.conftest import free_port, need
 
 
@@ -42,7 +42,7 @@ def test_bad_setting_stops_make_up_with_one_line(
     env = {k: v for k, v in os.environ.items() if not k.startswith("NUBE_")}
     env.update({k: str(v) for k, v in ports.items()}, PYTHONPATH=str(ROOT), **bad)
     done = subprocess.run(
-        [sys.executable, "-m", "nube.devstack"],
+        [sys.executable, "-m", "nube.tools.devstack"],
         cwd=tmp_path,  # a relative NUBE_POLICY_FILE is the caller's, as in a shell
         env=env,
         capture_output=True,

@@ -11,9 +11,9 @@ import psutil
 import pytest
 
 from api.app import create_app
-from nube.client import NubeClient
-from nube.devstack import Stack, free_port
 from nube.settings import load_settings
+from nube.tools.client import NubeClient
+from nube.tools.devstack import Stack, free_port
 from tests.conftest import docker_available, need
 
 

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from nube.client import NubeClient
-from nube.devstack import Stack
 from nube.jobs import Job, JobStore, new_job_id, now_iso
 from nube.sealing.setup import RecordSealer, load_security
 from nube.settings import load_settings
 from nube.tokens import Scope, TokenStore
+from nube.tools.client import NubeClient
+from nube.tools.devstack import Stack
 
 
 @pytest.fixture

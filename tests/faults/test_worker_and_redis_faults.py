@@ -26,9 +26,9 @@ import psutil
 import pytest
 import requests
 
-from nube.client import NubeClient
-from nube.devstack import Stack
 from nube.tokens import Scope, TokenStore
+from nube.tools.client import NubeClient
+from nube.tools.devstack import Stack
 from tests.conftest import TEST_POLICY, docker_available, need, remove_docker_resources
 from tests.faults.test_message_path_faults import _container_creations
 

@@ -20,9 +20,9 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.generation import GenerationMode
 
 from api.app import create_app
-from nube.devstack import Stack
 from nube.settings import load_settings
 from nube.tokens import Scope, TokenStore
+from nube.tools.devstack import Stack
 
 EXAMPLES = 6
 

@@ -10,8 +10,8 @@ import pytest
 import requests
 
 from nube.broker import INGRESS_QUEUE
-from nube.client import NubeClient
-from nube.devstack import Stack
+from nube.tools.client import NubeClient
+from nube.tools.devstack import Stack
 from tests.conftest import ClientFactory
 
 

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 import requests
 
-from nube.client import NubeClient
-from nube.devstack import Stack
+from nube.tools.client import NubeClient
+from nube.tools.devstack import Stack
 from tests.conftest import docker_available, need
 from tests.leaks import all_key_dumps, aof_files, files_holding
 

@@ -13,9 +13,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from nube.client import NubeClient
-from nube.devstack import Stack
 from nube.tokens import Scope, TokenStore
+from nube.tools.client import NubeClient
+from nube.tools.devstack import Stack
 from tests.conftest import TEST_POLICY, need
 
 

@@ -9,8 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from nube.client import NubeClient
-from nube.devstack import Stack
+from nube.tools.client import NubeClient
+from nube.tools.devstack import Stack
 from tests.conftest import docker_available, need
 
 

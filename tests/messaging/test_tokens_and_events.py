@@ -8,8 +8,8 @@ import sys
 
 import requests
 
-from nube.client import NubeClient
-from nube.devstack import Stack
+from nube.tools.client import NubeClient
+from nube.tools.devstack import Stack
 from tests.conftest import ClientFactory
 
 
@@ -46,7 +46,7 @@ def test_cli_manages_tokens(stack: Stack) -> None:
         [
             sys.executable,
             "-m",
-            "nube.cli",
+            "nube.tools.cli",
             "tokens",
             "create",
             "--tenant",
@@ -65,7 +65,7 @@ def test_cli_manages_tokens(stack: Stack) -> None:
         stack.api_url + "/v1/jobs", headers={"Authorization": f"Bearer {secret}"}
     ).ok
     listing = subprocess.run(
-        [sys.executable, "-m", "nube.cli", "tokens", "list"],
+        [sys.executable, "-m", "nube.tools.cli", "tokens", "list"],
         env={**env, "COLUMNS": "200"},
         capture_output=True,
         text=True,
@@ -74,7 +74,7 @@ def test_cli_manages_tokens(stack: Stack) -> None:
     line = next(row for row in listing.stdout.splitlines() if "clitenant" in row)
     token_id = line.split("│")[1].strip()
     revoke = subprocess.run(
-        [sys.executable, "-m", "nube.cli", "tokens", "revoke", token_id],
+        [sys.executable, "-m", "nube.tools.cli", "tokens", "revoke", token_id],
         env=env,
         capture_output=True,
         text=True,

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from nube.cli_keys import keys_app
 from nube.sealing.keyring import Keyring
+from nube.tools.cli_keys import keys_app
 
 runner = CliRunner()
 

@@ -12,11 +12,11 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from nube.devstack import Stack
 from nube.errors import BackendFailed, BackendUnavailable, NotFound, NubeError
 from nube.jobs import Job, JobStatus, JobStore, new_job_id, now_iso
 from nube.sealing.setup import RecordSealer, load_security
 from nube.settings import load_settings
+from nube.tools.devstack import Stack
 
 SECRET = "/nonexistent-MARKER1234/run"
 

@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from nube.devstack import Stack
 from nube.errors import IdempotencyKeyReused
 from nube.jobs import Job, JobStatus, JobStore, new_job_id, now_iso
+from nube.tools.devstack import Stack
 
 
 @pytest.fixture

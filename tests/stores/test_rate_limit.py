@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 
 from api.app import create_app
-from nube.devstack import Stack
 from nube.settings import load_settings
 from nube.tokens import Scope, TokenStore
+from nube.tools.devstack import Stack
 
 
 def test_over_the_limit_is_429_with_retry_after(redis_only: Stack) -> None:

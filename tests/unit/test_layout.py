@@ -4,7 +4,9 @@
 broker) is in ``nube/``, so the API, the workers and the shared library never import the agent,
 not even lazily inside a function, nor through a class path string that Celery imports for
 them (``"agents.x:Y"``). The drivers stand on their own: a module under ``workers/drivers/``
-imports nothing of ``workers`` outside ``workers.drivers``.
+imports nothing of ``workers`` outside ``workers.drivers``. The tools (``nube/tools/``: the
+command line, the client, the local stack, the Flower launcher) stand apart from the library: no
+service imports them.
 """
 
 from __future__ import annotations
@@ -71,6 +73,12 @@ def test_api_workers_and_the_shared_library_never_import_the_agent() -> None:
 
 def test_drivers_import_nothing_of_workers_outside_the_drivers() -> None:
     assert violations(modules("workers/drivers"), "workers", "workers.drivers") == []
+
+
+def test_no_service_imports_the_tools() -> None:
+    tools = ROOT / "nube" / "tools"
+    services = [p for p in modules("api", "workers", "agents", "nube") if tools not in p.parents]
+    assert violations(services, "nube.tools") == []
 
 
 def test_the_rule_sees_every_kind_of_import() -> None:

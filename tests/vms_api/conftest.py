@@ -17,9 +17,9 @@ from typing import Any
 import libvirt
 import pytest
 
-from nube.client import ApiError, NubeClient
-from nube.devstack import Stack
 from nube.tokens import Scope, TokenStore
+from nube.tools.client import ApiError, NubeClient
+from nube.tools.devstack import Stack
 from tests.conftest import libvirt_available, need
 
 QEMU = "qemu:///system"

@@ -11,8 +11,8 @@ from typing import Any
 
 import requests
 
-from nube.client import NubeClient
-from nube.devstack import Stack
+from nube.tools.client import NubeClient
+from nube.tools.devstack import Stack
 
 JSON_LIMIT = 1024 * 1024  # NUBE_MAX_BODY_BYTES as the test stack runs (the default)
 ROUTES = (

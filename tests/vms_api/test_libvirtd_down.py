@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import libvirt
 import pytest
 
-from nube.client import NubeClient
+from nube.tools.client import NubeClient
 from tests.vms.test_qemu import PIDFILE, _start_libvirtd, _stop_libvirtd
 
 from .conftest import QEMU, call, define_vm, ok, unique

@@ -9,9 +9,9 @@ from typing import Any
 import libvirt
 import pytest
 
-from nube.client import NubeClient
-from nube.devstack import Stack
 from nube.placement import Placements
+from nube.tools.client import NubeClient
+from nube.tools.devstack import Stack
 
 from .conftest import api_error, call, define_vm, failed, ok, unique, vm_state
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import libvirt
 import pytest
 
-from nube.client import NubeClient
+from nube.tools.client import NubeClient
 
 from .conftest import api_error, call, exists, failed, ok, unique
 

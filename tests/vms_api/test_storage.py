@@ -9,7 +9,7 @@ from typing import Any
 import libvirt
 import pytest
 
-from nube.client import NubeClient
+from nube.tools.client import NubeClient
 from workers.drivers.libvirt.provision import job_tag
 
 from .conftest import api_error, call, exists, failed, ok, unique, vm_state

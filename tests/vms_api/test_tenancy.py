@@ -10,8 +10,8 @@ import libvirt
 import psutil
 import pytest
 
-from nube.client import NubeClient
-from nube.devstack import Stack
+from nube.tools.client import NubeClient
+from nube.tools.devstack import Stack
 from workers.drivers.libvirt.provision import job_tag
 
 from .conftest import QEMU, call, define_vm, exists, failed, ok, unique, vm_state

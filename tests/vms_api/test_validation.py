@@ -11,8 +11,8 @@ import libvirt
 import pytest
 import requests
 
-from nube.client import NubeClient
-from nube.devstack import Stack
+from nube.tools.client import NubeClient
+from nube.tools.devstack import Stack
 
 from .conftest import call, ok, unique
 

@@ -11,12 +11,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from nube.cli_audit import audit_app
-from nube.cli_keys import keys_app
-from nube.client import ApiError, NubeClient
 from nube.redis_client import connect
 from nube.settings import load_settings_or_exit
 from nube.tokens import Scope, TokenStore
+from nube.tools.cli_audit import audit_app
+from nube.tools.cli_keys import keys_app
+from nube.tools.client import ApiError, NubeClient
 
 app = typer.Typer(help="nube: containers and VMs through a message broker.", no_args_is_help=True)
 tokens_app = typer.Typer(

@@ -1,4 +1,4 @@
-"""``nube audit verify``: recompute the audit chain (mounted by ``nube.cli``)."""
+"""``nube audit verify``: recompute the audit chain (mounted by ``nube.tools.cli``)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The whole stack as local processes: Redis, api (gunicorn), agent, workers, Flower.
 
-``python -m nube.devstack`` is what ``make up`` runs; the tests start the same :class:`Stack`.
+``python -m nube.tools.devstack`` is what ``make up`` runs; the tests start the same :class:`Stack`.
 
 Settings (``make up``): every ``NUBE_*`` variable of its environment reaches every service it
 starts, except those the stack itself must own, which it sets (:data:`OWNED`): the Redis it
@@ -10,7 +10,7 @@ settings, the keyring and the policy file are validated before anything starts.
 
 No secret is put on a command line (``ps`` shows command lines to every user): Redis reads its
 password from a mode-600 config file in the work directory, the services read theirs from the
-environment, and Flower runs as ``python -m nube.flower`` with ``FLOWER_BASIC_AUTH``.
+environment, and Flower runs as ``python -m nube.tools.flower`` with ``FLOWER_BASIC_AUTH``.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from nube.errors import KeyringInvalid
 from nube.sealing.keyring import Keyring, generate_key
 from nube.settings import PREFIX, Settings, SettingsError, load_settings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PY = sys.executable
 
 #: What the stack sets itself and the environment of ``make up`` cannot change (nor through
@@ -177,11 +177,11 @@ class Stack:
         _wait_until(lambda: requests.get(self.api_url + "/healthz", timeout=2).ok, 30, "api")
 
     def start_flower(self) -> None:
-        """Flower on nube's Celery app (``nube.flower``): the broker URL is made in-process from
-        the settings; basic auth (user ``admin``) comes from ``FLOWER_BASIC_AUTH``."""
+        """Flower on nube's Celery app (``nube.tools.flower``): the broker URL is made in-process
+        from the settings; basic auth (user ``admin``) comes from ``FLOWER_BASIC_AUTH``."""
         self.spawn(
             "flower",
-            [PY, "-m", "nube.flower", "--address=127.0.0.1", f"--port={self.flower_port}"],
+            [PY, "-m", "nube.tools.flower", "--address=127.0.0.1", f"--port={self.flower_port}"],
             FLOWER_BASIC_AUTH=f"admin:{self.flower_password}",
         )
         _wait_until(
@@ -361,7 +361,7 @@ def settings_lines(stack: Stack, settings: Settings) -> list[str]:
 
 
 def _first_job(stack: Stack, token: str) -> dict[str, object]:
-    from nube.client import ApiError, NubeClient
+    from nube.tools.client import ApiError, NubeClient
 
     client = NubeClient(stack.api_url, token)
     body = {"image": "busybox:latest", "command": ["echo", "hello from nube"]}

@@ -1,4 +1,4 @@
-"""``nube keys``: generate and rotate the sealing keyring (mounted by ``nube.cli``)."""
+"""``nube keys``: generate and rotate the sealing keyring (mounted by ``nube.tools.cli``)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``python -m nube.flower [flower options]``: Flower on nube's own Celery app.
+"""``python -m nube.tools.flower [flower options]``: Flower on nube's own Celery app.
 
 Flower runs in this process with the app every nube service builds, sealed
 (:func:`nube.bootstrap.bootstrap`), so it reads the same ``NUBE_*`` settings
@@ -11,7 +11,7 @@ settings, and Flower's own secrets come from its ``FLOWER_*`` environment variab
 reads every option from ``FLOWER_<OPTION>``), e.g. ``FLOWER_BASIC_AUTH=admin:<password>``.
 Options that carry a secret are refused on the command line.
 
-    FLOWER_BASIC_AUTH=admin:secret python -m nube.flower --address=127.0.0.1 --port=5555
+    FLOWER_BASIC_AUTH=admin:secret python -m nube.tools.flower --address=127.0.0.1 --port=5555
 """
 
 from __future__ import annotations
