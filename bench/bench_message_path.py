@@ -77,10 +77,10 @@ class Paths:
 
     def agent(self) -> str:
         job = self._job()
-        envelope = {"job_id": job.id, "operation": OP, "tenant": TENANT, "params": {}}
+        request = {"job_id": job.id, "operation": OP, "tenant": TENANT, "params": {}}
         self.app.send_task(
             RELAY_TASK,
-            args=(envelope,),
+            args=(request,),
             task_id=f"relay-{job.id}",
             queue=INGRESS_QUEUE,
             headers={"nube": {"tenant": TENANT, "job": job.id, "op": OP}},

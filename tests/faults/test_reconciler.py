@@ -14,6 +14,7 @@ from nube.settings import load_settings
 from nube.tokens import Scope, TokenStore
 from nube.tools.client import NubeClient
 from nube.tools.devstack import Stack
+from nube.wire import RelayRequest
 
 
 @pytest.fixture
@@ -41,8 +42,8 @@ def test_a_job_whose_message_was_lost_is_relayed_again(reconciling: Stack) -> No
             id=new_job_id(), operation="vms.list", tenant="rec", queue="vms", submitted_at=now_iso()
         )
     )
-    store.keep_envelope(
-        job, {"job_id": job.id, "operation": "vms.list", "tenant": "rec", "params": {}}
+    store.keep_request(
+        job, RelayRequest(job_id=job.id, operation="vms.list", tenant="rec", params={})
     )  # accepted, but its message never reached Redis
     reconciling.start_worker("vms")
     deadline = time.monotonic() + 30
@@ -53,7 +54,7 @@ def test_a_job_whose_message_was_lost_is_relayed_again(reconciling: Stack) -> No
     assert events.count("republished") == 1 and events.index("republished") < events.index(
         "relayed"
     )
-    assert not reconciling.redis().exists(store.envelope_key(job.id))  # dropped once it ended
+    assert not reconciling.redis().exists(store.request_key(job.id))  # dropped once it ended
 
 
 def test_a_job_waiting_in_a_queue_is_left_alone(reconciling: Stack) -> None:

@@ -113,7 +113,7 @@ def test_unknown_route_and_method_are_problems(stack: Stack, api: NubeClient) ->
     assert_problem(api.session.put(stack.api_url + "/v1/jobs"), 405, "method_not_allowed")
 
 
-def _push(stack: Stack, envelope: dict, task_id: str | None = None, sealed: bool = True) -> None:
+def _push(stack: Stack, request: dict, task_id: str | None = None, sealed: bool = True) -> None:
     """Publish a relay message straight into the ingress queue, bypassing the API."""
     from celery import Celery
 
@@ -126,11 +126,11 @@ def _push(stack: Stack, envelope: dict, task_id: str | None = None, sealed: bool
         secure_app(app, load_security(settings, stack.redis()))
     else:
         app.conf.task_serializer = "json"
-    job = envelope.get("job_id")
-    headers = {"nube": {"tenant": envelope.get("tenant", "-"), "job": job or "-"}} if sealed else {}
+    job = request.get("job_id")
+    headers = {"nube": {"tenant": request.get("tenant", "-"), "job": job or "-"}} if sealed else {}
     app.send_task(
         "agent.relay",
-        args=(envelope,),
+        args=(request,),
         queue=INGRESS_QUEUE,
         task_id=task_id or (f"relay-{job}" if job else None),
         headers=headers,
