@@ -56,7 +56,8 @@ from nube.sealing.serializer import (
 logger = logging.getLogger(__name__)
 
 PUBLISH_HEADER = "nube"
-"""Header a publisher may set: ``{"tenant", "job", "op", "target"}``; moved into the seal."""
+"""Header a publisher may set: ``{"tenant", "job", "op", "target"}``; moved into the seal
+(:mod:`nube.publish` sets it on every message)."""
 SYSTEM_TENANT = "-"
 
 
@@ -77,7 +78,7 @@ def _inherited(task_id: str) -> dict[str, Any]:
 
 
 def _tenant_in_kwargs(kwargs: Any) -> str | None:
-    """The relay's forwarded shape: ``kwargs["job"]["tenant"]``."""
+    """An operation's tenant: ``kwargs["job"]["tenant"]`` (its :class:`nube.wire.JobMeta`)."""
     job = kwargs.get("job") if isinstance(kwargs, dict) else None
     tenant = job.get("tenant") if isinstance(job, dict) else None
     return tenant if isinstance(tenant, str) else None
