@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Flask
 
-from api import audit, docs, health, jobs, operations, problems, tokens
+from api import audit, console, docs, health, jobs, operations, problems, tokens
 from api.services import Services
 from nube.bootstrap import bootstrap
 from nube.registry import Registry
@@ -40,6 +40,7 @@ def create_app(
     )
     problems.register(app)
     register_routes(app)
+    app.register_blueprint(console.bp)  # the web console (/console): a page, not part of the API
     return app
 
 
