@@ -11,68 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from nube.catalog import Operation, Params
-from nube.catalog.container_models import (
-    ARCHIVE_LIMIT,
-    OUTPUT_LIMIT,
-    ContainerCommit,
-    ContainerCreate,
-    ContainerExec,
-    ContainerKill,
-    ContainerList,
-    ContainerLogs,
-    ContainerNetworkConnect,
-    ContainerNetworkCreate,
-    ContainerNetworkDisconnect,
-    ContainerNetworkRef,
-    ContainerRef,
-    ContainerRemove,
-    ContainerRename,
-    ContainerRun,
-    ContainerSpec,
-    ContainerStop,
-    ContainerVolumeCreate,
-    ContainerVolumeRef,
-    ContainerVolumeRemove,
-    ContainerVolumeRestore,
-    ImageBuild,
-    ImageList,
-    ImageLoad,
-    ImagePull,
-    ImagePush,
-    ImageRefParams,
-    ImageRemove,
-    ImageSave,
-    ImageTagParams,
-    LabelFilter,
-    PortMapping,
-)
+from nube.catalog import container_models as m
 
-# The drivers and their tests import models from here, where they were before the split (issue 9),
-# some under their former names; once they import them from container_models, this goes.
-NetworkConnect = ContainerNetworkConnect
-NetworkCreate = ContainerNetworkCreate
-NetworkDisconnect = ContainerNetworkDisconnect
-NetworkRef = ContainerNetworkRef
-VolumeCreate = ContainerVolumeCreate
-VolumeRef = ContainerVolumeRef
-VolumeRemove = ContainerVolumeRemove
-VolumeRestore = ContainerVolumeRestore
-
-__all__ = [
-    "ARCHIVE_LIMIT",
-    "OPERATIONS",
-    "OUTPUT_LIMIT",
-    "ContainerSpec",
-    "NetworkConnect",
-    "NetworkCreate",
-    "NetworkDisconnect",
-    "NetworkRef",
-    "PortMapping",
-    "VolumeCreate",
-    "VolumeRef",
-    "VolumeRemove",
-    "VolumeRestore",
-]
+__all__ = ["OPERATIONS"]
 
 
 def _op(
@@ -100,7 +41,7 @@ _I = "/v1/images"
 CONTAINER_OPERATIONS = [
     _op(
         "run",
-        ContainerRun,
+        m.ContainerRun,
         "POST",
         _C,
         "Run a container (create + start); by default wait "
@@ -112,7 +53,7 @@ CONTAINER_OPERATIONS = [
     ),
     _op(
         "create",
-        ContainerCreate,
+        m.ContainerCreate,
         "POST",
         f"{_C}/create",
         "Create a container without starting it",
@@ -122,18 +63,18 @@ CONTAINER_OPERATIONS = [
     ),
     _op(
         "list",
-        ContainerList,
+        m.ContainerList,
         "GET",
         _C,
         "List the caller's containers",
         counted_kind="containers",
-        lists_all=ContainerList(all=True),
+        lists_all=m.ContainerList(all=True),
     ),
-    _op("inspect", ContainerRef, "GET", f"{_C}/<id>", "Inspect a container", target="id"),
-    _op("start", ContainerRef, "POST", f"{_C}/<id>/start", "Start a container", target="id"),
+    _op("inspect", m.ContainerRef, "GET", f"{_C}/<id>", "Inspect a container", target="id"),
+    _op("start", m.ContainerRef, "POST", f"{_C}/<id>/start", "Start a container", target="id"),
     _op(
         "stop",
-        ContainerStop,
+        m.ContainerStop,
         "POST",
         f"{_C}/<id>/stop",
         "Stop a container (SIGTERM, then SIGKILL after the timeout)",
@@ -142,28 +83,30 @@ CONTAINER_OPERATIONS = [
     ),
     _op(
         "restart",
-        ContainerStop,
+        m.ContainerStop,
         "POST",
         f"{_C}/<id>/restart",
         "Restart a container",
         target="id",
         time_limit=180,
     ),
-    _op("pause", ContainerRef, "POST", f"{_C}/<id>/pause", "Pause a container", target="id"),
-    _op("unpause", ContainerRef, "POST", f"{_C}/<id>/unpause", "Unpause a container", target="id"),
+    _op("pause", m.ContainerRef, "POST", f"{_C}/<id>/pause", "Pause a container", target="id"),
+    _op(
+        "unpause", m.ContainerRef, "POST", f"{_C}/<id>/unpause", "Unpause a container", target="id"
+    ),
     _op(
         "kill",
-        ContainerKill,
+        m.ContainerKill,
         "POST",
         f"{_C}/<id>/kill",
         "Send a signal to a container",
         target="id",
     ),
-    _op("remove", ContainerRemove, "DELETE", f"{_C}/<id>", "Remove a container", target="id"),
-    _op("logs", ContainerLogs, "GET", f"{_C}/<id>/logs", "A container's output", target="id"),
+    _op("remove", m.ContainerRemove, "DELETE", f"{_C}/<id>", "Remove a container", target="id"),
+    _op("logs", m.ContainerLogs, "GET", f"{_C}/<id>/logs", "A container's output", target="id"),
     _op(
         "exec",
-        ContainerExec,
+        m.ContainerExec,
         "POST",
         f"{_C}/<id>/exec",
         "Run a command in a running container; returns exit code and output",
@@ -172,7 +115,7 @@ CONTAINER_OPERATIONS = [
     ),
     _op(
         "diff",
-        ContainerRef,
+        m.ContainerRef,
         "GET",
         f"{_C}/<id>/diff",
         "Filesystem changes of a container",
@@ -180,7 +123,7 @@ CONTAINER_OPERATIONS = [
     ),
     _op(
         "commit",
-        ContainerCommit,
+        m.ContainerCommit,
         "POST",
         f"{_C}/<id>/commit",
         "Make an image of a container",
@@ -188,25 +131,27 @@ CONTAINER_OPERATIONS = [
         creates=True,
         time_limit=300,
     ),
-    _op("stats", ContainerRef, "GET", f"{_C}/<id>/stats", "One-shot resource usage", target="id"),
-    _op("rename", ContainerRename, "POST", f"{_C}/<id>/rename", "Rename a container", target="id"),
-    _op("port", ContainerRef, "GET", f"{_C}/<id>/port", "Published port mappings", target="id"),
+    _op("stats", m.ContainerRef, "GET", f"{_C}/<id>/stats", "One-shot resource usage", target="id"),
+    _op(
+        "rename", m.ContainerRename, "POST", f"{_C}/<id>/rename", "Rename a container", target="id"
+    ),
+    _op("port", m.ContainerRef, "GET", f"{_C}/<id>/port", "Published port mappings", target="id"),
 ]
 
 NETWORK_OPERATIONS = [
     _op(
         "network_create",
-        ContainerNetworkCreate,
+        m.ContainerNetworkCreate,
         "POST",
         _N,
         "Create a user bridge network",
         creates=True,
         target="name",
     ),
-    _op("network_list", LabelFilter, "GET", _N, "List the caller's networks"),
+    _op("network_list", m.LabelFilter, "GET", _N, "List the caller's networks"),
     _op(
         "network_inspect",
-        ContainerNetworkRef,
+        m.ContainerNetworkRef,
         "GET",
         f"{_N}/<id>",
         "Inspect a network",
@@ -214,7 +159,7 @@ NETWORK_OPERATIONS = [
     ),
     _op(
         "network_connect",
-        ContainerNetworkConnect,
+        m.ContainerNetworkConnect,
         "POST",
         f"{_N}/<id>/connect",
         "Connect a container to a network (with aliases)",
@@ -222,7 +167,7 @@ NETWORK_OPERATIONS = [
     ),
     _op(
         "network_disconnect",
-        ContainerNetworkDisconnect,
+        m.ContainerNetworkDisconnect,
         "POST",
         f"{_N}/<id>/disconnect",
         "Disconnect a container from a network",
@@ -230,29 +175,31 @@ NETWORK_OPERATIONS = [
     ),
     _op(
         "network_remove",
-        ContainerNetworkRef,
+        m.ContainerNetworkRef,
         "DELETE",
         f"{_N}/<id>",
         "Remove a network",
         target="id",
     ),
-    _op("network_prune", LabelFilter, "POST", f"{_N}/prune", "Remove the caller's unused networks"),
+    _op(
+        "network_prune", m.LabelFilter, "POST", f"{_N}/prune", "Remove the caller's unused networks"
+    ),
 ]
 
 VOLUME_OPERATIONS = [
     _op(
         "volume_create",
-        ContainerVolumeCreate,
+        m.ContainerVolumeCreate,
         "POST",
         _V,
         "Create a named volume",
         creates=True,
         target="name",
     ),
-    _op("volume_list", LabelFilter, "GET", _V, "List the caller's volumes"),
+    _op("volume_list", m.LabelFilter, "GET", _V, "List the caller's volumes"),
     _op(
         "volume_inspect",
-        ContainerVolumeRef,
+        m.ContainerVolumeRef,
         "GET",
         f"{_V}/<name>",
         "Inspect a volume",
@@ -260,7 +207,7 @@ VOLUME_OPERATIONS = [
     ),
     _op(
         "volume_remove",
-        ContainerVolumeRemove,
+        m.ContainerVolumeRemove,
         "DELETE",
         f"{_V}/<name>",
         "Remove a volume",
@@ -268,7 +215,7 @@ VOLUME_OPERATIONS = [
     ),
     _op(
         "volume_prune",
-        LabelFilter,
+        m.LabelFilter,
         "POST",
         f"{_V}/prune",
         "Remove the caller's unused volumes",
@@ -276,7 +223,7 @@ VOLUME_OPERATIONS = [
     ),
     _op(
         "volume_backup",
-        ContainerVolumeRef,
+        m.ContainerVolumeRef,
         "POST",
         f"{_V}/<name>/backup",
         "Archive a volume's content as a tar (base64, size-limited)",
@@ -285,7 +232,7 @@ VOLUME_OPERATIONS = [
     ),
     _op(
         "volume_restore",
-        ContainerVolumeRestore,
+        m.ContainerVolumeRestore,
         "POST",
         f"{_V}/<name>/restore",
         "Unpack a backup archive into a volume",
@@ -298,7 +245,7 @@ VOLUME_OPERATIONS = [
 IMAGE_OPERATIONS = [
     _op(
         "image_pull",
-        ImagePull,
+        m.ImagePull,
         "POST",
         f"{_I}/pull",
         "Pull an image (progress on the job)",
@@ -306,23 +253,28 @@ IMAGE_OPERATIONS = [
         target="image",
         time_limit=900,
     ),
-    _op("image_list", ImageList, "GET", _I, "List images (shared ones and the caller's)"),
-    _op("image_inspect", ImageRefParams, "GET", f"{_I}/<id>", "Inspect an image", target="id"),
+    _op("image_list", m.ImageList, "GET", _I, "List images (shared ones and the caller's)"),
+    _op("image_inspect", m.ImageRefParams, "GET", f"{_I}/<id>", "Inspect an image", target="id"),
     _op(
         "image_history",
-        ImageRefParams,
+        m.ImageRefParams,
         "GET",
         f"{_I}/<id>/history",
         "An image's layers",
         target="id",
     ),
-    _op("image_tag", ImageTagParams, "POST", f"{_I}/<id>/tag", "Tag an image", target="id"),
+    _op("image_tag", m.ImageTagParams, "POST", f"{_I}/<id>/tag", "Tag an image", target="id"),
     _op(
-        "image_remove", ImageRemove, "DELETE", f"{_I}/<id>", "Remove (untag) an image", target="id"
+        "image_remove",
+        m.ImageRemove,
+        "DELETE",
+        f"{_I}/<id>",
+        "Remove (untag) an image",
+        target="id",
     ),
     _op(
         "image_build",
-        ImageBuild,
+        m.ImageBuild,
         "POST",
         f"{_I}/build",
         "Build an image from a Dockerfile and context files in the request (progress on the job)",
@@ -333,7 +285,7 @@ IMAGE_OPERATIONS = [
     ),
     _op(
         "image_save",
-        ImageSave,
+        m.ImageSave,
         "POST",
         f"{_I}/<id>/save",
         "Export an image as a tar archive (base64, size-limited)",
@@ -342,7 +294,7 @@ IMAGE_OPERATIONS = [
     ),
     _op(
         "image_load",
-        ImageLoad,
+        m.ImageLoad,
         "POST",
         f"{_I}/load",
         "Import images from a tar archive",
@@ -352,7 +304,7 @@ IMAGE_OPERATIONS = [
     ),
     _op(
         "image_push",
-        ImagePush,
+        m.ImagePush,
         "POST",
         f"{_I}/<id>/push",
         "Push an image to a registry (progress on the job)",

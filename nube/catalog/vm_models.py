@@ -242,13 +242,3 @@ def _check_range(net: IPv4Network, start: IPv4Address, end: IPv4Address) -> None
 
 class VmNetworkAutostart(VmNetworkRef):
     enabled: bool = True
-
-
-# The drivers and their tests import some models under their names from before issue 9; once they
-# import the new names, this goes.
-NetworkAutostart = VmNetworkAutostart
-NetworkDefine = VmNetworkDefine
-NetworkRef = VmNetworkRef
-VolumeCreate = StorageVolumeCreate
-VolumeList = StorageVolumeList
-VolumeRef = StorageVolumeRef

@@ -9,29 +9,9 @@ infrastructure shared by every tenant, and libvirt keeps no owner on them.
 from __future__ import annotations
 
 from nube.catalog import NoParams, Operation, Params
-from nube.catalog.vm_models import (
-    PoolAutostart,
-    PoolDefine,
-    PoolRef,
-    PoolUndefine,
-    SnapshotCreate,
-    SnapshotRef,
-    StorageVolumeCreate,
-    StorageVolumeList,
-    StorageVolumeRef,
-    VmAutostart,
-    VmDefine,
-    VmList,
-    VmNetworkAutostart,
-    VmNetworkDefine,
-    VmNetworkRef,
-    VmReboot,
-    VmRef,
-    VmShutdown,
-    VmUndefine,
-)
+from nube.catalog import vm_models as m
 
-__all__ = ["OPERATIONS", "VmList"]
+__all__ = ["OPERATIONS"]
 
 
 def _op(
@@ -85,18 +65,18 @@ _NODE = [
 _DOMAINS = [
     _op(
         "list",
-        VmList,
+        m.VmList,
         "GET",
         "/v1/vms",
         "List the caller's virtual machines",
         "list_domains",
         time_limit=30,
         counted_kind="vms",
-        lists_all=VmList(state="all"),
+        lists_all=m.VmList(state="all"),
     ),
     _op(
         "define",
-        VmDefine,
+        m.VmDefine,
         "POST",
         "/v1/vms",
         "Define (persistent) or create (transient) a virtual machine from a spec",
@@ -108,7 +88,7 @@ _DOMAINS = [
     ),
     _vm(
         "info",
-        VmRef,
+        m.VmRef,
         "GET",
         VM,
         "State, memory, vCPUs, CPU time and allowed actions",
@@ -117,7 +97,7 @@ _DOMAINS = [
     ),
     _vm(
         "xml",
-        VmRef,
+        m.VmRef,
         "GET",
         f"{VM}/xml",
         "The domain's libvirt XML (admins only)",
@@ -125,23 +105,23 @@ _DOMAINS = [
         scope="admin",
         time_limit=30,
     ),
-    _vm("start", VmRef, "POST", f"{VM}/start", "Start a defined (or saved) VM", "start_domain"),
+    _vm("start", m.VmRef, "POST", f"{VM}/start", "Start a defined (or saved) VM", "start_domain"),
     _vm(
         "shutdown",
-        VmShutdown,
+        m.VmShutdown,
         "POST",
         f"{VM}/shutdown",
         "Graceful shutdown with a timeout, then optionally destroy",
         "shutdown_domain",
         time_limit=330,
     ),
-    _vm("destroy", VmRef, "POST", f"{VM}/destroy", "Power off at once", "destroy_domain"),
-    _vm("reboot", VmReboot, "POST", f"{VM}/reboot", "Reboot (ACPI) or reset", "reboot_domain"),
-    _vm("suspend", VmRef, "POST", f"{VM}/suspend", "Pause a running VM", "suspend_domain"),
-    _vm("resume", VmRef, "POST", f"{VM}/resume", "Resume a paused VM", "resume_domain"),
+    _vm("destroy", m.VmRef, "POST", f"{VM}/destroy", "Power off at once", "destroy_domain"),
+    _vm("reboot", m.VmReboot, "POST", f"{VM}/reboot", "Reboot (ACPI) or reset", "reboot_domain"),
+    _vm("suspend", m.VmRef, "POST", f"{VM}/suspend", "Pause a running VM", "suspend_domain"),
+    _vm("resume", m.VmRef, "POST", f"{VM}/resume", "Resume a paused VM", "resume_domain"),
     _vm(
         "save",
-        VmRef,
+        m.VmRef,
         "POST",
         f"{VM}/save",
         "Save memory to a managed file and stop",
@@ -150,7 +130,7 @@ _DOMAINS = [
     ),
     _vm(
         "restore",
-        VmRef,
+        m.VmRef,
         "POST",
         f"{VM}/restore",
         "Restore a saved VM from its managed file",
@@ -159,7 +139,7 @@ _DOMAINS = [
     ),
     _vm(
         "undefine",
-        VmUndefine,
+        m.VmUndefine,
         "DELETE",
         VM,
         "Remove a stopped VM, optionally its storage",
@@ -169,7 +149,7 @@ _DOMAINS = [
     ),
     _vm(
         "autostart",
-        VmAutostart,
+        m.VmAutostart,
         "POST",
         f"{VM}/autostart",
         "Autostart on or off",
@@ -177,7 +157,7 @@ _DOMAINS = [
     ),
     _vm(
         "snapshot_create",
-        SnapshotCreate,
+        m.SnapshotCreate,
         "POST",
         f"{VM}/snapshots",
         "Take an internal snapshot (qcow2 disks)",
@@ -187,7 +167,7 @@ _DOMAINS = [
     ),
     _vm(
         "snapshot_list",
-        VmRef,
+        m.VmRef,
         "GET",
         f"{VM}/snapshots",
         "List a VM's snapshots",
@@ -196,7 +176,7 @@ _DOMAINS = [
     ),
     _vm(
         "snapshot_revert",
-        SnapshotRef,
+        m.SnapshotRef,
         "POST",
         f"{VM}/snapshots/<snapshot>/revert",
         "Revert a VM to a snapshot",
@@ -205,7 +185,7 @@ _DOMAINS = [
     ),
     _vm(
         "snapshot_delete",
-        SnapshotRef,
+        m.SnapshotRef,
         "DELETE",
         f"{VM}/snapshots/<snapshot>",
         "Delete a snapshot",
@@ -226,7 +206,7 @@ _POOLS = [
     ),
     _op(
         "pool_define",
-        PoolDefine,
+        m.PoolDefine,
         "POST",
         "/v1/storage-pools",
         "Define (or create) a directory pool, build and start it",
@@ -236,7 +216,7 @@ _POOLS = [
     ),
     _op(
         "pool_info",
-        PoolRef,
+        m.PoolRef,
         "GET",
         POOL,
         "State, capacity, allocation, available, volumes",
@@ -245,7 +225,7 @@ _POOLS = [
     ),
     _op(
         "pool_build",
-        PoolRef,
+        m.PoolRef,
         "POST",
         f"{POOL}/build",
         "Create the pool's directory",
@@ -253,11 +233,17 @@ _POOLS = [
         scope="admin",
     ),
     _op(
-        "pool_start", PoolRef, "POST", f"{POOL}/start", "Start a pool", "start_pool", scope="admin"
+        "pool_start",
+        m.PoolRef,
+        "POST",
+        f"{POOL}/start",
+        "Start a pool",
+        "start_pool",
+        scope="admin",
     ),
     _op(
         "pool_destroy",
-        PoolRef,
+        m.PoolRef,
         "POST",
         f"{POOL}/destroy",
         "Stop a pool (keeps its data)",
@@ -266,7 +252,7 @@ _POOLS = [
     ),
     _op(
         "pool_undefine",
-        PoolUndefine,
+        m.PoolUndefine,
         "DELETE",
         POOL,
         "Remove an inactive pool",
@@ -275,7 +261,7 @@ _POOLS = [
     ),
     _op(
         "pool_autostart",
-        PoolAutostart,
+        m.PoolAutostart,
         "POST",
         f"{POOL}/autostart",
         "Autostart on or off",
@@ -284,7 +270,7 @@ _POOLS = [
     ),
     _op(
         "pool_refresh",
-        PoolRef,
+        m.PoolRef,
         "POST",
         f"{POOL}/refresh",
         "Rescan the pool's volumes",
@@ -292,7 +278,7 @@ _POOLS = [
     ),
     _op(
         "volume_list",
-        StorageVolumeList,
+        m.StorageVolumeList,
         "GET",
         VOL,
         "List a pool's volumes",
@@ -302,7 +288,7 @@ _POOLS = [
     ),
     _op(
         "volume_create",
-        StorageVolumeCreate,
+        m.StorageVolumeCreate,
         "POST",
         VOL,
         "Create a qcow2 or raw volume",
@@ -312,7 +298,7 @@ _POOLS = [
     ),
     _op(
         "volume_info",
-        StorageVolumeRef,
+        m.StorageVolumeRef,
         "GET",
         f"{VOL}/<name>",
         "Capacity, allocation, format, path",
@@ -321,7 +307,7 @@ _POOLS = [
     ),
     _op(
         "volume_delete",
-        StorageVolumeRef,
+        m.StorageVolumeRef,
         "DELETE",
         f"{VOL}/<name>",
         "Delete a volume",
@@ -342,7 +328,7 @@ _NETWORKS = [
     ),
     _op(
         "network_define",
-        VmNetworkDefine,
+        m.VmNetworkDefine,
         "POST",
         "/v1/vm-networks",
         "Define (or create) a NAT, routed or isolated network",
@@ -352,7 +338,7 @@ _NETWORKS = [
     ),
     _op(
         "network_info",
-        VmNetworkRef,
+        m.VmNetworkRef,
         "GET",
         NET,
         "Mode, bridge, addresses, state",
@@ -361,7 +347,7 @@ _NETWORKS = [
     ),
     _op(
         "network_start",
-        VmNetworkRef,
+        m.VmNetworkRef,
         "POST",
         f"{NET}/start",
         "Start a network",
@@ -370,7 +356,7 @@ _NETWORKS = [
     ),
     _op(
         "network_destroy",
-        VmNetworkRef,
+        m.VmNetworkRef,
         "POST",
         f"{NET}/destroy",
         "Stop a network",
@@ -379,7 +365,7 @@ _NETWORKS = [
     ),
     _op(
         "network_undefine",
-        VmNetworkRef,
+        m.VmNetworkRef,
         "DELETE",
         NET,
         "Remove an inactive network",
@@ -388,7 +374,7 @@ _NETWORKS = [
     ),
     _op(
         "network_autostart",
-        VmNetworkAutostart,
+        m.VmNetworkAutostart,
         "POST",
         f"{NET}/autostart",
         "Autostart on or off",
@@ -397,7 +383,7 @@ _NETWORKS = [
     ),
     _op(
         "network_leases",
-        VmNetworkRef,
+        m.VmNetworkRef,
         "GET",
         f"{NET}/leases",
         "DHCP leases of a network",

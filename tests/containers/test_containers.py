@@ -10,19 +10,7 @@ import docker
 import pytest
 import requests
 
-from nube.catalog.containers import (
-    ContainerCommit,
-    ContainerCreate,
-    ContainerExec,
-    ContainerKill,
-    ContainerList,
-    ContainerLogs,
-    ContainerRef,
-    ContainerRemove,
-    ContainerRename,
-    ContainerRun,
-    ContainerStop,
-)
+from nube.catalog import container_models as m
 from nube.errors import Conflict, NotFound
 from tests.conftest import wait_http
 from tests.containers.conftest import IMAGE, MakeCtx
@@ -34,7 +22,7 @@ Name = Callable[[str], str]
 
 def _sleeper(driver: DockerDriver, ctx: JobContext, **extra: Any) -> dict[str, Any]:
     spec = {"image": IMAGE, "command": ["sleep", "60"], "detach": True} | extra
-    return driver.run(ContainerRun.model_validate(spec), ctx)
+    return driver.run(m.ContainerRun.model_validate(spec), ctx)
 
 
 def _status(engine: docker.DockerClient, id: str) -> str:
@@ -44,7 +32,7 @@ def _status(engine: docker.DockerClient, id: str) -> str:
 def test_run_to_completion_returns_exit_code_and_output(
     driver: DockerDriver, ctx: JobContext, engine: docker.DockerClient
 ) -> None:
-    params = ContainerRun(image=IMAGE, command=["sh", "-c", "echo out; echo err >&2; exit 3"])
+    params = m.ContainerRun(image=IMAGE, command=["sh", "-c", "echo out; echo err >&2; exit 3"])
     result = driver.run(params, ctx)
     assert (result["exit_code"], result["stdout"], result["stderr"]) == (3, "out\n", "err\n")
     assert not engine.api.containers(all=True, filters={"id": result["id"]})
@@ -57,7 +45,7 @@ def test_lifecycle_with_docker_inspect_confirming_each_state(
     engine: docker.DockerClient,
     name: Name,
 ) -> None:
-    spec = ContainerCreate(
+    spec = m.ContainerCreate(
         image=IMAGE,
         command=["sleep", "60"],
         name=name("life"),
@@ -70,7 +58,7 @@ def test_lifecycle_with_docker_inspect_confirming_each_state(
         restart_max_retries=2,
     )
     made = driver.create(spec, ctx)
-    cid, ref = made["id"], ContainerRef(id=made["id"])
+    cid, ref = made["id"], m.ContainerRef(id=made["id"])
     attrs = engine.api.inspect_container(cid)
     assert attrs["State"]["Status"] == "created"
     assert attrs["Config"]["Labels"]["nube.tenant"] == ctx.tenant
@@ -84,18 +72,18 @@ def test_lifecycle_with_docker_inspect_confirming_each_state(
         (lambda: driver.start(ref, make_ctx()), "running"),
         (lambda: driver.pause(ref, make_ctx()), "paused"),
         (lambda: driver.unpause(ref, make_ctx()), "running"),
-        (lambda: driver.restart(ContainerStop(id=cid, timeout=1), make_ctx()), "running"),
-        (lambda: driver.stop(ContainerStop(id=cid, timeout=1), make_ctx()), "exited"),
+        (lambda: driver.restart(m.ContainerStop(id=cid, timeout=1), make_ctx()), "running"),
+        (lambda: driver.stop(m.ContainerStop(id=cid, timeout=1), make_ctx()), "exited"),
         (lambda: driver.start(ref, make_ctx()), "running"),
-        (lambda: driver.kill(ContainerKill(id=cid, signal="KILL"), make_ctx()), "exited"),
+        (lambda: driver.kill(m.ContainerKill(id=cid, signal="KILL"), make_ctx()), "exited"),
     ]:
         assert step()["state"] == expected
         assert _status(engine, cid) == expected
     assert engine.api.inspect_container(cid)["State"]["ExitCode"] == 137
     new_name = name("renamed")
-    driver.rename(ContainerRename(id=cid, name=new_name), make_ctx())
+    driver.rename(m.ContainerRename(id=cid, name=new_name), make_ctx())
     assert engine.api.inspect_container(cid)["Name"] == f"/{new_name}"
-    assert driver.remove(ContainerRemove(id=new_name), make_ctx())["removed"] is True
+    assert driver.remove(m.ContainerRemove(id=new_name), make_ctx())["removed"] is True
     assert not engine.api.containers(all=True, filters={"id": cid})
     with pytest.raises(NotFound):
         driver.inspect(ref, make_ctx())
@@ -104,42 +92,42 @@ def test_lifecycle_with_docker_inspect_confirming_each_state(
 def test_state_conflicts(
     driver: DockerDriver, ctx: JobContext, make_ctx: MakeCtx, name: Name
 ) -> None:
-    created = driver.create(ContainerCreate(image=IMAGE, command=["sleep", "60"]), ctx)
-    ref = ContainerRef(id=created["id"])
+    created = driver.create(m.ContainerCreate(image=IMAGE, command=["sleep", "60"]), ctx)
+    ref = m.ContainerRef(id=created["id"])
     with pytest.raises(Conflict):
-        driver.kill(ContainerKill(id=ref.id), make_ctx())
+        driver.kill(m.ContainerKill(id=ref.id), make_ctx())
     with pytest.raises(Conflict):
         driver.pause(ref, make_ctx())
     with pytest.raises(Conflict):
-        driver.exec(ContainerExec(id=ref.id, command=["true"]), make_ctx())
+        driver.exec(m.ContainerExec(id=ref.id, command=["true"]), make_ctx())
     driver.start(ref, make_ctx())
     with pytest.raises(Conflict):
-        driver.remove(ContainerRemove(id=ref.id), make_ctx())
+        driver.remove(m.ContainerRemove(id=ref.id), make_ctx())
     with pytest.raises(Conflict):
         driver.unpause(ref, make_ctx())
     taken = name("taken")
     _sleeper(driver, make_ctx(), name=taken)
     with pytest.raises(Conflict):
-        driver.create(ContainerCreate(image=IMAGE, name=taken), make_ctx())
+        driver.create(m.ContainerCreate(image=IMAGE, name=taken), make_ctx())
     with pytest.raises(Conflict):
-        driver.rename(ContainerRename(id=ref.id, name=taken), make_ctx())
-    assert driver.remove(ContainerRemove(id=ref.id, force=True), make_ctx())["removed"]
+        driver.rename(m.ContainerRename(id=ref.id, name=taken), make_ctx())
+    assert driver.remove(m.ContainerRemove(id=ref.id, force=True), make_ctx())["removed"]
 
 
 def test_missing_things_are_not_found(driver: DockerDriver, ctx: JobContext) -> None:
     with pytest.raises(NotFound) as info:
-        driver.run(ContainerRun(image="nube-no-such-image:1"), ctx)
+        driver.run(m.ContainerRun(image="nube-no-such-image:1"), ctx)
     assert info.value.details["kind"] == "image"
     for call in (driver.inspect, driver.start, driver.logs, driver.diff, driver.port):
         with pytest.raises(NotFound):
-            call(ContainerLogs(id="nube-no-such-container"), ctx)
+            call(m.ContainerLogs(id="nube-no-such-container"), ctx)
 
 
 def test_redelivered_create_and_run_make_one_container(
     driver: DockerDriver, make_ctx: MakeCtx, engine: docker.DockerClient, name: Name
 ) -> None:
     ctx = make_ctx()
-    spec = ContainerCreate(image=IMAGE, name=name("once"), command=["sleep", "60"])
+    spec = m.ContainerCreate(image=IMAGE, name=name("once"), command=["sleep", "60"])
     first, second = driver.create(spec, ctx), driver.create(spec, ctx)
     assert first["id"] == second["id"]
     run_ctx = make_ctx()
@@ -155,8 +143,8 @@ def test_redelivered_run_to_completion_reuses_the_first_container(
 ) -> None:
     ctx = make_ctx()
     # The first attempt created the container and died before starting it.
-    first = driver.create(ContainerCreate(image=IMAGE, command=["echo", "once"]), ctx)
-    result = driver.run(ContainerRun(image=IMAGE, command=["echo", "twice"]), ctx)
+    first = driver.create(m.ContainerCreate(image=IMAGE, command=["echo", "once"]), ctx)
+    result = driver.run(m.ContainerRun(image=IMAGE, command=["echo", "twice"]), ctx)
     assert result["id"] == first["id"] and result["stdout"] == "once\n"
 
 
@@ -165,10 +153,10 @@ def test_list_filters_by_status_name_and_label(
 ) -> None:
     web = name("web")
     running = _sleeper(driver, ctx, name=web, labels={"tier": "front"})
-    stopped = driver.create(ContainerCreate(image=IMAGE, labels={"tier": "back"}), make_ctx())
+    stopped = driver.create(m.ContainerCreate(image=IMAGE, labels={"tier": "back"}), make_ctx())
 
     def ids(**filters: Any) -> set[str]:
-        found = driver.list(ContainerList(**filters), make_ctx())["containers"]
+        found = driver.list(m.ContainerList(**filters), make_ctx())["containers"]
         return {c["id"] for c in found}
 
     assert {running["id"], stopped["id"]} <= ids()
@@ -184,7 +172,7 @@ def test_port_mapping_serves_http_on_the_mapped_host_port(
 ) -> None:
     script = "mkdir -p /www && echo hello-nube > /www/index.html && httpd -f -p 8080 -h /www"
     started = _sleeper(driver, ctx, command=["sh", "-c", script], ports=["127.0.0.1::8080"])
-    ports = driver.port(ContainerRef(id=started["id"]), make_ctx())["ports"]
+    ports = driver.port(m.ContainerRef(id=started["id"]), make_ctx())["ports"]
     assert len(ports) == 1 and ports[0]["host_ip"] == "127.0.0.1"
     assert ports[0]["container_port"] == 8080 and ports[0]["host_port"] > 0
     url = f"http://127.0.0.1:{ports[0]['host_port']}/index.html"
@@ -207,14 +195,14 @@ def test_exec_and_logs_return_real_output(
     started = _sleeper(driver, ctx, command=["sh", "-c", script])
     cid = started["id"]
     deadline = time.monotonic() + 5
-    while "line3" not in (logs := driver.logs(ContainerLogs(id=cid), make_ctx()))["logs"]:
+    while "line3" not in (logs := driver.logs(m.ContainerLogs(id=cid), make_ctx()))["logs"]:
         assert time.monotonic() < deadline
         time.sleep(0.05)
     assert logs["logs"].splitlines() == ["oops", "line1", "line2", "line3"]
-    tail = driver.logs(ContainerLogs(id=cid, tail=1, timestamps=True), make_ctx())["logs"]
+    tail = driver.logs(m.ContainerLogs(id=cid, tail=1, timestamps=True), make_ctx())["logs"]
     assert tail.strip().endswith("line3") and tail.startswith("20")
     result = driver.exec(
-        ContainerExec(
+        m.ContainerExec(
             id=cid,
             command=["sh", "-c", "echo $GREETING; pwd; exit 4"],
             env={"GREETING": "hi"},
@@ -223,7 +211,7 @@ def test_exec_and_logs_return_real_output(
         make_ctx(),
     )
     assert (result["exit_code"], result["stdout"]) == (4, "hi\n/tmp\n")
-    missing = driver.exec(ContainerExec(id=cid, command=["no-such-binary"]), make_ctx())
+    missing = driver.exec(m.ContainerExec(id=cid, command=["no-such-binary"]), make_ctx())
     assert missing["exit_code"] in (126, 127)
 
 
@@ -235,7 +223,7 @@ def test_diff_shows_added_file_and_commit_makes_an_image_with_it(
     name: Name,
 ) -> None:
     made = driver.run(
-        ContainerRun(
+        m.ContainerRun(
             image=IMAGE, detach=True, command=["sh", "-c", "echo committed > /added.txt; sleep 60"]
         ),
         ctx,
@@ -243,13 +231,13 @@ def test_diff_shows_added_file_and_commit_makes_an_image_with_it(
     cid = made["id"]
     deadline = time.monotonic() + 5
     while {"path": "/added.txt", "kind": "added"} not in driver.diff(
-        ContainerRef(id=cid), make_ctx()
+        m.ContainerRef(id=cid), make_ctx()
     )["changes"]:
         assert time.monotonic() < deadline
         time.sleep(0.05)
     repo = name("commit")
     commit_ctx = make_ctx()
-    params = ContainerCommit(
+    params = m.ContainerCommit(
         id=cid, repository=repo, tag="v1", author="Ada <ada@example.org>", message="add a file"
     )
     image = driver.commit(params, commit_ctx)
@@ -258,13 +246,13 @@ def test_diff_shows_added_file_and_commit_makes_an_image_with_it(
     assert (image["author"], image["comment"]) == ("Ada <ada@example.org>", "add a file")
     assert image["labels"]["nube.job"] == commit_ctx.job_id
     assert image["labels"]["nube.tenant"] == ctx.tenant
-    out = driver.run(ContainerRun(image=f"{repo}:v1", command=["cat", "/added.txt"]), make_ctx())
+    out = driver.run(m.ContainerRun(image=f"{repo}:v1", command=["cat", "/added.txt"]), make_ctx())
     assert out["stdout"] == "committed\n"
 
 
 def test_stats_one_shot(driver: DockerDriver, ctx: JobContext, make_ctx: MakeCtx) -> None:
     started = _sleeper(driver, ctx, memory="64m")
-    stats = driver.stats(ContainerRef(id=started["id"]), make_ctx())
+    stats = driver.stats(m.ContainerRef(id=started["id"]), make_ctx())
     assert stats["memory"]["limit"] == 64 * 1024 * 1024
     assert stats["pids"] >= 1 and stats["cpu_percent"] >= 0
 
@@ -273,7 +261,7 @@ def test_auto_remove_container_disappears_after_stop(
     driver: DockerDriver, ctx: JobContext, make_ctx: MakeCtx, engine: docker.DockerClient
 ) -> None:
     started = _sleeper(driver, ctx, auto_remove=True)
-    driver.stop(ContainerStop(id=started["id"], timeout=0), make_ctx())
+    driver.stop(m.ContainerStop(id=started["id"], timeout=0), make_ctx())
     deadline = time.monotonic() + 5
     while engine.api.containers(all=True, filters={"id": started["id"]}):
         assert time.monotonic() < deadline

@@ -6,7 +6,7 @@ import docker.errors
 import pytest
 import requests
 
-from nube.catalog.containers import ContainerList
+from nube.catalog.container_models import ContainerList
 from nube.errors import (
     BackendFailed,
     BackendUnavailable,

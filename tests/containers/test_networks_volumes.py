@@ -11,18 +11,7 @@ from typing import Any
 import docker
 import pytest
 
-from nube.catalog.containers import (
-    ContainerRun,
-    LabelFilter,
-    NetworkConnect,
-    NetworkCreate,
-    NetworkDisconnect,
-    NetworkRef,
-    VolumeCreate,
-    VolumeRef,
-    VolumeRemove,
-    VolumeRestore,
-)
+from nube.catalog import container_models as m
 from nube.errors import Conflict, InvalidRequest, NotFound
 from tests.containers.conftest import IMAGE, MakeCtx
 from workers.drivers import JobContext
@@ -40,7 +29,7 @@ def _ask(host: str) -> list[str]:
 
 
 def _run(driver: DockerDriver, ctx: JobContext, **spec: Any) -> dict[str, Any]:
-    return driver.run(ContainerRun.model_validate({"image": IMAGE} | spec), ctx)
+    return driver.run(m.ContainerRun.model_validate({"image": IMAGE} | spec), ctx)
 
 
 def test_containers_on_one_user_network_reach_each_other_by_name(
@@ -51,7 +40,8 @@ def test_containers_on_one_user_network_reach_each_other_by_name(
     name: Name,
 ) -> None:
     net = driver.network_create(
-        NetworkCreate(name=name("net"), subnet="10.213.7.0/24", labels={"app": "demo"}), ctx
+        m.ContainerNetworkCreate(name=name("net"), subnet="10.213.7.0/24", labels={"app": "demo"}),
+        ctx,
     )
     assert engine.networks.get(net["id"]).attrs["Labels"]["nube.job"] == ctx.job_id
     assert net["subnets"][0]["subnet"] == "10.213.7.0/24"
@@ -59,43 +49,47 @@ def test_containers_on_one_user_network_reach_each_other_by_name(
     _run(driver, make_ctx(), name=server, network=net["name"], detach=True, command=SERVE)
     out = _run(driver, make_ctx(), network=net["name"], command=_ask(server))
     assert (out["exit_code"], out["stdout"]) == (0, "pong\n")
-    inspected = driver.network_inspect(NetworkRef(id=net["name"]), make_ctx())
+    inspected = driver.network_inspect(m.ContainerNetworkRef(id=net["name"]), make_ctx())
     assert [c["name"] for c in inspected["containers"].values()] == [server]
 
 
 def test_connect_with_alias_disconnect_remove_and_prune(
     driver: DockerDriver, ctx: JobContext, make_ctx: MakeCtx, name: Name
 ) -> None:
-    net = driver.network_create(NetworkCreate(name=name("net"), internal=True), ctx)
+    net = driver.network_create(m.ContainerNetworkCreate(name=name("net"), internal=True), ctx)
     assert net["internal"] is True
     server = _run(driver, make_ctx(), detach=True, command=SERVE)
-    connect = NetworkConnect(id=net["id"], container=server["id"], aliases=["db"])
+    connect = m.ContainerNetworkConnect(id=net["id"], container=server["id"], aliases=["db"])
     driver.network_connect(connect, make_ctx())
     with pytest.raises(Conflict):
         driver.network_connect(connect, make_ctx())
     out = _run(driver, make_ctx(), network=net["name"], command=_ask("db"))
     assert out["stdout"] == "pong\n"
     with pytest.raises(Conflict):  # in use
-        driver.network_remove(NetworkRef(id=net["id"]), make_ctx())
-    driver.network_disconnect(NetworkDisconnect(id=net["id"], container=server["id"]), make_ctx())
-    assert driver.network_inspect(NetworkRef(id=net["id"]), make_ctx())["containers"] == {}
-    assert driver.network_remove(NetworkRef(id=net["id"]), make_ctx())["removed"]
-    spare = driver.network_create(NetworkCreate(name=name("spare")), make_ctx())
-    assert driver.network_prune(LabelFilter(), make_ctx())["deleted"] == [spare["name"]]
-    assert driver.network_list(LabelFilter(), make_ctx())["networks"] == []
+        driver.network_remove(m.ContainerNetworkRef(id=net["id"]), make_ctx())
+    driver.network_disconnect(
+        m.ContainerNetworkDisconnect(id=net["id"], container=server["id"]), make_ctx()
+    )
+    assert (
+        driver.network_inspect(m.ContainerNetworkRef(id=net["id"]), make_ctx())["containers"] == {}
+    )
+    assert driver.network_remove(m.ContainerNetworkRef(id=net["id"]), make_ctx())["removed"]
+    spare = driver.network_create(m.ContainerNetworkCreate(name=name("spare")), make_ctx())
+    assert driver.network_prune(m.LabelFilter(), make_ctx())["deleted"] == [spare["name"]]
+    assert driver.network_list(m.LabelFilter(), make_ctx())["networks"] == []
 
 
 def test_network_conflicts_and_redelivery(
     driver: DockerDriver, make_ctx: MakeCtx, engine: docker.DockerClient, name: Name
 ) -> None:
     ctx = make_ctx()
-    params = NetworkCreate(name=name("net"))
+    params = m.ContainerNetworkCreate(name=name("net"))
     assert driver.network_create(params, ctx)["id"] == driver.network_create(params, ctx)["id"]
     assert len(engine.networks.list(filters={"label": f"nube.job={ctx.job_id}"})) == 1
     with pytest.raises(Conflict):
         driver.network_create(params, make_ctx())
     with pytest.raises(NotFound):
-        driver.network_inspect(NetworkRef(id="nube-no-such-net"), make_ctx())
+        driver.network_inspect(m.ContainerNetworkRef(id="nube-no-such-net"), make_ctx())
     with pytest.raises(NotFound):  # only the caller's networks can be joined
         _run(driver, make_ctx(), network="nube-no-such-net")
 
@@ -107,7 +101,7 @@ def test_volume_written_by_one_container_is_read_by_another(
     engine: docker.DockerClient,
     name: Name,
 ) -> None:
-    vol = driver.volume_create(VolumeCreate(name=name("vol"), labels={"app": "db"}), ctx)
+    vol = driver.volume_create(m.ContainerVolumeCreate(name=name("vol"), labels={"app": "db"}), ctx)
     assert engine.volumes.get(vol["name"]).attrs["Labels"]["nube.tenant"] == ctx.tenant
     _run(
         driver,
@@ -147,11 +141,13 @@ def test_backup_restore_round_trip(
         volumes=[f"{src}:/data"],
         command=["sh", "-c", "mkdir /data/d && echo one > /data/a && echo two > /data/d/b"],
     )
-    backup = driver.volume_backup(VolumeRef(name=src), make_ctx())
+    backup = driver.volume_backup(m.ContainerVolumeRef(name=src), make_ctx())
     with tarfile.open(fileobj=io.BytesIO(base64.b64decode(backup["archive"]))) as tar:
         names = tar.getnames()
     assert {"./a", "./d/b"} <= set(names)
-    restored = driver.volume_restore(VolumeRestore(name=dst, archive=backup["archive"]), make_ctx())
+    restored = driver.volume_restore(
+        m.ContainerVolumeRestore(name=dst, archive=backup["archive"]), make_ctx()
+    )
     assert restored["size"] == backup["size"]
     out = _run(
         driver, make_ctx(), volumes=[f"{dst}:/data"], command=["sh", "-c", "cat /data/a /data/d/b"]
@@ -159,23 +155,25 @@ def test_backup_restore_round_trip(
     assert out["stdout"] == "one\ntwo\n"
     assert not engine.api.containers(all=True, filters={"label": "nube.helper"})
     with pytest.raises(InvalidRequest):
-        driver.volume_restore(VolumeRestore(name=dst, archive="bm90IGEgdGFy"), make_ctx())
+        driver.volume_restore(
+            m.ContainerVolumeRestore(name=dst, archive="bm90IGEgdGFy"), make_ctx()
+        )
 
 
 def test_volume_conflicts_remove_and_prune(
     driver: DockerDriver, make_ctx: MakeCtx, engine: docker.DockerClient, name: Name
 ) -> None:
     ctx = make_ctx()
-    params = VolumeCreate(name=name("vol"))
+    params = m.ContainerVolumeCreate(name=name("vol"))
     assert driver.volume_create(params, ctx) == driver.volume_create(params, ctx)
     with pytest.raises(Conflict):  # the engine alone would hand back the existing volume
         driver.volume_create(params, make_ctx())
     _run(driver, make_ctx(), volumes=[f"{params.name}:/data"], detach=True, command=["sleep", "60"])
     with pytest.raises(Conflict):
-        driver.volume_remove(VolumeRemove(name=str(params.name)), make_ctx())
-    anon = driver.volume_create(VolumeCreate(), make_ctx())
-    listed = {v["name"] for v in driver.volume_list(LabelFilter(), make_ctx())["volumes"]}
+        driver.volume_remove(m.ContainerVolumeRemove(name=str(params.name)), make_ctx())
+    anon = driver.volume_create(m.ContainerVolumeCreate(), make_ctx())
+    listed = {v["name"] for v in driver.volume_list(m.LabelFilter(), make_ctx())["volumes"]}
     assert {params.name, anon["name"]} <= listed
-    assert anon["name"] in driver.volume_prune(LabelFilter(), make_ctx())["deleted"]
+    assert anon["name"] in driver.volume_prune(m.LabelFilter(), make_ctx())["deleted"]
     with pytest.raises(NotFound):
-        driver.volume_inspect(VolumeRef(name=anon["name"]), make_ctx())
+        driver.volume_inspect(m.ContainerVolumeRef(name=anon["name"]), make_ctx())

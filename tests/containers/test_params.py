@@ -8,17 +8,7 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from nube.catalog import CATALOG
-from nube.catalog.containers import (
-    ContainerExec,
-    ContainerKill,
-    ContainerList,
-    ContainerRun,
-    ImageBuild,
-    ImagePush,
-    ImageTagParams,
-    NetworkCreate,
-    VolumeRestore,
-)
+from nube.catalog import container_models as m
 
 BASE = {"image": "busybox:latest"}
 
@@ -66,12 +56,12 @@ def _loc(model: type[BaseModel], data: dict[str, Any]) -> tuple[Any, ...]:
     ],
 )
 def test_run_rejects(extra: dict[str, Any], loc: tuple[Any, ...]) -> None:
-    assert _loc(ContainerRun, BASE | extra) == loc
+    assert _loc(m.ContainerRun, BASE | extra) == loc
 
 
 @pytest.mark.parametrize("signal", ["SIGFOO", "0", "65", "", "KILL; ls"])
 def test_kill_rejects_bad_signal(signal: str) -> None:
-    assert _loc(ContainerKill, {"id": "x", "signal": signal}) == ("signal",)
+    assert _loc(m.ContainerKill, {"id": "x", "signal": signal}) == ("signal",)
 
 
 @pytest.mark.parametrize(
@@ -79,11 +69,11 @@ def test_kill_rejects_bad_signal(signal: str) -> None:
     [("kill", "SIGKILL"), ("SIGTERM", "SIGTERM"), ("9", "9"), ("hup", "SIGHUP")],
 )
 def test_kill_normalises_signal(given: str, normal: str) -> None:
-    assert ContainerKill.model_validate({"id": "x", "signal": given}).signal == normal
+    assert m.ContainerKill.model_validate({"id": "x", "signal": given}).signal == normal
 
 
 def test_short_forms_parse() -> None:
-    run = ContainerRun.model_validate(
+    run = m.ContainerRun.model_validate(
         BASE
         | {"ports": ["127.0.0.1::80", "8080:80/udp"], "volumes": ["data:/data:ro"], "memory": "64m"}
     )
@@ -98,21 +88,25 @@ def test_short_forms_parse() -> None:
 @pytest.mark.parametrize(
     ("model", "data", "loc"),
     [
-        (ContainerExec, {"id": "x", "command": []}, ("command",)),
-        (ContainerExec, {"id": "x", "command": ["ls"], "env": {"9": "x"}}, ("env", "9", "[key]")),
-        (ContainerList, {"status": "sleeping"}, ("status",)),
-        (ContainerList, {"label": ["=x"]}, ("label",)),
-        (NetworkCreate, {"name": "host"}, ("name",)),
-        (NetworkCreate, {"name": "n", "subnet": "10.0.0.0/33"}, ("subnet",)),
-        (NetworkCreate, {"name": "n", "subnet": "10.0.0.1/24"}, ("subnet",)),
-        (NetworkCreate, {"name": "n", "subnet": "10.0.0.0/24", "gateway": "10.0.1.1"}, ()),
-        (ImageTagParams, {"id": "busybox", "repository": "x:tag"}, ("repository",)),
-        (ImagePush, {"id": "busybox", "registry": "bad host", "repository": "x"}, ("registry",)),
-        (ImageBuild, {"dockerfile": "F", "files": {"../x": "AA=="}}, ("files", "../x", "[key]")),
-        (ImageBuild, {"dockerfile": "F", "files": {"/x": "AA=="}}, ("files", "/x", "[key]")),
-        (ImageBuild, {"dockerfile": "FROM x", "files": {"x": "not base64!"}}, ("files",)),
-        (ImageBuild, {"dockerfile": "FROM x", "tag": "UPPER"}, ("tag",)),
-        (VolumeRestore, {"name": "v", "archive": "***"}, ("archive",)),
+        (m.ContainerExec, {"id": "x", "command": []}, ("command",)),
+        (m.ContainerExec, {"id": "x", "command": ["ls"], "env": {"9": "x"}}, ("env", "9", "[key]")),
+        (m.ContainerList, {"status": "sleeping"}, ("status",)),
+        (m.ContainerList, {"label": ["=x"]}, ("label",)),
+        (m.ContainerNetworkCreate, {"name": "host"}, ("name",)),
+        (m.ContainerNetworkCreate, {"name": "n", "subnet": "10.0.0.0/33"}, ("subnet",)),
+        (m.ContainerNetworkCreate, {"name": "n", "subnet": "10.0.0.1/24"}, ("subnet",)),
+        (
+            m.ContainerNetworkCreate,
+            {"name": "n", "subnet": "10.0.0.0/24", "gateway": "10.0.1.1"},
+            (),
+        ),
+        (m.ImageTagParams, {"id": "busybox", "repository": "x:tag"}, ("repository",)),
+        (m.ImagePush, {"id": "busybox", "registry": "bad host", "repository": "x"}, ("registry",)),
+        (m.ImageBuild, {"dockerfile": "F", "files": {"../x": "AA=="}}, ("files", "../x", "[key]")),
+        (m.ImageBuild, {"dockerfile": "F", "files": {"/x": "AA=="}}, ("files", "/x", "[key]")),
+        (m.ImageBuild, {"dockerfile": "FROM x", "files": {"x": "not base64!"}}, ("files",)),
+        (m.ImageBuild, {"dockerfile": "FROM x", "tag": "UPPER"}, ("tag",)),
+        (m.ContainerVolumeRestore, {"name": "v", "archive": "***"}, ("archive",)),
     ],
 )
 def test_other_models_reject(model: type, data: dict[str, Any], loc: tuple[Any, ...]) -> None:
@@ -138,5 +132,5 @@ def test_rest_scheme_is_one_resource_per_action() -> None:
 
 def test_query_string_values_coerce() -> None:
     """GET parameters arrive as strings; one ``label=`` arrives as a single string."""
-    params = ContainerList.model_validate({"all": "false", "label": "tier=front"})
+    params = m.ContainerList.model_validate({"all": "false", "label": "tier=front"})
     assert params.all is False and params.label == ["tier=front"]

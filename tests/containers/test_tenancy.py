@@ -7,26 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from nube.catalog.containers import (
-    ContainerCreate,
-    ContainerExec,
-    ContainerList,
-    ContainerLogs,
-    ContainerRef,
-    ContainerRemove,
-    ContainerRun,
-    ContainerStop,
-    ImageBuild,
-    ImageList,
-    ImageRefParams,
-    LabelFilter,
-    NetworkConnect,
-    NetworkCreate,
-    NetworkRef,
-    VolumeCreate,
-    VolumeRef,
-    VolumeRestore,
-)
+from nube.catalog import container_models as m
 from nube.errors import NotFound
 from tests.containers.conftest import IMAGE, TENANT_B, MakeCtx
 from workers.drivers.docker import DockerDriver
@@ -38,51 +19,57 @@ def test_another_tenants_container_is_not_found(
     driver: DockerDriver, make_ctx: MakeCtx, name: Name
 ) -> None:
     mine = driver.run(
-        ContainerRun(image=IMAGE, name=name("a"), command=["sleep", "60"], detach=True), make_ctx()
+        m.ContainerRun(image=IMAGE, name=name("a"), command=["sleep", "60"], detach=True),
+        make_ctx(),
     )
     other = make_ctx(tenant=TENANT_B)
-    assert mine["id"] not in {c["id"] for c in driver.list(ContainerList(), other)["containers"]}
+    assert mine["id"] not in {c["id"] for c in driver.list(m.ContainerList(), other)["containers"]}
     for key in (mine["id"], mine["id"][:12], mine["name"]):
         for call, params in [
-            (driver.inspect, ContainerRef(id=key)),
-            (driver.stop, ContainerStop(id=key, timeout=0)),
-            (driver.logs, ContainerLogs(id=key)),
-            (driver.exec, ContainerExec(id=key, command=["true"])),
-            (driver.remove, ContainerRemove(id=key, force=True)),
+            (driver.inspect, m.ContainerRef(id=key)),
+            (driver.stop, m.ContainerStop(id=key, timeout=0)),
+            (driver.logs, m.ContainerLogs(id=key)),
+            (driver.exec, m.ContainerExec(id=key, command=["true"])),
+            (driver.remove, m.ContainerRemove(id=key, force=True)),
         ]:
             with pytest.raises(NotFound):
                 call(params, other)  # type: ignore[operator]
-    assert driver.inspect(ContainerRef(id=mine["id"]), make_ctx(admin=True, tenant="ops"))
-    assert driver.inspect(ContainerRef(id=mine["id"]), make_ctx())["state"] == "running"
+    assert driver.inspect(m.ContainerRef(id=mine["id"]), make_ctx(admin=True, tenant="ops"))
+    assert driver.inspect(m.ContainerRef(id=mine["id"]), make_ctx())["state"] == "running"
 
 
 def test_another_tenants_network_and_volume_are_not_found(
     driver: DockerDriver, make_ctx: MakeCtx, name: Name
 ) -> None:
-    net = driver.network_create(NetworkCreate(name=name("net")), make_ctx())
-    vol = driver.volume_create(VolumeCreate(name=name("vol")), make_ctx())
+    net = driver.network_create(m.ContainerNetworkCreate(name=name("net")), make_ctx())
+    vol = driver.volume_create(m.ContainerVolumeCreate(name=name("vol")), make_ctx())
     other = make_ctx(tenant=TENANT_B)
-    assert driver.network_list(LabelFilter(), other)["networks"] == []
-    assert driver.volume_list(LabelFilter(), other)["volumes"] == []
+    assert driver.network_list(m.LabelFilter(), other)["networks"] == []
+    assert driver.volume_list(m.LabelFilter(), other)["volumes"] == []
     with pytest.raises(NotFound):
-        driver.network_inspect(NetworkRef(id=net["name"]), other)
+        driver.network_inspect(m.ContainerNetworkRef(id=net["name"]), other)
     with pytest.raises(NotFound):
-        driver.volume_inspect(VolumeRef(name=vol["name"]), other)
+        driver.volume_inspect(m.ContainerVolumeRef(name=vol["name"]), other)
     with pytest.raises(NotFound):
-        driver.volume_backup(VolumeRef(name=vol["name"]), other)
+        driver.volume_backup(m.ContainerVolumeRef(name=vol["name"]), other)
     with pytest.raises(NotFound):  # cannot mount it, nor join the network
-        driver.create(ContainerCreate(image=IMAGE, volumes=[f"{vol['name']}:/data"]), other)
+        driver.create(m.ContainerCreate(image=IMAGE, volumes=[f"{vol['name']}:/data"]), other)
     with pytest.raises(NotFound):
-        driver.create(ContainerCreate(image=IMAGE, network=net["name"]), other)
+        driver.create(m.ContainerCreate(image=IMAGE, network=net["name"]), other)
     with pytest.raises(NotFound):
         archive = base64.b64encode(bytes(1024)).decode()  # an empty tar: two zero blocks
-        driver.volume_restore(VolumeRestore(name=vol["name"], archive=archive), other)
-    theirs = driver.create(ContainerCreate(image=IMAGE), other)
+        driver.volume_restore(m.ContainerVolumeRestore(name=vol["name"], archive=archive), other)
+    theirs = driver.create(m.ContainerCreate(image=IMAGE), other)
     with pytest.raises(NotFound):  # cannot attach its container to my network either
-        driver.network_connect(NetworkConnect(id=net["id"], container=theirs["id"]), make_ctx())
-    assert driver.network_prune(LabelFilter(), other)["deleted"] == []
-    assert driver.volume_prune(LabelFilter(), other)["deleted"] == []
-    assert driver.network_inspect(NetworkRef(id=net["id"]), make_ctx())["name"] == net["name"]
+        driver.network_connect(
+            m.ContainerNetworkConnect(id=net["id"], container=theirs["id"]), make_ctx()
+        )
+    assert driver.network_prune(m.LabelFilter(), other)["deleted"] == []
+    assert driver.volume_prune(m.LabelFilter(), other)["deleted"] == []
+    assert (
+        driver.network_inspect(m.ContainerNetworkRef(id=net["id"]), make_ctx())["name"]
+        == net["name"]
+    )
 
 
 def test_tenant_images_are_private_shared_images_visible(
@@ -90,12 +77,12 @@ def test_tenant_images_are_private_shared_images_visible(
 ) -> None:
     tag = f"{name('private')}:v1"
     driver.image_build(
-        ImageBuild(dockerfile="FROM busybox:latest\nRUN touch /p\n", tag=tag), make_ctx()
+        m.ImageBuild(dockerfile="FROM busybox:latest\nRUN touch /p\n", tag=tag), make_ctx()
     )
     other = make_ctx(tenant=TENANT_B)
     with pytest.raises(NotFound):
-        driver.image_inspect(ImageRefParams(id=tag), other)
+        driver.image_inspect(m.ImageRefParams(id=tag), other)
     with pytest.raises(NotFound):
-        driver.run(ContainerRun(image=tag), other)
-    tags = [t for i in driver.image_list(ImageList(), other)["images"] for t in i["tags"]]
+        driver.run(m.ContainerRun(image=tag), other)
+    tags = [t for i in driver.image_list(m.ImageList(), other)["images"] for t in i["tags"]]
     assert IMAGE in tags and tag not in tags

@@ -16,37 +16,7 @@ from typing import Any
 
 import pytest
 
-from nube.catalog.container_models import (
-    ContainerCommit,
-    ContainerCreate,
-    ContainerExec,
-    ContainerKill,
-    ContainerList,
-    ContainerLogs,
-    ContainerNetworkConnect,
-    ContainerNetworkCreate,
-    ContainerNetworkDisconnect,
-    ContainerNetworkRef,
-    ContainerRef,
-    ContainerRemove,
-    ContainerRename,
-    ContainerRun,
-    ContainerStop,
-    ContainerVolumeCreate,
-    ContainerVolumeRef,
-    ContainerVolumeRemove,
-    ContainerVolumeRestore,
-    ImageBuild,
-    ImageList,
-    ImageLoad,
-    ImagePull,
-    ImagePush,
-    ImageRefParams,
-    ImageRemove,
-    ImageSave,
-    ImageTagParams,
-    LabelFilter,
-)
+from nube.catalog import container_models as m
 from nube.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from workers.drivers import ContainerDriver, Driver, JobContext
 
@@ -58,12 +28,13 @@ SLEEP = ["sleep", "60"]
 def sleeper(driver: ContainerDriver, ctx: JobContext, **spec: Any) -> dict[str, Any]:
     """A detached container that runs until stopped."""
     return driver.run(
-        ContainerRun.model_validate({"image": IMAGE, "command": SLEEP, "detach": True} | spec), ctx
+        m.ContainerRun.model_validate({"image": IMAGE, "command": SLEEP, "detach": True} | spec),
+        ctx,
     )
 
 
 def run(driver: ContainerDriver, ctx: JobContext, **spec: Any) -> dict[str, Any]:
-    return driver.run(ContainerRun.model_validate({"image": IMAGE} | spec), ctx)
+    return driver.run(m.ContainerRun.model_validate({"image": IMAGE} | spec), ctx)
 
 
 def eventually(check: Callable[[], Any], seconds: float = 10.0) -> Any:
@@ -76,7 +47,7 @@ def eventually(check: Callable[[], Any], seconds: float = 10.0) -> Any:
 
 
 def ids(driver: ContainerDriver, ctx: JobContext, **filters: Any) -> set[str]:
-    return {c["id"] for c in driver.list(ContainerList(**filters), ctx)["containers"]}
+    return {c["id"] for c in driver.list(m.ContainerList(**filters), ctx)["containers"]}
 
 
 # --- containers ----------------------------------------------------------------------------------
@@ -96,13 +67,13 @@ def test_run_to_completion_returns_exit_code_and_output_and_removes_it(
     assert result["truncated"] is False
     assert result["id"] not in ids(container_driver, make_ctx())
     with pytest.raises(NotFound):
-        container_driver.inspect(ContainerRef(id=result["id"]), make_ctx())
+        container_driver.inspect(m.ContainerRef(id=result["id"]), make_ctx())
 
 
 def test_life_cycle(
     container_driver: ContainerDriver, ctx: JobContext, make_ctx: MakeCtx, name: Name
 ) -> None:
-    spec = ContainerCreate(
+    spec = m.ContainerCreate(
         image=IMAGE,
         command=SLEEP,
         name=name("life"),
@@ -112,12 +83,12 @@ def test_life_cycle(
         pids_limit=64,
     )
     made = container_driver.create(spec, ctx)
-    cid, ref = made["id"], ContainerRef(id=made["id"])
+    cid, ref = made["id"], m.ContainerRef(id=made["id"])
     assert made["state"] == "created" and made["name"] == spec.name
     assert made["labels"] | ctx.labels == made["labels"] and made["labels"]["app"] == "web"
     assert "SECRET" in made["config"]["env_names"] and "SECRET=x" not in str(made)
     assert made["host_config"]["memory"] == 32 << 20 and made["host_config"]["pids_limit"] == 64
-    stop = ContainerStop(id=cid, timeout=1)
+    stop = m.ContainerStop(id=cid, timeout=1)
     for step, expected in [
         (lambda: container_driver.start(ref, make_ctx()), "running"),
         (lambda: container_driver.start(ref, make_ctx()), "running"),  # already running: fine
@@ -126,63 +97,66 @@ def test_life_cycle(
         (lambda: container_driver.restart(stop, make_ctx()), "running"),
         (lambda: container_driver.stop(stop, make_ctx()), "exited"),
         (lambda: container_driver.start(ref, make_ctx()), "running"),
-        (lambda: container_driver.kill(ContainerKill(id=cid, signal="KILL"), make_ctx()), "exited"),
+        (
+            lambda: container_driver.kill(m.ContainerKill(id=cid, signal="KILL"), make_ctx()),
+            "exited",
+        ),
     ]:
         assert step()["state"] == expected
         assert container_driver.inspect(ref, make_ctx())["state"] == expected
     assert container_driver.inspect(ref, make_ctx())["state_detail"]["exit_code"] == 137
     renamed = name("renamed")
     assert (
-        container_driver.rename(ContainerRename(id=cid, name=renamed), make_ctx())["name"]
+        container_driver.rename(m.ContainerRename(id=cid, name=renamed), make_ctx())["name"]
         == renamed
     )
-    assert container_driver.inspect(ContainerRef(id=renamed), make_ctx())["id"] == cid
-    assert container_driver.remove(ContainerRemove(id=renamed), make_ctx()) == {
+    assert container_driver.inspect(m.ContainerRef(id=renamed), make_ctx())["id"] == cid
+    assert container_driver.remove(m.ContainerRemove(id=renamed), make_ctx()) == {
         "id": cid,
         "removed": True,
     }
     with pytest.raises(NotFound):
         container_driver.inspect(ref, make_ctx())
     with pytest.raises(NotFound):  # a redelivered remove reports it; the effect happened once
-        container_driver.remove(ContainerRemove(id=cid), make_ctx())
+        container_driver.remove(m.ContainerRemove(id=cid), make_ctx())
 
 
 def test_state_conflicts(
     container_driver: ContainerDriver, ctx: JobContext, make_ctx: MakeCtx, name: Name
 ) -> None:
-    created = container_driver.create(ContainerCreate(image=IMAGE, command=SLEEP), ctx)
-    ref = ContainerRef(id=created["id"])
+    created = container_driver.create(m.ContainerCreate(image=IMAGE, command=SLEEP), ctx)
+    ref = m.ContainerRef(id=created["id"])
     for call, params in [
-        (container_driver.stop, ContainerStop(id=ref.id)),
-        (container_driver.kill, ContainerKill(id=ref.id)),
+        (container_driver.stop, m.ContainerStop(id=ref.id)),
+        (container_driver.kill, m.ContainerKill(id=ref.id)),
         (container_driver.pause, ref),
         (container_driver.unpause, ref),
-        (container_driver.exec, ContainerExec(id=ref.id, command=["true"])),
+        (container_driver.exec, m.ContainerExec(id=ref.id, command=["true"])),
     ]:
         with pytest.raises(Conflict):
             call(params, make_ctx())  # type: ignore[operator]
     container_driver.start(ref, make_ctx())
     with pytest.raises(Conflict):
-        container_driver.remove(ContainerRemove(id=ref.id), make_ctx())
+        container_driver.remove(m.ContainerRemove(id=ref.id), make_ctx())
     with pytest.raises(Conflict):
         container_driver.unpause(ref, make_ctx())
     container_driver.pause(ref, make_ctx())
     with pytest.raises(Conflict):
         container_driver.pause(ref, make_ctx())
     with pytest.raises(Conflict):
-        container_driver.exec(ContainerExec(id=ref.id, command=["true"]), make_ctx())
+        container_driver.exec(m.ContainerExec(id=ref.id, command=["true"]), make_ctx())
     taken = name("taken")
     sleeper(container_driver, make_ctx(), name=taken)
     with pytest.raises(Conflict):
-        container_driver.create(ContainerCreate(image=IMAGE, name=taken), make_ctx())
+        container_driver.create(m.ContainerCreate(image=IMAGE, name=taken), make_ctx())
     with pytest.raises(Conflict):
-        container_driver.rename(ContainerRename(id=ref.id, name=taken), make_ctx())
-    assert container_driver.remove(ContainerRemove(id=ref.id, force=True), make_ctx())["removed"]
+        container_driver.rename(m.ContainerRename(id=ref.id, name=taken), make_ctx())
+    assert container_driver.remove(m.ContainerRemove(id=ref.id, force=True), make_ctx())["removed"]
 
 
 def test_missing_things_are_not_found(container_driver: ContainerDriver, ctx: JobContext) -> None:
     with pytest.raises(NotFound) as info:
-        container_driver.run(ContainerRun(image="nube-no-such-image:1"), ctx)
+        container_driver.run(m.ContainerRun(image="nube-no-such-image:1"), ctx)
     assert info.value.details["kind"] == "image"
     missing = "nube-no-such-thing"
     for call in (
@@ -194,13 +168,13 @@ def test_missing_things_are_not_found(container_driver: ContainerDriver, ctx: Jo
         container_driver.stats,
     ):
         with pytest.raises(NotFound):
-            call(ContainerLogs(id=missing), ctx)
+            call(m.ContainerLogs(id=missing), ctx)
     with pytest.raises(NotFound):
-        container_driver.network_inspect(ContainerNetworkRef(id=missing), ctx)
+        container_driver.network_inspect(m.ContainerNetworkRef(id=missing), ctx)
     with pytest.raises(NotFound):
-        container_driver.volume_inspect(ContainerVolumeRef(name=missing), ctx)
+        container_driver.volume_inspect(m.ContainerVolumeRef(name=missing), ctx)
     with pytest.raises(NotFound):
-        container_driver.image_inspect(ImageRefParams(id=f"{missing}:1"), ctx)
+        container_driver.image_inspect(m.ImageRefParams(id=f"{missing}:1"), ctx)
     with pytest.raises(NotFound):  # only the caller's networks can be joined
         run(container_driver, ctx, network=missing)
 
@@ -209,7 +183,7 @@ def test_redelivered_create_and_run_make_one_container(
     container_driver: ContainerDriver, make_ctx: MakeCtx, name: Name
 ) -> None:
     ctx = make_ctx()
-    spec = ContainerCreate(image=IMAGE, name=name("once"), command=SLEEP)
+    spec = m.ContainerCreate(image=IMAGE, name=name("once"), command=SLEEP)
     first, second = container_driver.create(spec, ctx), container_driver.create(spec, ctx)
     assert first["id"] == second["id"]
     run_ctx = make_ctx()
@@ -225,7 +199,7 @@ def test_redelivered_run_to_completion_reuses_the_first_container(
 ) -> None:
     ctx = make_ctx()
     # The first attempt created the container and died before starting it.
-    first = container_driver.create(ContainerCreate(image=IMAGE, command=["echo", "once"]), ctx)
+    first = container_driver.create(m.ContainerCreate(image=IMAGE, command=["echo", "once"]), ctx)
     result = run(container_driver, ctx, command=["echo", "twice"])
     assert result["id"] == first["id"] and result["stdout"] == "once\n"
 
@@ -236,7 +210,7 @@ def test_list_filters_by_status_name_and_label(
     web = name("web")
     running = sleeper(container_driver, ctx, name=web, labels={"tier": "front"})
     stopped = container_driver.create(
-        ContainerCreate(image=IMAGE, labels={"tier": "back"}), make_ctx()
+        m.ContainerCreate(image=IMAGE, labels={"tier": "back"}), make_ctx()
     )
     assert ids(container_driver, make_ctx()) == {running["id"], stopped["id"]}
     assert ids(container_driver, make_ctx(), all=False) == {running["id"]}
@@ -244,7 +218,7 @@ def test_list_filters_by_status_name_and_label(
     assert ids(container_driver, make_ctx(), name=web) == {running["id"]}
     assert ids(container_driver, make_ctx(), label=["tier=back"]) == {stopped["id"]}
     assert ids(container_driver, make_ctx(), label=["tier"]) == {running["id"], stopped["id"]}
-    entry = container_driver.list(ContainerList(name=web), make_ctx())["containers"][0]
+    entry = container_driver.list(m.ContainerList(name=web), make_ctx())["containers"][0]
     assert {"id", "name", "image", "state", "status", "created", "labels", "ports"} <= set(entry)
 
 
@@ -256,16 +230,16 @@ def test_exec_and_logs(
     cid = sleeper(container_driver, ctx, command=["sh", "-c", script])["id"]
 
     def four_lines() -> dict[str, Any] | None:
-        logs = container_driver.logs(ContainerLogs(id=cid), make_ctx())
+        logs = container_driver.logs(m.ContainerLogs(id=cid), make_ctx())
         return logs if logs["logs"].count("\n") == 4 else None
 
     logs = eventually(four_lines)
     assert logs["logs"].splitlines() == ["oops", "line1", "line2", "line3"]
     assert logs["truncated"] is False
-    tail = container_driver.logs(ContainerLogs(id=cid, tail=1, timestamps=True), make_ctx())
+    tail = container_driver.logs(m.ContainerLogs(id=cid, tail=1, timestamps=True), make_ctx())
     assert tail["logs"].strip().endswith("line3") and tail["logs"].startswith("20")
     result = container_driver.exec(
-        ContainerExec(
+        m.ContainerExec(
             id=cid,
             command=["sh", "-c", "echo $GREETING; pwd; exit 4"],
             env={"GREETING": "hi"},
@@ -274,7 +248,7 @@ def test_exec_and_logs(
         make_ctx(),
     )
     assert (result["exit_code"], result["stdout"]) == (4, "hi\n/tmp\n")
-    missing = container_driver.exec(ContainerExec(id=cid, command=["no-such-binary"]), make_ctx())
+    missing = container_driver.exec(m.ContainerExec(id=cid, command=["no-such-binary"]), make_ctx())
     assert missing["exit_code"] in (126, 127)
 
 
@@ -284,10 +258,12 @@ def test_diff_shows_an_added_file_and_commit_keeps_it(
     script = "echo committed > /added.txt; sleep 60"
     cid = sleeper(container_driver, ctx, command=["sh", "-c", script])["id"]
     added = {"path": "/added.txt", "kind": "added"}
-    eventually(lambda: added in container_driver.diff(ContainerRef(id=cid), make_ctx())["changes"])
+    eventually(
+        lambda: added in container_driver.diff(m.ContainerRef(id=cid), make_ctx())["changes"]
+    )
     repo = name("commit")
     commit_ctx = make_ctx()
-    params = ContainerCommit(
+    params = m.ContainerCommit(
         id=cid, repository=repo, tag="v1", author="Ada <ada@example.org>", message="add a file"
     )
     image = container_driver.commit(params, commit_ctx)
@@ -304,7 +280,7 @@ def test_ports_and_stats(
     container_driver: ContainerDriver, ctx: JobContext, make_ctx: MakeCtx
 ) -> None:
     started = sleeper(container_driver, ctx, memory="64m", ports=["127.0.0.1::8080"])
-    ref = ContainerRef(id=started["id"])
+    ref = m.ContainerRef(id=started["id"])
     ports = container_driver.port(ref, make_ctx())["ports"]
     assert len(ports) == 1 and ports[0]["host_ip"] == "127.0.0.1"
     assert ports[0]["container_port"] == 8080 and ports[0]["host_port"] > 0
@@ -316,7 +292,7 @@ def test_ports_and_stats(
     assert stats["memory"]["limit"] == 64 << 20
     assert stats["pids"] >= 1 and stats["cpu_percent"] >= 0
     assert set(stats["network"]) == {"rx_bytes", "tx_bytes"}
-    container_driver.stop(ContainerStop(id=ref.id, timeout=0), make_ctx())
+    container_driver.stop(m.ContainerStop(id=ref.id, timeout=0), make_ctx())
     assert container_driver.port(ref, make_ctx())["ports"] == []
     assert container_driver.stats(ref, make_ctx())["pids"] == 0
 
@@ -325,7 +301,7 @@ def test_auto_remove_container_is_gone_after_stop(
     container_driver: ContainerDriver, ctx: JobContext, make_ctx: MakeCtx
 ) -> None:
     started = sleeper(container_driver, ctx, auto_remove=True)
-    stopped = container_driver.stop(ContainerStop(id=started["id"], timeout=0), make_ctx())
+    stopped = container_driver.stop(m.ContainerStop(id=started["id"], timeout=0), make_ctx())
     assert stopped["state"] in ("exited", "removing", "removed")
     eventually(lambda: started["id"] not in ids(container_driver, make_ctx()))
 
@@ -341,52 +317,52 @@ def test_another_tenants_container_is_not_found(
     assert mine["id"] not in ids(container_driver, other)
     for key in (mine["id"], mine["id"][:12], mine["name"]):
         for call, params in [
-            (container_driver.inspect, ContainerRef(id=key)),
-            (container_driver.stop, ContainerStop(id=key, timeout=0)),
-            (container_driver.logs, ContainerLogs(id=key)),
-            (container_driver.exec, ContainerExec(id=key, command=["true"])),
-            (container_driver.remove, ContainerRemove(id=key, force=True)),
+            (container_driver.inspect, m.ContainerRef(id=key)),
+            (container_driver.stop, m.ContainerStop(id=key, timeout=0)),
+            (container_driver.logs, m.ContainerLogs(id=key)),
+            (container_driver.exec, m.ContainerExec(id=key, command=["true"])),
+            (container_driver.remove, m.ContainerRemove(id=key, force=True)),
         ]:
             with pytest.raises(NotFound):
                 call(params, other)  # type: ignore[operator]
     admin = make_ctx(tenant="ops", admin=True)
-    assert container_driver.inspect(ContainerRef(id=mine["id"]), admin)["id"] == mine["id"]
-    assert container_driver.inspect(ContainerRef(id=mine["id"]), make_ctx())["state"] == "running"
+    assert container_driver.inspect(m.ContainerRef(id=mine["id"]), admin)["id"] == mine["id"]
+    assert container_driver.inspect(m.ContainerRef(id=mine["id"]), make_ctx())["state"] == "running"
 
 
 def test_another_tenants_network_and_volume_are_not_found(
     container_driver: ContainerDriver, make_ctx: MakeCtx, name: Name
 ) -> None:
-    net = container_driver.network_create(ContainerNetworkCreate(name=name("net")), make_ctx())
-    vol = container_driver.volume_create(ContainerVolumeCreate(name=name("vol")), make_ctx())
+    net = container_driver.network_create(m.ContainerNetworkCreate(name=name("net")), make_ctx())
+    vol = container_driver.volume_create(m.ContainerVolumeCreate(name=name("vol")), make_ctx())
     other = make_ctx(tenant=TENANT_B)
-    assert container_driver.network_list(LabelFilter(), other)["networks"] == []
-    assert container_driver.volume_list(LabelFilter(), other)["volumes"] == []
+    assert container_driver.network_list(m.LabelFilter(), other)["networks"] == []
+    assert container_driver.volume_list(m.LabelFilter(), other)["volumes"] == []
     with pytest.raises(NotFound):
-        container_driver.network_inspect(ContainerNetworkRef(id=net["name"]), other)
+        container_driver.network_inspect(m.ContainerNetworkRef(id=net["name"]), other)
     with pytest.raises(NotFound):
-        container_driver.volume_inspect(ContainerVolumeRef(name=vol["name"]), other)
+        container_driver.volume_inspect(m.ContainerVolumeRef(name=vol["name"]), other)
     with pytest.raises(NotFound):
-        container_driver.volume_backup(ContainerVolumeRef(name=vol["name"]), other)
+        container_driver.volume_backup(m.ContainerVolumeRef(name=vol["name"]), other)
     with pytest.raises(NotFound):  # cannot mount it, nor join the network
         container_driver.create(
-            ContainerCreate(image=IMAGE, volumes=[f"{vol['name']}:/data"]), other
+            m.ContainerCreate(image=IMAGE, volumes=[f"{vol['name']}:/data"]), other
         )
     with pytest.raises(NotFound):
-        container_driver.create(ContainerCreate(image=IMAGE, network=net["name"]), other)
+        container_driver.create(m.ContainerCreate(image=IMAGE, network=net["name"]), other)
     with pytest.raises(NotFound):
         archive = base64.b64encode(bytes(1024)).decode()  # an empty tar: two zero blocks
         container_driver.volume_restore(
-            ContainerVolumeRestore(name=vol["name"], archive=archive), other
+            m.ContainerVolumeRestore(name=vol["name"], archive=archive), other
         )
-    theirs = container_driver.create(ContainerCreate(image=IMAGE), other)
+    theirs = container_driver.create(m.ContainerCreate(image=IMAGE), other)
     with pytest.raises(NotFound):  # cannot attach its container to my network either
-        connect = ContainerNetworkConnect(id=net["id"], container=theirs["id"])
+        connect = m.ContainerNetworkConnect(id=net["id"], container=theirs["id"])
         container_driver.network_connect(connect, make_ctx())
-    assert container_driver.network_prune(LabelFilter(), other)["deleted"] == []
-    assert container_driver.volume_prune(LabelFilter(), other)["deleted"] == []
+    assert container_driver.network_prune(m.LabelFilter(), other)["deleted"] == []
+    assert container_driver.volume_prune(m.LabelFilter(), other)["deleted"] == []
     assert (
-        container_driver.network_inspect(ContainerNetworkRef(id=net["id"]), make_ctx())["name"]
+        container_driver.network_inspect(m.ContainerNetworkRef(id=net["id"]), make_ctx())["name"]
         == net["name"]
     )
 
@@ -395,14 +371,14 @@ def test_tenant_images_are_private_and_shared_images_visible(
     container_driver: ContainerDriver, make_ctx: MakeCtx, name: Name
 ) -> None:
     tag = f"{name('private')}:v1"
-    build = ImageBuild(dockerfile=f"FROM {IMAGE}\nRUN touch /p\n", tag=tag)
+    build = m.ImageBuild(dockerfile=f"FROM {IMAGE}\nRUN touch /p\n", tag=tag)
     container_driver.image_build(build, make_ctx())
     other = make_ctx(tenant=TENANT_B)
     with pytest.raises(NotFound):
-        container_driver.image_inspect(ImageRefParams(id=tag), other)
+        container_driver.image_inspect(m.ImageRefParams(id=tag), other)
     with pytest.raises(NotFound):
-        container_driver.run(ContainerRun(image=tag), other)
-    listed = container_driver.image_list(ImageList(), other)["images"]
+        container_driver.run(m.ContainerRun(image=tag), other)
+    listed = container_driver.image_list(m.ImageList(), other)["images"]
     tags = [t for i in listed for t in i["tags"]]
     assert IMAGE in tags and tag not in tags
 
@@ -414,7 +390,7 @@ def test_network_connect_disconnect_remove_prune_and_redelivery(
     container_driver: ContainerDriver, ctx: JobContext, make_ctx: MakeCtx, name: Name
 ) -> None:
     subnet = f"10.214.{random.randint(1, 250)}.0/24"
-    params = ContainerNetworkCreate(name=name("net"), subnet=subnet, labels={"app": "demo"})
+    params = m.ContainerNetworkCreate(name=name("net"), subnet=subnet, labels={"app": "demo"})
     net = container_driver.network_create(params, ctx)
     assert container_driver.network_create(params, ctx)["id"] == net["id"]  # redelivered
     assert net["labels"]["nube.job"] == ctx.job_id and net["labels"]["app"] == "demo"
@@ -422,30 +398,34 @@ def test_network_connect_disconnect_remove_prune_and_redelivery(
     with pytest.raises(Conflict):  # another job, same name
         container_driver.network_create(params, make_ctx())
     server = sleeper(container_driver, make_ctx(), name=name("server"))
-    connect = ContainerNetworkConnect(id=net["id"], container=server["id"], aliases=["db"])
+    connect = m.ContainerNetworkConnect(id=net["id"], container=server["id"], aliases=["db"])
     joined = container_driver.network_connect(connect, make_ctx())
     assert [c["name"] for c in joined["containers"].values()] == [server["name"]]
     with pytest.raises(Conflict):
         container_driver.network_connect(connect, make_ctx())
-    assert container_driver.inspect(ContainerRef(id=server["id"]), make_ctx())["networks"][
+    assert container_driver.inspect(m.ContainerRef(id=server["id"]), make_ctx())["networks"][
         net["name"]
     ]["ipv4"]
     with pytest.raises(Conflict):  # in use
-        container_driver.network_remove(ContainerNetworkRef(id=net["id"]), make_ctx())
-    leave = ContainerNetworkDisconnect(id=net["id"], container=server["id"])
+        container_driver.network_remove(m.ContainerNetworkRef(id=net["id"]), make_ctx())
+    leave = m.ContainerNetworkDisconnect(id=net["id"], container=server["id"])
     assert container_driver.network_disconnect(leave, make_ctx())["containers"] == {}
     with pytest.raises(Conflict):
         container_driver.network_disconnect(leave, make_ctx())
-    assert container_driver.network_remove(ContainerNetworkRef(id=net["id"]), make_ctx())["removed"]
-    spare = container_driver.network_create(ContainerNetworkCreate(name=name("spare")), make_ctx())
-    assert container_driver.network_prune(LabelFilter(), make_ctx())["deleted"] == [spare["name"]]
-    assert container_driver.network_list(LabelFilter(), make_ctx())["networks"] == []
+    assert container_driver.network_remove(m.ContainerNetworkRef(id=net["id"]), make_ctx())[
+        "removed"
+    ]
+    spare = container_driver.network_create(
+        m.ContainerNetworkCreate(name=name("spare")), make_ctx()
+    )
+    assert container_driver.network_prune(m.LabelFilter(), make_ctx())["deleted"] == [spare["name"]]
+    assert container_driver.network_list(m.LabelFilter(), make_ctx())["networks"] == []
 
 
 def test_volume_shared_between_containers(
     container_driver: ContainerDriver, ctx: JobContext, make_ctx: MakeCtx, name: Name
 ) -> None:
-    params = ContainerVolumeCreate(name=name("vol"), labels={"app": "db"})
+    params = m.ContainerVolumeCreate(name=name("vol"), labels={"app": "db"})
     vol = container_driver.volume_create(params, ctx)
     assert container_driver.volume_create(params, ctx) == vol  # redelivered
     assert vol["labels"] == ctx.labels | {"app": "db"}
@@ -465,7 +445,7 @@ def test_volume_shared_between_containers(
     assert denied["exit_code"] != 0
     sleeper(container_driver, make_ctx(), volumes=mount)
     with pytest.raises(Conflict):  # in use
-        container_driver.volume_remove(ContainerVolumeRemove(name=vol["name"]), make_ctx())
+        container_driver.volume_remove(m.ContainerVolumeRemove(name=vol["name"]), make_ctx())
 
 
 def test_missing_volume_is_created_and_prune_removes_unused(
@@ -474,18 +454,20 @@ def test_missing_volume_is_created_and_prune_removes_unused(
     auto = name("auto")
     run(container_driver, ctx, volumes=[f"{auto}:/data"], command=["true"])
     assert (
-        container_driver.volume_inspect(ContainerVolumeRef(name=auto), make_ctx())["labels"]
+        container_driver.volume_inspect(m.ContainerVolumeRef(name=auto), make_ctx())["labels"]
         == ctx.labels
     )
-    anon = container_driver.volume_create(ContainerVolumeCreate(), make_ctx())
-    listed = {v["name"] for v in container_driver.volume_list(LabelFilter(), make_ctx())["volumes"]}
+    anon = container_driver.volume_create(m.ContainerVolumeCreate(), make_ctx())
+    listed = {
+        v["name"] for v in container_driver.volume_list(m.LabelFilter(), make_ctx())["volumes"]
+    }
     assert {auto, anon["name"]} <= listed
     # Engines from API 1.42 on prune only anonymous volumes, older ones every unused volume.
-    assert anon["name"] in container_driver.volume_prune(LabelFilter(), make_ctx())["deleted"]
+    assert anon["name"] in container_driver.volume_prune(m.LabelFilter(), make_ctx())["deleted"]
     with pytest.raises(NotFound):
-        container_driver.volume_inspect(ContainerVolumeRef(name=anon["name"]), make_ctx())
-    kept = container_driver.volume_create(ContainerVolumeCreate(name=name("kept")), make_ctx())
-    removed = container_driver.volume_remove(ContainerVolumeRemove(name=kept["name"]), make_ctx())
+        container_driver.volume_inspect(m.ContainerVolumeRef(name=anon["name"]), make_ctx())
+    kept = container_driver.volume_create(m.ContainerVolumeCreate(name=name("kept")), make_ctx())
+    removed = container_driver.volume_remove(m.ContainerVolumeRemove(name=kept["name"]), make_ctx())
     assert removed == {"name": kept["name"], "removed": True}
 
 
@@ -495,10 +477,10 @@ def test_backup_restore_round_trip(
     src, dst = name("src"), name("dst")
     script = "mkdir /data/d && echo one > /data/a && echo two > /data/d/b"
     run(container_driver, ctx, volumes=[f"{src}:/data"], command=["sh", "-c", script])
-    backup = container_driver.volume_backup(ContainerVolumeRef(name=src), make_ctx())
+    backup = container_driver.volume_backup(m.ContainerVolumeRef(name=src), make_ctx())
     with tarfile.open(fileobj=io.BytesIO(base64.b64decode(backup["archive"]))) as tar:
         assert {"./a", "./d/b"} <= set(tar.getnames())
-    restore = ContainerVolumeRestore(name=dst, archive=backup["archive"])
+    restore = m.ContainerVolumeRestore(name=dst, archive=backup["archive"])
     assert container_driver.volume_restore(restore, make_ctx())["size"] == backup["size"]
     out = run(
         container_driver,
@@ -508,7 +490,7 @@ def test_backup_restore_round_trip(
     )
     assert out["stdout"] == "one\ntwo\n"
     with pytest.raises(InvalidRequest):
-        bad = ContainerVolumeRestore(name=dst, archive="bm90IGEgdGFy")  # "not a tar"
+        bad = m.ContainerVolumeRestore(name=dst, archive="bm90IGEgdGFy")  # "not a tar"
         container_driver.volume_restore(bad, make_ctx())
     assert ids(container_driver, make_ctx()) == set()  # no helper container is left
 
@@ -520,7 +502,7 @@ DOCKERFILE = f"FROM {IMAGE}\nCOPY hello.txt /hello.txt\nRUN echo built > /built.
 
 def build(driver: ContainerDriver, ctx: JobContext, tag: str) -> dict[str, Any]:
     files = {"hello.txt": base64.b64encode(b"hello from context\n").decode()}
-    params = ImageBuild(dockerfile=DOCKERFILE, files=files, tag=tag, labels={"app": "demo"})
+    params = m.ImageBuild(dockerfile=DOCKERFILE, files=files, tag=tag, labels={"app": "demo"})
     return driver.image_build(params, ctx)
 
 
@@ -534,20 +516,20 @@ def test_build_tag_history_save_remove_load(
     assert built["labels"]["app"] == "demo" and built["labels"]["nube.tenant"] == make_ctx().tenant
     last = progress.reports[-1]
     assert last["phase"] == "build" and last["step"] == last["steps"] >= 3
-    tag = ImageTagParams(id=f"{repo}:v1", repository=repo, tag="v2")
+    tag = m.ImageTagParams(id=f"{repo}:v1", repository=repo, tag="v2")
     assert container_driver.image_tag(tag, make_ctx()) == {
         "id": built["id"],
         "reference": f"{repo}:v2",
     }
-    layers = container_driver.image_history(ImageRefParams(id=f"{repo}:v2"), make_ctx())["layers"]
+    layers = container_driver.image_history(m.ImageRefParams(id=f"{repo}:v2"), make_ctx())["layers"]
     assert any("built.txt" in str(layer["created_by"]) for layer in layers)
-    saved = container_driver.image_save(ImageSave(id=f"{repo}:v1"), make_ctx())
+    saved = container_driver.image_save(m.ImageSave(id=f"{repo}:v1"), make_ctx())
     assert saved["id"] == built["id"] and saved["size"] > 0
-    gone = container_driver.image_remove(ImageRemove(id=built["id"], force=True), make_ctx())
+    gone = container_driver.image_remove(m.ImageRemove(id=built["id"], force=True), make_ctx())
     assert built["id"] in gone["deleted"]
     with pytest.raises(NotFound):
-        container_driver.image_inspect(ImageRefParams(id=f"{repo}:v1"), make_ctx())
-    loaded = container_driver.image_load(ImageLoad(archive=saved["archive"]), make_ctx())
+        container_driver.image_inspect(m.ImageRefParams(id=f"{repo}:v1"), make_ctx())
+    loaded = container_driver.image_load(m.ImageLoad(archive=saved["archive"]), make_ctx())
     assert loaded["images"] == [{"id": built["id"], "tags": [f"{repo}:v1"]}]
     out = run(
         container_driver,
@@ -558,29 +540,29 @@ def test_build_tag_history_save_remove_load(
     assert out["stdout"] == "hello from context\nbuilt\n"
     with pytest.raises(InvalidRequest):
         garbage = base64.b64encode(b"no tar here").decode()
-        container_driver.image_load(ImageLoad(archive=garbage), make_ctx())
+        container_driver.image_load(m.ImageLoad(archive=garbage), make_ctx())
 
 
 def test_build_errors_and_redelivery(
     container_driver: ContainerDriver, make_ctx: MakeCtx, name: Name
 ) -> None:
     with pytest.raises(InvalidRequest, match="the build failed"):
-        failing = ImageBuild(dockerfile=f"FROM {IMAGE}\nRUN exit 7\n")
+        failing = m.ImageBuild(dockerfile=f"FROM {IMAGE}\nRUN exit 7\n")
         container_driver.image_build(failing, make_ctx())
     ctx = make_ctx()
-    params = ImageBuild(dockerfile=f"FROM {IMAGE}\nRUN echo x > /x\n", tag=name("re"))
+    params = m.ImageBuild(dockerfile=f"FROM {IMAGE}\nRUN echo x > /x\n", tag=name("re"))
     first = container_driver.image_build(params, ctx)
     assert container_driver.image_build(params, ctx)["id"] == first["id"]
-    listed = container_driver.image_list(ImageList(), make_ctx())["images"]
+    listed = container_driver.image_list(m.ImageList(), make_ctx())["images"]
     assert [i["id"] for i in listed if i["labels"].get("nube.job") == ctx.job_id] == [first["id"]]
 
 
 def test_list_and_inspect_shared_images(
     container_driver: ContainerDriver, make_ctx: MakeCtx
 ) -> None:
-    listed = container_driver.image_list(ImageList(name="busybox"), make_ctx())["images"]
+    listed = container_driver.image_list(m.ImageList(name="busybox"), make_ctx())["images"]
     assert any(IMAGE in i["tags"] for i in listed)
-    inspected = container_driver.image_inspect(ImageRefParams(id=IMAGE), make_ctx())
+    inspected = container_driver.image_inspect(m.ImageRefParams(id=IMAGE), make_ctx())
     assert inspected["os"] == "linux" and IMAGE in inspected["tags"]
     assert {"id", "digests", "created", "size", "config", "architecture"} <= set(inspected)
 
@@ -590,10 +572,10 @@ def test_shared_images_are_protected(
 ) -> None:
     mine = build(container_driver, make_ctx(), f"{name('mine')}:v1")
     with pytest.raises(Conflict):  # would re-point every tenant's busybox:latest
-        retag = ImageTagParams(id=str(mine["id"]), repository="busybox", tag="latest")
+        retag = m.ImageTagParams(id=str(mine["id"]), repository="busybox", tag="latest")
         container_driver.image_tag(retag, make_ctx())
     with pytest.raises(Forbidden):
-        container_driver.image_remove(ImageRemove(id=IMAGE), make_ctx())
+        container_driver.image_remove(m.ImageRemove(id=IMAGE), make_ctx())
 
 
 def test_push_then_pull_back(
@@ -602,15 +584,17 @@ def test_push_then_pull_back(
     repo = name("pushed")
     built = build(container_driver, make_ctx(), f"{repo}:v1")
     progress = Progress()
-    push = ImagePush(id=f"{repo}:v1", registry=push_registry, repository=f"nube/{repo}", tag="v1")
+    push = m.ImagePush(id=f"{repo}:v1", registry=push_registry, repository=f"nube/{repo}", tag="v1")
     pushed = container_driver.image_push(push, make_ctx(progress=progress))
     assert pushed["digest"].startswith("sha256:") and progress.reports[-1]["phase"] == "push"
-    container_driver.image_remove(ImageRemove(id=built["id"], force=True), make_ctx())
+    container_driver.image_remove(m.ImageRemove(id=built["id"], force=True), make_ctx())
     progress = Progress()
     pulled = container_driver.image_pull(
-        ImagePull(image=pushed["reference"]), make_ctx(progress=progress)
+        m.ImagePull(image=pushed["reference"]), make_ctx(progress=progress)
     )
     assert pulled["id"] == built["id"] and pulled["tags"] == [pushed["reference"]]
     assert progress.reports[-1]["done"] is True
     with pytest.raises(NotFound):
-        container_driver.image_pull(ImagePull(image=f"{push_registry}/nube/absent:v1"), make_ctx())
+        container_driver.image_pull(
+            m.ImagePull(image=f"{push_registry}/nube/absent:v1"), make_ctx()
+        )

@@ -13,26 +13,7 @@ from typing import Any
 import pytest
 
 from nube.catalog import NoParams
-from nube.catalog.vm_models import (
-    PoolDefine,
-    PoolRef,
-    PoolUndefine,
-    SnapshotCreate,
-    SnapshotRef,
-    StorageVolumeCreate,
-    StorageVolumeList,
-    StorageVolumeRef,
-    VmAutostart,
-    VmDefine,
-    VmList,
-    VmNetworkAutostart,
-    VmNetworkDefine,
-    VmNetworkRef,
-    VmReboot,
-    VmRef,
-    VmShutdown,
-    VmUndefine,
-)
+from nube.catalog import vm_models as m
 from nube.errors import Conflict, Forbidden, NotFound, Timeout
 from workers.drivers import Driver, HypervisorDriver, JobContext
 from workers.drivers.vm_states import VmState, allowed_actions
@@ -40,8 +21,8 @@ from workers.drivers.vm_states import VmState, allowed_actions
 from .conftest import MakeCtx, Name
 
 
-def vm_spec(name: str, **extra: Any) -> VmDefine:
-    return VmDefine.model_validate({"name": name, "memory_mib": 64, **extra})
+def vm_spec(name: str, **extra: Any) -> m.VmDefine:
+    return m.VmDefine.model_validate({"name": name, "memory_mib": 64, **extra})
 
 
 def assert_state(vm: dict[str, Any], state: str) -> None:
@@ -53,12 +34,12 @@ def assert_state(vm: dict[str, Any], state: str) -> None:
 
 def make_pool(driver: HypervisorDriver, ctx: JobContext, name: Name) -> str:
     pool = name("pool")
-    driver.define_pool(PoolDefine(name=pool), ctx)
+    driver.define_pool(m.PoolDefine(name=pool), ctx)
     return pool
 
 
 def vm_names(driver: HypervisorDriver, ctx: JobContext, state: str = "all") -> set[str]:
-    return {vm["name"] for vm in driver.list_domains(VmList(state=state), ctx)["vms"]}
+    return {vm["name"] for vm in driver.list_domains(m.VmList(state=state), ctx)["vms"]}
 
 
 def define_network(driver: HypervisorDriver, ctx: JobContext, name: Name, **extra: Any) -> str:
@@ -71,7 +52,7 @@ def define_network(driver: HypervisorDriver, ctx: JobContext, name: Name, **extr
         "dhcp_start": f"10.215.{third}.10",
         "dhcp_end": f"10.215.{third}.20",
     }
-    driver.define_network(VmNetworkDefine.model_validate(spec | extra), ctx)
+    driver.define_network(m.VmNetworkDefine.model_validate(spec | extra), ctx)
     return net
 
 
@@ -89,7 +70,7 @@ def test_is_a_hypervisor_driver(hypervisor: HypervisorDriver, ctx: JobContext) -
 
 def test_life_cycle(hypervisor: HypervisorDriver, ctx: JobContext, name: Name) -> None:
     vm = name("vm")
-    ref = VmRef(name=vm)
+    ref = m.VmRef(name=vm)
     defined = hypervisor.define_domain(vm_spec(vm), ctx)
     assert (defined["node"], defined["tenant"], defined["job"]) == (
         "node-1",
@@ -100,14 +81,14 @@ def test_life_cycle(hypervisor: HypervisorDriver, ctx: JobContext, name: Name) -
     assert_state(hypervisor.start_domain(ref, ctx), "running")
     assert_state(hypervisor.suspend_domain(ref, ctx), "paused")
     assert_state(hypervisor.resume_domain(ref, ctx), "running")
-    assert_state(hypervisor.reboot_domain(VmReboot(name=vm, hard=True), ctx), "running")
-    assert_state(hypervisor.reboot_domain(VmReboot(name=vm), ctx), "running")
+    assert_state(hypervisor.reboot_domain(m.VmReboot(name=vm, hard=True), ctx), "running")
+    assert_state(hypervisor.reboot_domain(m.VmReboot(name=vm), ctx), "running")
     assert_state(hypervisor.save_domain(ref, ctx), "saved")
     assert_state(hypervisor.restore_domain(ref, ctx), "running")
     info = hypervisor.domain_info(ref, ctx)
     assert (info["memory_mib"], info["vcpus"]) == (64, 1) and info["cpu_time_ns"] > 0
     assert_state(hypervisor.destroy_domain(ref, ctx), "defined")
-    gone = hypervisor.undefine_domain(VmUndefine(name=vm), ctx)
+    gone = hypervisor.undefine_domain(m.VmUndefine(name=vm), ctx)
     assert (gone["state"], gone["allowed_actions"], gone["removed_volumes"]) == (
         "undefined",
         [],
@@ -123,11 +104,11 @@ def test_save_from_paused_and_start_a_saved_vm(
 ) -> None:
     vm = name("vm")
     hypervisor.define_domain(vm_spec(vm, start=True), ctx)
-    hypervisor.suspend_domain(VmRef(name=vm), ctx)
-    assert_state(hypervisor.save_domain(VmRef(name=vm), ctx), "saved")
-    assert_state(hypervisor.start_domain(VmRef(name=vm), ctx), "running")
-    hypervisor.save_domain(VmRef(name=vm), ctx)
-    hypervisor.undefine_domain(VmUndefine(name=vm), ctx)  # a saved VM goes with its image
+    hypervisor.suspend_domain(m.VmRef(name=vm), ctx)
+    assert_state(hypervisor.save_domain(m.VmRef(name=vm), ctx), "saved")
+    assert_state(hypervisor.start_domain(m.VmRef(name=vm), ctx), "running")
+    hypervisor.save_domain(m.VmRef(name=vm), ctx)
+    hypervisor.undefine_domain(m.VmUndefine(name=vm), ctx)  # a saved VM goes with its image
     assert vm not in vm_names(hypervisor, ctx)
 
 
@@ -156,17 +137,17 @@ def test_illegal_transitions_conflict(
     vm = name("vm")
     hypervisor.define_domain(vm_spec(vm), ctx)
     for step in setup:
-        getattr(hypervisor, step)(VmRef(name=vm), ctx)
-    before = hypervisor.domain_info(VmRef(name=vm), ctx)
+        getattr(hypervisor, step)(m.VmRef(name=vm), ctx)
+    before = hypervisor.domain_info(m.VmRef(name=vm), ctx)
     params = {
-        "shutdown_domain": VmShutdown,
-        "reboot_domain": VmReboot,
-        "undefine_domain": VmUndefine,
-    }.get(action, VmRef)(name=vm)
+        "shutdown_domain": m.VmShutdown,
+        "reboot_domain": m.VmReboot,
+        "undefine_domain": m.VmUndefine,
+    }.get(action, m.VmRef)(name=vm)
     with pytest.raises(Conflict) as err:
         getattr(hypervisor, action)(params, ctx)
     assert err.value.details["allowed_actions"] == before["allowed_actions"]
-    assert hypervisor.domain_info(VmRef(name=vm), ctx)["state"] == before["state"]
+    assert hypervisor.domain_info(m.VmRef(name=vm), ctx)["state"] == before["state"]
 
 
 def test_transient_vm(hypervisor: HypervisorDriver, ctx: JobContext, name: Name) -> None:
@@ -176,10 +157,10 @@ def test_transient_vm(hypervisor: HypervisorDriver, ctx: JobContext, name: Name)
     assert_state(made, "running")
     assert "save" not in made["allowed_actions"] and "undefine" not in made["allowed_actions"]
     with pytest.raises(Conflict):
-        hypervisor.save_domain(VmRef(name=vm), ctx)
-    assert hypervisor.destroy_domain(VmRef(name=vm), ctx)["state"] == "undefined"
+        hypervisor.save_domain(m.VmRef(name=vm), ctx)
+    assert hypervisor.destroy_domain(m.VmRef(name=vm), ctx)["state"] == "undefined"
     with pytest.raises(NotFound):
-        hypervisor.domain_info(VmRef(name=vm), ctx)
+        hypervisor.domain_info(m.VmRef(name=vm), ctx)
 
 
 def test_shutdown_of_a_guest_without_an_os_times_out_then_forces(
@@ -188,19 +169,19 @@ def test_shutdown_of_a_guest_without_an_os_times_out_then_forces(
     vm = name("vm")
     hypervisor.define_domain(vm_spec(vm, start=True), ctx)
     with pytest.raises(Timeout) as err:
-        hypervisor.shutdown_domain(VmShutdown(name=vm, timeout=1), ctx)
+        hypervisor.shutdown_domain(m.VmShutdown(name=vm, timeout=1), ctx)
     assert err.value.code == "timeout"
-    assert hypervisor.domain_info(VmRef(name=vm), ctx)["state"] == "running"
-    done = hypervisor.shutdown_domain(VmShutdown(name=vm, timeout=1, force=True), ctx)
+    assert hypervisor.domain_info(m.VmRef(name=vm), ctx)["state"] == "running"
+    done = hypervisor.shutdown_domain(m.VmShutdown(name=vm, timeout=1, force=True), ctx)
     assert (done["state"], done["graceful"], done["forced"]) == ("defined", False, True)
 
 
 def test_autostart(hypervisor: HypervisorDriver, ctx: JobContext, name: Name) -> None:
     vm = name("vm")
     assert hypervisor.define_domain(vm_spec(vm, autostart=True), ctx)["autostart"] is True
-    off = hypervisor.set_domain_autostart(VmAutostart(name=vm, enabled=False), ctx)
+    off = hypervisor.set_domain_autostart(m.VmAutostart(name=vm, enabled=False), ctx)
     assert off["autostart"] is False
-    assert hypervisor.domain_info(VmRef(name=vm), ctx)["autostart"] is False
+    assert hypervisor.domain_info(m.VmRef(name=vm), ctx)["autostart"] is False
 
 
 def test_list_filters_and_tenancy(
@@ -229,15 +210,15 @@ def test_another_tenants_vm_is_not_found(
     other = make_ctx(tenant="tenant-b")
     for method in ("domain_info", "start_domain", "destroy_domain", "list_snapshots"):
         with pytest.raises(NotFound):
-            getattr(hypervisor, method)(VmRef(name=vm), other)
+            getattr(hypervisor, method)(m.VmRef(name=vm), other)
     with pytest.raises(NotFound):
-        hypervisor.undefine_domain(VmUndefine(name=vm), other)
+        hypervisor.undefine_domain(m.VmUndefine(name=vm), other)
     with pytest.raises(NotFound):
-        hypervisor.create_snapshot(SnapshotCreate(name=vm, snapshot="s1"), other)
+        hypervisor.create_snapshot(m.SnapshotCreate(name=vm, snapshot="s1"), other)
     with pytest.raises(Conflict):  # names are unique per node
         hypervisor.define_domain(vm_spec(vm), other)
     admin = make_ctx(tenant="ops", admin=True)
-    assert hypervisor.domain_info(VmRef(name=vm), admin)["tenant"] == ctx.tenant
+    assert hypervisor.domain_info(m.VmRef(name=vm), admin)["tenant"] == ctx.tenant
 
 
 def test_redelivered_define_finds_the_first_domain(
@@ -250,7 +231,7 @@ def test_redelivered_define_finds_the_first_domain(
     again = hypervisor.define_domain(spec.model_copy(update={"start": True}), ctx)
     assert again["uuid"] == first["uuid"] and again["state"] == "running"
     assert vm_names(hypervisor, ctx) == {vm}
-    assert len(hypervisor.list_volumes(StorageVolumeList(pool=pool), ctx)["volumes"]) == 1
+    assert len(hypervisor.list_volumes(m.StorageVolumeList(pool=pool), ctx)["volumes"]) == 1
     with pytest.raises(Conflict):
         hypervisor.define_domain(spec, make_ctx())  # another job, same name
 
@@ -261,8 +242,8 @@ def test_domain_xml_is_for_admins(
     vm = name("vm")
     hypervisor.define_domain(vm_spec(vm), ctx)
     with pytest.raises(Forbidden):
-        hypervisor.domain_xml(VmRef(name=vm), ctx)
-    xml = hypervisor.domain_xml(VmRef(name=vm), make_ctx(tenant=ctx.tenant, admin=True))
+        hypervisor.domain_xml(m.VmRef(name=vm), ctx)
+    xml = hypervisor.domain_xml(m.VmRef(name=vm), make_ctx(tenant=ctx.tenant, admin=True))
     assert xml["name"] == vm and f"<name>{vm}</name>" in xml["xml"]
 
 
@@ -271,11 +252,11 @@ def test_missing_objects_are_not_found(
 ) -> None:
     missing = name("missing")
     calls = [
-        (hypervisor.domain_info, VmRef(name=missing)),
-        (hypervisor.pool_info, PoolRef(name=missing)),
-        (hypervisor.volume_info, StorageVolumeRef(pool=missing, name="v")),
-        (hypervisor.network_info, VmNetworkRef(name=missing)),
-        (hypervisor.list_snapshots, VmRef(name=missing)),
+        (hypervisor.domain_info, m.VmRef(name=missing)),
+        (hypervisor.pool_info, m.PoolRef(name=missing)),
+        (hypervisor.volume_info, m.StorageVolumeRef(pool=missing, name="v")),
+        (hypervisor.network_info, m.VmNetworkRef(name=missing)),
+        (hypervisor.list_snapshots, m.VmRef(name=missing)),
     ]
     for method, params in calls:
         with pytest.raises(NotFound):
@@ -293,7 +274,7 @@ def test_failed_define_leaves_nothing(
     with pytest.raises(NotFound) as err:
         hypervisor.define_domain(spec, ctx)
     assert err.value.details["kind"] == "vm_network"
-    assert hypervisor.list_volumes(StorageVolumeList(pool=pool), ctx)["volumes"] == []
+    assert hypervisor.list_volumes(m.StorageVolumeList(pool=pool), ctx)["volumes"] == []
     assert vm not in vm_names(hypervisor, ctx)
     missing_pool = vm_spec(vm, disks=[{"pool": name("no-pool"), "capacity_mib": 4}])
     with pytest.raises(NotFound) as err:
@@ -310,7 +291,7 @@ def test_snapshots(
     pool = make_pool(hypervisor, ctx, name)
     vm = name("vm")
     hypervisor.define_domain(vm_spec(vm, disks=[{"pool": pool, "capacity_mib": 8}]), ctx)
-    snap = SnapshotCreate(name=vm, snapshot="s1")
+    snap = m.SnapshotCreate(name=vm, snapshot="s1")
     taken = hypervisor.create_snapshot(snap, ctx)
     assert (taken["name"], taken["vm"], taken["current"], taken["state"]) == (
         "s1",
@@ -321,15 +302,15 @@ def test_snapshots(
     assert hypervisor.create_snapshot(snap, ctx)["name"] == "s1"  # redelivery: the same one
     with pytest.raises(Conflict):
         hypervisor.create_snapshot(snap, make_ctx())  # another job: the name is taken
-    listed = hypervisor.list_snapshots(VmRef(name=vm), ctx)["snapshots"]
+    listed = hypervisor.list_snapshots(m.VmRef(name=vm), ctx)["snapshots"]
     assert [s["name"] for s in listed] == ["s1"]
-    reverted = hypervisor.revert_snapshot(SnapshotRef(name=vm, snapshot="s1"), ctx)
+    reverted = hypervisor.revert_snapshot(m.SnapshotRef(name=vm, snapshot="s1"), ctx)
     assert reverted["vm_state"] == "defined"
-    deleted = hypervisor.delete_snapshot(SnapshotRef(name=vm, snapshot="s1"), ctx)
+    deleted = hypervisor.delete_snapshot(m.SnapshotRef(name=vm, snapshot="s1"), ctx)
     assert deleted == {"name": "s1", "vm": vm, "deleted": True}
-    assert hypervisor.list_snapshots(VmRef(name=vm), ctx)["snapshots"] == []
+    assert hypervisor.list_snapshots(m.VmRef(name=vm), ctx)["snapshots"] == []
     with pytest.raises(NotFound):
-        hypervisor.delete_snapshot(SnapshotRef(name=vm, snapshot="s1"), ctx)
+        hypervisor.delete_snapshot(m.SnapshotRef(name=vm, snapshot="s1"), ctx)
 
 
 def test_snapshots_need_qcow2_disks(
@@ -338,7 +319,7 @@ def test_snapshots_need_qcow2_disks(
     vm = name("vm")
     hypervisor.define_domain(vm_spec(vm), ctx)
     with pytest.raises(Conflict):
-        hypervisor.create_snapshot(SnapshotCreate(name=vm, snapshot="s1"), ctx)
+        hypervisor.create_snapshot(m.SnapshotCreate(name=vm, snapshot="s1"), ctx)
 
 
 # --- storage -------------------------------------------------------------------------------------
@@ -348,23 +329,23 @@ def test_pool_and_volumes(
     hypervisor: HypervisorDriver, ctx: JobContext, pool_root: Path, name: Name
 ) -> None:
     pool = name("pool")
-    made = hypervisor.define_pool(PoolDefine(name=pool, autostart=True), ctx)
+    made = hypervisor.define_pool(m.PoolDefine(name=pool, autostart=True), ctx)
     assert made["active"] and made["persistent"] and made["autostart"]
     assert made["path"] == f"{pool_root}/{pool}" and made["volumes"] == 0
-    assert hypervisor.define_pool(PoolDefine(name=pool), ctx)["uuid"] == made["uuid"]
-    qcow = StorageVolumeCreate(pool=pool, name="a.qcow2", capacity_mib=8)
+    assert hypervisor.define_pool(m.PoolDefine(name=pool), ctx)["uuid"] == made["uuid"]
+    qcow = m.StorageVolumeCreate(pool=pool, name="a.qcow2", capacity_mib=8)
     created = hypervisor.create_volume(qcow, ctx)
     assert created["format"] == "qcow2" and created["capacity_bytes"] == 8 << 20
     assert hypervisor.create_volume(qcow, ctx)["path"] == created["path"]  # the same again
     with pytest.raises(Conflict):
         hypervisor.create_volume(qcow.model_copy(update={"capacity_mib": 9}), ctx)
-    raw = StorageVolumeCreate(pool=pool, name="b.raw", capacity_mib=4, format="raw")
+    raw = m.StorageVolumeCreate(pool=pool, name="b.raw", capacity_mib=4, format="raw")
     hypervisor.create_volume(raw, ctx)
-    vols = hypervisor.list_volumes(StorageVolumeList(pool=pool), ctx)["volumes"]
+    vols = hypervisor.list_volumes(m.StorageVolumeList(pool=pool), ctx)["volumes"]
     assert [(v["name"], v["format"]) for v in vols] == [("a.qcow2", "qcow2"), ("b.raw", "raw")]
-    b_raw = StorageVolumeRef(pool=pool, name="b.raw")
+    b_raw = m.StorageVolumeRef(pool=pool, name="b.raw")
     assert hypervisor.volume_info(b_raw, ctx)["capacity_bytes"] == 4 << 20
-    assert hypervisor.refresh_pool(PoolRef(name=pool), ctx)["volumes"] == 2
+    assert hypervisor.refresh_pool(m.PoolRef(name=pool), ctx)["volumes"] == 2
     hypervisor.delete_volume(b_raw, ctx)
     with pytest.raises(NotFound):
         hypervisor.volume_info(b_raw, ctx)
@@ -375,26 +356,26 @@ def test_pool_and_volumes(
 
 def test_pool_states(hypervisor: HypervisorDriver, ctx: JobContext, name: Name) -> None:
     pool = name("pool")
-    ref = PoolRef(name=pool)
-    hypervisor.define_pool(PoolDefine(name=pool), ctx)
-    hypervisor.create_volume(StorageVolumeCreate(pool=pool, name="v", capacity_mib=1), ctx)
+    ref = m.PoolRef(name=pool)
+    hypervisor.define_pool(m.PoolDefine(name=pool), ctx)
+    hypervisor.create_volume(m.StorageVolumeCreate(pool=pool, name="v", capacity_mib=1), ctx)
     for active_only in (hypervisor.start_pool, hypervisor.build_pool):
         with pytest.raises(Conflict):  # already active
             active_only(ref, ctx)
     with pytest.raises(Conflict):
-        hypervisor.undefine_pool(PoolUndefine(name=pool), ctx)  # still active
+        hypervisor.undefine_pool(m.PoolUndefine(name=pool), ctx)  # still active
     assert hypervisor.destroy_pool(ref, ctx)["active"] is False
     with pytest.raises(Conflict):
         hypervisor.destroy_pool(ref, ctx)
     with pytest.raises(Conflict):
-        hypervisor.list_volumes(StorageVolumeList(pool=pool), ctx)
+        hypervisor.list_volumes(m.StorageVolumeList(pool=pool), ctx)
     with pytest.raises(Conflict):
-        hypervisor.create_volume(StorageVolumeCreate(pool=pool, name="w", capacity_mib=1), ctx)
+        hypervisor.create_volume(m.StorageVolumeCreate(pool=pool, name="w", capacity_mib=1), ctx)
     assert hypervisor.pool_info(ref, ctx)["volumes"] is None
     assert hypervisor.start_pool(ref, ctx)["volumes"] == 1
-    hypervisor.delete_volume(StorageVolumeRef(pool=pool, name="v"), ctx)
+    hypervisor.delete_volume(m.StorageVolumeRef(pool=pool, name="v"), ctx)
     hypervisor.destroy_pool(ref, ctx)
-    undefined = hypervisor.undefine_pool(PoolUndefine(name=pool, delete=True), ctx)
+    undefined = hypervisor.undefine_pool(m.PoolUndefine(name=pool, delete=True), ctx)
     assert undefined == {"name": pool, "undefined": True, "deleted": True}
     with pytest.raises(NotFound):
         hypervisor.pool_info(ref, ctx)
@@ -404,7 +385,7 @@ def test_vm_with_qcow2_volumes_and_storage_removal(
     hypervisor: HypervisorDriver, ctx: JobContext, name: Name
 ) -> None:
     pool = make_pool(hypervisor, ctx, name)
-    hypervisor.create_volume(StorageVolumeCreate(pool=pool, name="data", capacity_mib=8), ctx)
+    hypervisor.create_volume(m.StorageVolumeCreate(pool=pool, name="data", capacity_mib=8), ctx)
     vm = name("vm")
     disks = [{"pool": pool, "capacity_mib": 16}, {"pool": pool, "volume": "data"}]
     made = hypervisor.define_domain(vm_spec(vm, start=True, disks=disks), ctx)
@@ -414,11 +395,11 @@ def test_vm_with_qcow2_volumes_and_storage_removal(
         (pool, "qcow2", "disk"),
     ]
     assert made["disks"][1]["volume"] == "data"
-    assert len(hypervisor.list_volumes(StorageVolumeList(pool=pool), ctx)["volumes"]) == 2
-    hypervisor.destroy_domain(VmRef(name=vm), ctx)
-    out = hypervisor.undefine_domain(VmUndefine(name=vm, remove_storage=True), ctx)
+    assert len(hypervisor.list_volumes(m.StorageVolumeList(pool=pool), ctx)["volumes"]) == 2
+    hypervisor.destroy_domain(m.VmRef(name=vm), ctx)
+    out = hypervisor.undefine_domain(m.VmUndefine(name=vm, remove_storage=True), ctx)
     assert sorted(out["removed_volumes"]) == sorted(f"{pool}/{d['volume']}" for d in made["disks"])
-    assert hypervisor.list_volumes(StorageVolumeList(pool=pool), ctx)["volumes"] == []
+    assert hypervisor.list_volumes(m.StorageVolumeList(pool=pool), ctx)["volumes"] == []
 
 
 # --- networks ------------------------------------------------------------------------------------
@@ -428,7 +409,7 @@ def test_network_life_cycle_with_a_vm(
     hypervisor: HypervisorDriver, ctx: JobContext, name: Name
 ) -> None:
     net = define_network(hypervisor, ctx, name)
-    ref = VmNetworkRef(name=net)
+    ref = m.VmNetworkRef(name=net)
     info = hypervisor.network_info(ref, ctx)
     assert info["mode"] == "isolated" and info["active"] and info["persistent"]
     assert info["subnet"].startswith("10.215.") and info["gateway"].endswith(".1")
@@ -440,7 +421,7 @@ def test_network_life_cycle_with_a_vm(
     assert hypervisor.network_leases(ref, ctx) == {"name": net, "leases": []}  # no guest OS
     with pytest.raises(Conflict):
         hypervisor.start_network(ref, ctx)  # already active
-    hypervisor.destroy_domain(VmRef(name=vm), ctx)
+    hypervisor.destroy_domain(m.VmRef(name=vm), ctx)
     with pytest.raises(Conflict):
         hypervisor.undefine_network(ref, ctx)  # still active
     assert hypervisor.destroy_network(ref, ctx)["active"] is False
@@ -448,8 +429,8 @@ def test_network_life_cycle_with_a_vm(
         with pytest.raises(Conflict):
             inactive_only(ref, ctx)
     with pytest.raises(Conflict):  # a VM on an inactive network cannot start
-        hypervisor.start_domain(VmRef(name=vm), ctx)
-    hypervisor.undefine_domain(VmUndefine(name=vm), ctx)
+        hypervisor.start_domain(m.VmRef(name=vm), ctx)
+    hypervisor.undefine_domain(m.VmUndefine(name=vm), ctx)
     assert hypervisor.undefine_network(ref, ctx) == {"name": net, "undefined": True}
     with pytest.raises(NotFound):
         hypervisor.network_info(ref, ctx)
@@ -459,7 +440,7 @@ def test_network_define_is_idempotent_and_autostarts(
     hypervisor: HypervisorDriver, ctx: JobContext, name: Name
 ) -> None:
     net = name("net")
-    spec = VmNetworkDefine(
+    spec = m.VmNetworkDefine(
         name=net,
         mode="isolated",
         subnet=f"10.215.{random.randint(1, 250)}.0/24",
@@ -471,18 +452,18 @@ def test_network_define_is_idempotent_and_autostarts(
     assert hypervisor.define_network(spec, ctx)["uuid"] == first["uuid"]
     with pytest.raises(Conflict):
         hypervisor.define_network(spec.model_copy(update={"mode": "nat"}), ctx)
-    assert hypervisor.start_network(VmNetworkRef(name=net), ctx)["active"] is True
-    off = hypervisor.set_network_autostart(VmNetworkAutostart(name=net, enabled=False), ctx)
+    assert hypervisor.start_network(m.VmNetworkRef(name=net), ctx)["active"] is True
+    off = hypervisor.set_network_autostart(m.VmNetworkAutostart(name=net, enabled=False), ctx)
     assert off["autostart"] is False
     assert net in {n["name"] for n in hypervisor.list_networks(NoParams(), ctx)["networks"]}
 
 
 def test_transient_network(hypervisor: HypervisorDriver, ctx: JobContext, name: Name) -> None:
     net = define_network(hypervisor, ctx, name, persistent=False)
-    ref = VmNetworkRef(name=net)
+    ref = m.VmNetworkRef(name=net)
     assert hypervisor.network_info(ref, ctx)["persistent"] is False
     with pytest.raises(Conflict):
-        hypervisor.set_network_autostart(VmNetworkAutostart(name=net), ctx)
+        hypervisor.set_network_autostart(m.VmNetworkAutostart(name=net), ctx)
     gone = hypervisor.destroy_network(ref, ctx)
     assert (gone["active"], gone["undefined"]) == (False, True)
     with pytest.raises(NotFound):

@@ -14,25 +14,7 @@ import libvirt
 import pytest
 
 from nube.catalog import NoParams
-from nube.catalog.vm_models import (
-    NetworkDefine,
-    NetworkRef,
-    PoolDefine,
-    PoolRef,
-    PoolUndefine,
-    SnapshotCreate,
-    SnapshotRef,
-    VmAutostart,
-    VmDefine,
-    VmList,
-    VmReboot,
-    VmRef,
-    VmShutdown,
-    VmUndefine,
-    VolumeCreate,
-    VolumeList,
-    VolumeRef,
-)
+from nube.catalog import vm_models as m
 from nube.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from workers.drivers import JobContext
 from workers.drivers.hypervisor import HypervisorDriver
@@ -52,8 +34,8 @@ LIBVIRT_STATE = {
 }
 
 
-def vm_spec(name: str, **extra: Any) -> VmDefine:
-    return VmDefine.model_validate({"name": name, "memory_mib": 64, **extra})
+def vm_spec(name: str, **extra: Any) -> m.VmDefine:
+    return m.VmDefine.model_validate({"name": name, "memory_mib": 64, **extra})
 
 
 def assert_state(raw: libvirt.virConnect, vm: dict[str, Any], state: str) -> None:
@@ -67,7 +49,7 @@ def assert_state(raw: libvirt.virConnect, vm: dict[str, Any], state: str) -> Non
 
 def make_pool(driver: LibvirtDriver, ctx: JobContext) -> str:
     name = unique("pool")
-    driver.define_pool(PoolDefine(name=name), ctx)
+    driver.define_pool(m.PoolDefine(name=name), ctx)
     return name
 
 
@@ -96,21 +78,21 @@ def test_hypervisor_info(driver: LibvirtDriver, ctx: JobContext, uri: str) -> No
 
 def test_life_cycle(driver: LibvirtDriver, raw: libvirt.virConnect, ctx: JobContext) -> None:
     name = unique("vm")
-    ref = VmRef(name=name)
+    ref = m.VmRef(name=name)
     vm = driver.define_domain(vm_spec(name), ctx)
     assert vm["node"] == "node-1" and vm["tenant"] == ctx.tenant and vm["job"] == ctx.job_id
     assert_state(raw, vm, "defined")
     assert_state(raw, driver.start_domain(ref, ctx), "running")
     assert_state(raw, driver.suspend_domain(ref, ctx), "paused")
     assert_state(raw, driver.resume_domain(ref, ctx), "running")
-    assert_state(raw, driver.reboot_domain(VmReboot(name=name, hard=True), ctx), "running")
-    assert_state(raw, driver.reboot_domain(VmReboot(name=name), ctx), "running")
+    assert_state(raw, driver.reboot_domain(m.VmReboot(name=name, hard=True), ctx), "running")
+    assert_state(raw, driver.reboot_domain(m.VmReboot(name=name), ctx), "running")
     assert_state(raw, driver.save_domain(ref, ctx), "saved")
     assert_state(raw, driver.restore_domain(ref, ctx), "running")
     info = driver.domain_info(ref, ctx)
     assert info["memory_mib"] == 64 and info["vcpus"] == 1 and info["cpu_time_ns"] > 0
     assert_state(raw, driver.destroy_domain(ref, ctx), "defined")
-    assert driver.undefine_domain(VmUndefine(name=name), ctx)["state"] == "undefined"
+    assert driver.undefine_domain(m.VmUndefine(name=name), ctx)["state"] == "undefined"
     assert name not in [d.name() for d in raw.listAllDomains(0)]
 
 
@@ -119,10 +101,10 @@ def test_save_from_paused_and_start_a_saved_vm(
 ) -> None:
     name = unique("vm")
     driver.define_domain(vm_spec(name, start=True), ctx)
-    driver.suspend_domain(VmRef(name=name), ctx)
-    assert_state(raw, driver.save_domain(VmRef(name=name), ctx), "saved")
-    assert_state(raw, driver.start_domain(VmRef(name=name), ctx), "running")
-    driver.destroy_domain(VmRef(name=name), ctx)
+    driver.suspend_domain(m.VmRef(name=name), ctx)
+    assert_state(raw, driver.save_domain(m.VmRef(name=name), ctx), "saved")
+    assert_state(raw, driver.start_domain(m.VmRef(name=name), ctx), "running")
+    driver.destroy_domain(m.VmRef(name=name), ctx)
 
 
 def test_undefine_a_saved_vm_drops_its_image(
@@ -130,8 +112,8 @@ def test_undefine_a_saved_vm_drops_its_image(
 ) -> None:
     name = unique("vm")
     driver.define_domain(vm_spec(name, start=True), ctx)
-    driver.save_domain(VmRef(name=name), ctx)
-    driver.undefine_domain(VmUndefine(name=name), ctx)
+    driver.save_domain(m.VmRef(name=name), ctx)
+    driver.undefine_domain(m.VmUndefine(name=name), ctx)
     assert name not in [d.name() for d in raw.listAllDomains(0)]
 
 
@@ -160,13 +142,13 @@ def test_illegal_transitions_conflict(
     name = unique("vm")
     driver.define_domain(vm_spec(name), ctx)
     for step in setup:
-        getattr(driver, step)(VmRef(name=name), ctx)
+        getattr(driver, step)(m.VmRef(name=name), ctx)
     before = raw.lookupByName(name).state()[0]
     params = {
-        "shutdown_domain": VmShutdown,
-        "reboot_domain": VmReboot,
-        "undefine_domain": VmUndefine,
-    }.get(action, VmRef)(name=name)
+        "shutdown_domain": m.VmShutdown,
+        "reboot_domain": m.VmReboot,
+        "undefine_domain": m.VmUndefine,
+    }.get(action, m.VmRef)(name=name)
     with pytest.raises(Conflict) as err:
         getattr(driver, action)(params, ctx)
     assert err.value.code == "conflict" and err.value.details["allowed_actions"]
@@ -180,8 +162,8 @@ def test_transient_vm(driver: LibvirtDriver, raw: libvirt.virConnect, ctx: JobCo
     assert_state(raw, vm, "running")
     assert "save" not in vm["allowed_actions"] and "undefine" not in vm["allowed_actions"]
     with pytest.raises(Conflict):
-        driver.save_domain(VmRef(name=name), ctx)
-    assert driver.destroy_domain(VmRef(name=name), ctx)["state"] == "undefined"
+        driver.save_domain(m.VmRef(name=name), ctx)
+    assert driver.destroy_domain(m.VmRef(name=name), ctx)["state"] == "undefined"
     with pytest.raises(libvirt.libvirtError):
         raw.lookupByName(name)
 
@@ -189,7 +171,7 @@ def test_transient_vm(driver: LibvirtDriver, raw: libvirt.virConnect, ctx: JobCo
 def test_autostart(driver: LibvirtDriver, raw: libvirt.virConnect, ctx: JobContext) -> None:
     name = unique("vm")
     assert driver.define_domain(vm_spec(name, autostart=True), ctx)["autostart"] is True
-    vm = driver.set_domain_autostart(VmAutostart(name=name, enabled=False), ctx)
+    vm = driver.set_domain_autostart(m.VmAutostart(name=name, enabled=False), ctx)
     assert vm["autostart"] is False and raw.lookupByName(name).autostart() == 0
 
 
@@ -202,7 +184,7 @@ def test_list_filters_and_tenancy(driver: LibvirtDriver, ctx: JobContext) -> Non
     driver.define_domain(vm_spec(theirs), other)
 
     def names(state: str, who: JobContext = ctx) -> set[str]:
-        return {vm["name"] for vm in driver.list_domains(VmList(state=state), who)["vms"]}
+        return {vm["name"] for vm in driver.list_domains(m.VmList(state=state), who)["vms"]}
 
     assert names("all") == {running, stopped}
     assert names("running") == names("active") == {running}
@@ -217,13 +199,13 @@ def test_other_tenants_vm_is_not_found(driver: LibvirtDriver, ctx: JobContext) -
     other = make_ctx(tenant="tenant-b")
     for method in ("domain_info", "start_domain", "list_snapshots"):
         with pytest.raises(NotFound):
-            getattr(driver, method)(VmRef(name=name), other)
+            getattr(driver, method)(m.VmRef(name=name), other)
     with pytest.raises(NotFound):
-        driver.undefine_domain(VmUndefine(name=name), other)
+        driver.undefine_domain(m.VmUndefine(name=name), other)
     with pytest.raises(Conflict):  # names are unique per node
         driver.define_domain(vm_spec(name), other)
     admin = make_ctx(tenant="ops", admin=True)
-    assert driver.domain_info(VmRef(name=name), admin)["tenant"] == ctx.tenant
+    assert driver.domain_info(m.VmRef(name=name), admin)["tenant"] == ctx.tenant
 
 
 def test_redelivered_define_finds_the_first_domain(
@@ -236,7 +218,7 @@ def test_redelivered_define_finds_the_first_domain(
     again = driver.define_domain(spec.model_copy(update={"start": True}), ctx)
     assert again["uuid"] == first["uuid"] and again["state"] == "running"
     assert [d.name() for d in raw.listAllDomains(0)].count(name) == 1
-    assert len(driver.list_volumes(VolumeList(pool=pool), ctx)["volumes"]) == 1
+    assert len(driver.list_volumes(m.StorageVolumeList(pool=pool), ctx)["volumes"]) == 1
     with pytest.raises(Conflict):
         driver.define_domain(spec, make_ctx())  # another job, same name
 
@@ -254,8 +236,8 @@ def test_domain_xml_is_admin_only_and_round_trips(driver: LibvirtDriver, ctx: Jo
     )
     driver.define_domain(spec, ctx)
     with pytest.raises(Forbidden):
-        driver.domain_xml(VmRef(name=name), ctx)
-    xml = driver.domain_xml(VmRef(name=name), make_ctx(tenant=ctx.tenant, admin=True))["xml"]
+        driver.domain_xml(m.VmRef(name=name), ctx)
+    xml = driver.domain_xml(m.VmRef(name=name), make_ctx(tenant=ctx.tenant, admin=True))["xml"]
     parsed = parse_domain(xml)
     assert (parsed.name, parsed.memory_mib, parsed.vcpus) == (name, 64, 2)
     assert parsed.boot == ("network", "hd") and parsed.serial_console
@@ -267,11 +249,11 @@ def test_domain_xml_is_admin_only_and_round_trips(driver: LibvirtDriver, ctx: Jo
 def test_missing_objects_are_not_found(driver: LibvirtDriver, ctx: JobContext) -> None:
     missing = unique("missing")
     calls = [
-        (driver.domain_info, VmRef(name=missing)),
-        (driver.pool_info, PoolRef(name=missing)),
-        (driver.volume_info, VolumeRef(pool=missing, name="v")),
-        (driver.network_info, NetworkRef(name=missing)),
-        (driver.list_snapshots, VmRef(name=missing)),
+        (driver.domain_info, m.VmRef(name=missing)),
+        (driver.pool_info, m.PoolRef(name=missing)),
+        (driver.volume_info, m.StorageVolumeRef(pool=missing, name="v")),
+        (driver.network_info, m.VmNetworkRef(name=missing)),
+        (driver.list_snapshots, m.VmRef(name=missing)),
     ]
     for method, params in calls:
         with pytest.raises(NotFound):
@@ -291,7 +273,7 @@ def test_failed_define_leaves_nothing(
     with pytest.raises(NotFound) as err:
         driver.define_domain(spec, ctx)
     assert err.value.details["kind"] == "vm_network"
-    assert driver.list_volumes(VolumeList(pool=pool), ctx)["volumes"] == []
+    assert driver.list_volumes(m.StorageVolumeList(pool=pool), ctx)["volumes"] == []
     assert name not in [d.name() for d in raw.listAllDomains(0)]
 
 
@@ -300,46 +282,55 @@ def test_failed_define_leaves_nothing(
 
 def test_pool_and_volumes(driver: LibvirtDriver, pool_root: Path, ctx: JobContext) -> None:
     name = unique("pool")
-    pool = driver.define_pool(PoolDefine(name=name, autostart=True), ctx)
+    pool = driver.define_pool(m.PoolDefine(name=name, autostart=True), ctx)
     assert pool["active"] and pool["persistent"] and pool["autostart"]
     assert pool["path"] == f"{pool_root}/{name}" and pool["volumes"] == 0
-    assert driver.define_pool(PoolDefine(name=name), ctx)["name"] == name  # same spec again
-    qcow = driver.create_volume(VolumeCreate(pool=name, name="a.qcow2", capacity_mib=8), ctx)
+    assert driver.define_pool(m.PoolDefine(name=name), ctx)["name"] == name  # same spec again
+    qcow = driver.create_volume(
+        m.StorageVolumeCreate(pool=name, name="a.qcow2", capacity_mib=8), ctx
+    )
     assert qcow["format"] == "qcow2" and qcow["capacity_bytes"] == 8 << 20
-    again = driver.create_volume(VolumeCreate(pool=name, name="a.qcow2", capacity_mib=8), ctx)
+    again = driver.create_volume(
+        m.StorageVolumeCreate(pool=name, name="a.qcow2", capacity_mib=8), ctx
+    )
     assert again["path"] == qcow["path"]
     with pytest.raises(Conflict):
-        driver.create_volume(VolumeCreate(pool=name, name="a.qcow2", capacity_mib=9), ctx)
-    driver.create_volume(VolumeCreate(pool=name, name="b.raw", capacity_mib=4, format="raw"), ctx)
-    vols = driver.list_volumes(VolumeList(pool=name), ctx)["volumes"]
+        driver.create_volume(m.StorageVolumeCreate(pool=name, name="a.qcow2", capacity_mib=9), ctx)
+    driver.create_volume(
+        m.StorageVolumeCreate(pool=name, name="b.raw", capacity_mib=4, format="raw"), ctx
+    )
+    vols = driver.list_volumes(m.StorageVolumeList(pool=name), ctx)["volumes"]
     assert [(v["name"], v["format"]) for v in vols] == [("a.qcow2", "qcow2"), ("b.raw", "raw")]
-    assert driver.volume_info(VolumeRef(pool=name, name="b.raw"), ctx)["capacity_bytes"] == 4 << 20
-    assert driver.refresh_pool(PoolRef(name=name), ctx)["volumes"] == 2
-    driver.delete_volume(VolumeRef(pool=name, name="b.raw"), ctx)
+    assert (
+        driver.volume_info(m.StorageVolumeRef(pool=name, name="b.raw"), ctx)["capacity_bytes"]
+        == 4 << 20
+    )
+    assert driver.refresh_pool(m.PoolRef(name=name), ctx)["volumes"] == 2
+    driver.delete_volume(m.StorageVolumeRef(pool=name, name="b.raw"), ctx)
     with pytest.raises(NotFound):
-        driver.volume_info(VolumeRef(pool=name, name="b.raw"), ctx)
+        driver.volume_info(m.StorageVolumeRef(pool=name, name="b.raw"), ctx)
     assert name in {p["name"] for p in driver.list_pools(NoParams(), ctx)["pools"]}
     _pool_teardown(driver, name, ctx)
 
 
 def _pool_teardown(driver: LibvirtDriver, name: str, ctx: JobContext) -> None:
-    for vol in driver.list_volumes(VolumeList(pool=name), ctx)["volumes"]:
-        driver.delete_volume(VolumeRef(pool=name, name=vol["name"]), ctx)
+    for vol in driver.list_volumes(m.StorageVolumeList(pool=name), ctx)["volumes"]:
+        driver.delete_volume(m.StorageVolumeRef(pool=name, name=vol["name"]), ctx)
     with pytest.raises(Conflict):
-        driver.undefine_pool(PoolUndefine(name=name), ctx)  # still active
-    assert driver.destroy_pool(PoolRef(name=name), ctx)["active"] is False
-    assert driver.start_pool(PoolRef(name=name), ctx)["active"] is True
-    driver.destroy_pool(PoolRef(name=name), ctx)
-    driver.undefine_pool(PoolUndefine(name=name, delete=True), ctx)
+        driver.undefine_pool(m.PoolUndefine(name=name), ctx)  # still active
+    assert driver.destroy_pool(m.PoolRef(name=name), ctx)["active"] is False
+    assert driver.start_pool(m.PoolRef(name=name), ctx)["active"] is True
+    driver.destroy_pool(m.PoolRef(name=name), ctx)
+    driver.undefine_pool(m.PoolUndefine(name=name, delete=True), ctx)
     with pytest.raises(NotFound):
-        driver.pool_info(PoolRef(name=name), ctx)
+        driver.pool_info(m.PoolRef(name=name), ctx)
 
 
 def test_vm_with_qcow2_volumes_and_storage_removal(
     driver: LibvirtDriver, raw: libvirt.virConnect, ctx: JobContext
 ) -> None:
     pool = make_pool(driver, ctx)
-    driver.create_volume(VolumeCreate(pool=pool, name="data", capacity_mib=8), ctx)
+    driver.create_volume(m.StorageVolumeCreate(pool=pool, name="data", capacity_mib=8), ctx)
     name = unique("vm")
     spec = vm_spec(
         name,
@@ -349,37 +340,39 @@ def test_vm_with_qcow2_volumes_and_storage_removal(
     vm = driver.define_domain(spec, ctx)
     assert_state(raw, vm, "running")
     assert [d["format"] for d in vm["disks"]] == ["qcow2", "qcow2"]
-    assert len(driver.list_volumes(VolumeList(pool=pool), ctx)["volumes"]) == 2
-    driver.destroy_domain(VmRef(name=name), ctx)
-    out = driver.undefine_domain(VmUndefine(name=name, remove_storage=True), ctx)
+    assert len(driver.list_volumes(m.StorageVolumeList(pool=pool), ctx)["volumes"]) == 2
+    driver.destroy_domain(m.VmRef(name=name), ctx)
+    out = driver.undefine_domain(m.VmUndefine(name=name, remove_storage=True), ctx)
     assert len(out["removed_volumes"]) == 2
-    assert driver.list_volumes(VolumeList(pool=pool), ctx)["volumes"] == []
+    assert driver.list_volumes(m.StorageVolumeList(pool=pool), ctx)["volumes"] == []
 
 
 def test_snapshots(driver: LibvirtDriver, raw: libvirt.virConnect, ctx: JobContext) -> None:
     pool = make_pool(driver, ctx)
     name = unique("vm")
     driver.define_domain(vm_spec(name, disks=[{"pool": pool, "capacity_mib": 8}]), ctx)
-    snap = SnapshotCreate(name=name, snapshot="s1")
+    snap = m.SnapshotCreate(name=name, snapshot="s1")
     taken = driver.create_snapshot(snap, ctx)
     assert taken["name"] == "s1" and taken["current"]
     assert driver.create_snapshot(snap, ctx)["name"] == "s1"  # redelivery: the same one
     with pytest.raises(Conflict):
         driver.create_snapshot(snap, make_ctx())  # another job: the name is taken
-    assert [s["name"] for s in driver.list_snapshots(VmRef(name=name), ctx)["snapshots"]] == ["s1"]
-    reverted = driver.revert_snapshot(SnapshotRef(name=name, snapshot="s1"), ctx)
+    assert [s["name"] for s in driver.list_snapshots(m.VmRef(name=name), ctx)["snapshots"]] == [
+        "s1"
+    ]
+    reverted = driver.revert_snapshot(m.SnapshotRef(name=name, snapshot="s1"), ctx)
     assert reverted["vm_state"] == "defined"
-    driver.delete_snapshot(SnapshotRef(name=name, snapshot="s1"), ctx)
+    driver.delete_snapshot(m.SnapshotRef(name=name, snapshot="s1"), ctx)
     assert raw.lookupByName(name).snapshotNum(0) == 0
     with pytest.raises(NotFound):
-        driver.delete_snapshot(SnapshotRef(name=name, snapshot="s1"), ctx)
+        driver.delete_snapshot(m.SnapshotRef(name=name, snapshot="s1"), ctx)
 
 
 def test_snapshots_need_qcow2_disks(driver: LibvirtDriver, ctx: JobContext) -> None:
     name = unique("vm")
     driver.define_domain(vm_spec(name), ctx)
     with pytest.raises(Conflict):
-        driver.create_snapshot(SnapshotCreate(name=name, snapshot="s1"), ctx)
+        driver.create_snapshot(m.SnapshotCreate(name=name, snapshot="s1"), ctx)
 
 
 # --- networks ----------------------------------------------------------------------------------
@@ -388,7 +381,7 @@ def test_snapshots_need_qcow2_disks(driver: LibvirtDriver, ctx: JobContext) -> N
 def _define_network(driver: LibvirtDriver, ctx: JobContext, mode: str, **extra: Any) -> str:
     name = unique("net")
     third = random.randint(100, 250)
-    spec = NetworkDefine.model_validate(
+    spec = m.VmNetworkDefine.model_validate(
         {
             "name": name,
             "mode": mode,
@@ -407,7 +400,7 @@ def test_network_with_a_vm(
     driver: LibvirtDriver, raw: libvirt.virConnect, ctx: JobContext, mode: str
 ) -> None:
     net = _define_network(driver, ctx, mode)
-    info = driver.network_info(NetworkRef(name=net), ctx)
+    info = driver.network_info(m.VmNetworkRef(name=net), ctx)
     assert info["mode"] == mode and info["active"] and info["persistent"]
     assert info["subnet"].startswith("10.213.") and info["gateway"].endswith(".1")
     assert raw.networkLookupByName(net).isActive() == 1
@@ -416,30 +409,30 @@ def test_network_with_a_vm(
     assert_state(raw, vm, "running")
     assert [i["network"] for i in vm["interfaces"]] == [net]
     _check_leases(driver, net, ctx)
-    driver.destroy_domain(VmRef(name=name), ctx)
-    driver.undefine_domain(VmUndefine(name=name), ctx)
+    driver.destroy_domain(m.VmRef(name=name), ctx)
+    driver.undefine_domain(m.VmUndefine(name=name), ctx)
     with pytest.raises(Conflict):
-        driver.undefine_network(NetworkRef(name=net), ctx)  # still active
-    assert driver.destroy_network(NetworkRef(name=net), ctx)["active"] is False
+        driver.undefine_network(m.VmNetworkRef(name=net), ctx)  # still active
+    assert driver.destroy_network(m.VmNetworkRef(name=net), ctx)["active"] is False
     with pytest.raises(Conflict):
-        driver.network_leases(NetworkRef(name=net), ctx)
-    driver.undefine_network(NetworkRef(name=net), ctx)
+        driver.network_leases(m.VmNetworkRef(name=net), ctx)
+    driver.undefine_network(m.VmNetworkRef(name=net), ctx)
     assert net not in [n.name() for n in raw.listAllNetworks(0)]
 
 
 def _check_leases(driver: LibvirtDriver, net: str, ctx: JobContext) -> None:
     if driver.uri.startswith("test:"):  # the mock hypervisor has no DHCP server
         with pytest.raises(InvalidRequest):
-            driver.network_leases(NetworkRef(name=net), ctx)
+            driver.network_leases(m.VmNetworkRef(name=net), ctx)
         return
-    assert driver.network_leases(NetworkRef(name=net), ctx)["leases"] == []  # no guest OS
+    assert driver.network_leases(m.VmNetworkRef(name=net), ctx)["leases"] == []  # no guest OS
 
 
 def test_network_define_is_idempotent_and_autostarts(
     driver: LibvirtDriver, ctx: JobContext
 ) -> None:
     name = unique("net")
-    spec = NetworkDefine(
+    spec = m.VmNetworkDefine(
         name=name,
         mode="isolated",
         subnet="10.213.99.0/24",
@@ -451,14 +444,14 @@ def test_network_define_is_idempotent_and_autostarts(
     assert driver.define_network(spec, ctx)["uuid"] == first["uuid"]
     with pytest.raises(Conflict):
         driver.define_network(spec.model_copy(update={"mode": "nat"}), ctx)
-    assert driver.start_network(NetworkRef(name=name), ctx)["active"] is True
+    assert driver.start_network(m.VmNetworkRef(name=name), ctx)["active"] is True
     assert name in {n["name"] for n in driver.list_networks(NoParams(), ctx)["networks"]}
-    driver.destroy_network(NetworkRef(name=name), ctx)
-    driver.undefine_network(NetworkRef(name=name), ctx)
+    driver.destroy_network(m.VmNetworkRef(name=name), ctx)
+    driver.undefine_network(m.VmNetworkRef(name=name), ctx)
 
 
 def test_transient_network(driver: LibvirtDriver, raw: libvirt.virConnect, ctx: JobContext) -> None:
     name = _define_network(driver, ctx, "isolated", persistent=False)
     assert raw.networkLookupByName(name).isPersistent() == 0
-    assert driver.destroy_network(NetworkRef(name=name), ctx)["undefined"] is True
+    assert driver.destroy_network(m.VmNetworkRef(name=name), ctx)["undefined"] is True
     assert name not in [n.name() for n in raw.listAllNetworks(0)]

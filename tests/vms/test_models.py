@@ -9,7 +9,7 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from nube.catalog import CATALOG, Params
-from nube.catalog.vm_models import NetworkDefine, VmDefine
+from nube.catalog.vm_models import VmDefine, VmNetworkDefine
 from workers.drivers.libvirt.xml import (
     DiskSource,
     DomainSpec,
@@ -93,7 +93,7 @@ def _samples() -> list[tuple[type[Params], dict[str, Any], tuple[Any, ...]]]:
 def _sample_for(model: type[BaseModel]) -> dict[str, Any]:
     if model is VmDefine:
         return FULL_SPEC
-    if model is NetworkDefine:
+    if model is VmNetworkDefine:
         return NET_SPEC
     fields = model.model_fields
     spec: dict[str, Any] = {k: "ok-name" for k in ("name", "pool", "snapshot") if k in fields}
@@ -147,7 +147,7 @@ def test_path_rules_name_fields_of_the_params() -> None:
 )
 def test_network_spec_rules(bad: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
-        NetworkDefine.model_validate({**NET_SPEC, **bad})
+        VmNetworkDefine.model_validate({**NET_SPEC, **bad})
 
 
 @pytest.mark.parametrize(

@@ -14,13 +14,7 @@ from typing import Any
 import libvirt
 import pytest
 
-from nube.catalog.vm_models import (
-    SnapshotCreate,
-    SnapshotRef,
-    VmDefine,
-    VmRef,
-    VmShutdown,
-)
+from nube.catalog import vm_models as m
 from nube.errors import BackendUnavailable, Timeout
 from workers.drivers import JobContext
 from workers.drivers.libvirt import LibvirtDriver
@@ -32,8 +26,8 @@ pytestmark = pytest.mark.libvirt
 PIDFILE = Path("/run/libvirtd.pid")
 
 
-def vm_spec(name: str, **extra: Any) -> VmDefine:
-    return VmDefine.model_validate({"name": name, "memory_mib": 64, **extra})
+def vm_spec(name: str, **extra: Any) -> m.VmDefine:
+    return m.VmDefine.model_validate({"name": name, "memory_mib": 64, **extra})
 
 
 def test_domain_type_follows_kvm_availability(qemu: LibvirtDriver, ctx: JobContext) -> None:
@@ -53,10 +47,10 @@ def test_shutdown_times_out_then_destroys(qemu: LibvirtDriver, ctx: JobContext) 
     name = unique("vm")
     qemu.define_domain(vm_spec(name, start=True), ctx)
     with pytest.raises(Timeout) as err:  # no guest OS answers the ACPI power button
-        qemu.shutdown_domain(VmShutdown(name=name, timeout=1), ctx)
+        qemu.shutdown_domain(m.VmShutdown(name=name, timeout=1), ctx)
     assert err.value.code == "timeout"
-    assert qemu.domain_info(VmRef(name=name), ctx)["state"] == "running"
-    done = qemu.shutdown_domain(VmShutdown(name=name, timeout=1, force=True), ctx)
+    assert qemu.domain_info(m.VmRef(name=name), ctx)["state"] == "running"
+    done = qemu.shutdown_domain(m.VmShutdown(name=name, timeout=1, force=True), ctx)
     assert (done["state"], done["graceful"], done["forced"]) == ("defined", False, True)
     assert libvirt.open(QEMU).lookupByName(name).state()[0] == libvirt.VIR_DOMAIN_SHUTOFF
 
@@ -65,13 +59,13 @@ def test_snapshot_of_a_running_vm(qemu: LibvirtDriver, ctx: JobContext) -> None:
     pool = make_pool(qemu, ctx)
     name = unique("vm")
     qemu.define_domain(vm_spec(name, start=True, disks=[{"pool": pool, "capacity_mib": 8}]), ctx)
-    taken = qemu.create_snapshot(SnapshotCreate(name=name, snapshot="live"), ctx)
+    taken = qemu.create_snapshot(m.SnapshotCreate(name=name, snapshot="live"), ctx)
     assert taken["state"] == "running"
-    qemu.destroy_domain(VmRef(name=name), ctx)
-    reverted = qemu.revert_snapshot(SnapshotRef(name=name, snapshot="live"), ctx)
+    qemu.destroy_domain(m.VmRef(name=name), ctx)
+    reverted = qemu.revert_snapshot(m.SnapshotRef(name=name, snapshot="live"), ctx)
     assert reverted["vm_state"] == "running"  # memory state came back
-    qemu.delete_snapshot(SnapshotRef(name=name, snapshot="live"), ctx)
-    qemu.destroy_domain(VmRef(name=name), ctx)
+    qemu.delete_snapshot(m.SnapshotRef(name=name, snapshot="live"), ctx)
+    qemu.destroy_domain(m.VmRef(name=name), ctx)
 
 
 # --- libvirtd going away -------------------------------------------------------------------------
@@ -113,7 +107,7 @@ def test_libvirtd_stopped_mid_job(qemu: LibvirtDriver, ctx: JobContext, restarta
 
     def job() -> None:  # waits for a power-off that never comes
         try:
-            qemu.shutdown_domain(VmShutdown(name=name, timeout=30, force=True), ctx)
+            qemu.shutdown_domain(m.VmShutdown(name=name, timeout=30, force=True), ctx)
         except BaseException as err:
             outcome["error"] = err
 
@@ -126,14 +120,14 @@ def test_libvirtd_stopped_mid_job(qemu: LibvirtDriver, ctx: JobContext, restarta
     assert isinstance(error, BackendUnavailable)
     assert error.retryable and error.code == "backend_unavailable"
     with pytest.raises(BackendUnavailable):
-        qemu.domain_info(VmRef(name=name), ctx)
+        qemu.domain_info(m.VmRef(name=name), ctx)
     _start_libvirtd()
     # Reconnected. libvirtd finishes a power-off that was asked for before it stopped, so the
     # VM may be shut off by now (libvirt log: "shutting down, reason=daemon").
-    assert qemu.domain_info(VmRef(name=name), ctx)["state"] in ("running", "defined")
+    assert qemu.domain_info(m.VmRef(name=name), ctx)["state"] in ("running", "defined")
     fresh = unique("vm")  # and the backend works again
     assert qemu.define_domain(vm_spec(fresh, start=True), ctx)["state"] == "running"
-    assert qemu.destroy_domain(VmRef(name=fresh), ctx)["state"] == "defined"
+    assert qemu.destroy_domain(m.VmRef(name=fresh), ctx)["state"] == "defined"
 
 
 def _wait_for(check: Any, seconds: float = 10) -> None:

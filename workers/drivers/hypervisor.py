@@ -20,27 +20,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 
 from nube.catalog import NoParams
-from nube.catalog.vm_models import (
-    NetworkAutostart,
-    NetworkDefine,
-    NetworkRef,
-    PoolAutostart,
-    PoolDefine,
-    PoolRef,
-    PoolUndefine,
-    SnapshotCreate,
-    SnapshotRef,
-    VmAutostart,
-    VmDefine,
-    VmList,
-    VmReboot,
-    VmRef,
-    VmShutdown,
-    VmUndefine,
-    VolumeCreate,
-    VolumeList,
-    VolumeRef,
-)
+from nube.catalog import vm_models as m
 from workers.drivers.base import JobContext, Result
 
 
@@ -67,11 +47,11 @@ class HypervisorDriver(ABC):
     # --- domains ---------------------------------------------------------------------------------
 
     @abstractmethod
-    def list_domains(self, params: VmList, ctx: JobContext) -> Result:
+    def list_domains(self, params: m.VmList, ctx: JobContext) -> Result:
         """The tenant's domains in the state filter, as ``{"vms": [...]}``; never others'."""
 
     @abstractmethod
-    def define_domain(self, params: VmDefine, ctx: JobContext) -> Result:
+    def define_domain(self, params: m.VmDefine, ctx: JobContext) -> Result:
         """Define (persistent) or create (transient, running) a domain from a validated spec.
 
         New disk volumes are created first, named after the job so a redelivery reuses them. On
@@ -82,19 +62,19 @@ class HypervisorDriver(ABC):
         """
 
     @abstractmethod
-    def domain_info(self, params: VmRef, ctx: JobContext) -> Result:
+    def domain_info(self, params: m.VmRef, ctx: JobContext) -> Result:
         """State, max memory, memory, vCPUs, CPU time, node and ``allowed_actions``."""
 
     @abstractmethod
-    def domain_xml(self, params: VmRef, ctx: JobContext) -> Result:
+    def domain_xml(self, params: m.VmRef, ctx: JobContext) -> Result:
         """The domain's libvirt XML as ``{"name", "xml"}``; admin contexts only."""
 
     @abstractmethod
-    def start_domain(self, params: VmRef, ctx: JobContext) -> Result:
+    def start_domain(self, params: m.VmRef, ctx: JobContext) -> Result:
         """Start a defined domain (a saved one resumes from its managed save image)."""
 
     @abstractmethod
-    def shutdown_domain(self, params: VmShutdown, ctx: JobContext) -> Result:
+    def shutdown_domain(self, params: m.VmShutdown, ctx: JobContext) -> Result:
         """Ask the guest to power off and wait up to ``timeout`` seconds.
 
         When it has not stopped by then: with ``force`` the domain is destroyed (result
@@ -102,56 +82,56 @@ class HypervisorDriver(ABC):
         """
 
     @abstractmethod
-    def destroy_domain(self, params: VmRef, ctx: JobContext) -> Result:
+    def destroy_domain(self, params: m.VmRef, ctx: JobContext) -> Result:
         """Power off at once; a transient domain is gone afterwards (state ``undefined``)."""
 
     @abstractmethod
-    def reboot_domain(self, params: VmReboot, ctx: JobContext) -> Result:
+    def reboot_domain(self, params: m.VmReboot, ctx: JobContext) -> Result:
         """Ask the guest to reboot (ACPI), or reset it at once with ``hard``."""
 
     @abstractmethod
-    def suspend_domain(self, params: VmRef, ctx: JobContext) -> Result:
+    def suspend_domain(self, params: m.VmRef, ctx: JobContext) -> Result:
         """Pause a running domain's vCPUs."""
 
     @abstractmethod
-    def resume_domain(self, params: VmRef, ctx: JobContext) -> Result:
+    def resume_domain(self, params: m.VmRef, ctx: JobContext) -> Result:
         """Resume a paused domain."""
 
     @abstractmethod
-    def save_domain(self, params: VmRef, ctx: JobContext) -> Result:
+    def save_domain(self, params: m.VmRef, ctx: JobContext) -> Result:
         """Save a live persistent domain's memory to its managed file and stop it (``saved``)."""
 
     @abstractmethod
-    def restore_domain(self, params: VmRef, ctx: JobContext) -> Result:
+    def restore_domain(self, params: m.VmRef, ctx: JobContext) -> Result:
         """Run a saved domain again from its managed save image."""
 
     @abstractmethod
-    def undefine_domain(self, params: VmUndefine, ctx: JobContext) -> Result:
+    def undefine_domain(self, params: m.VmUndefine, ctx: JobContext) -> Result:
         """Remove a stopped persistent domain with its managed save image and snapshot
         metadata; with ``remove_storage`` also delete its disk volumes (not its CD-ROM)."""
 
     @abstractmethod
-    def set_domain_autostart(self, params: VmAutostart, ctx: JobContext) -> Result:
+    def set_domain_autostart(self, params: m.VmAutostart, ctx: JobContext) -> Result:
         """Turn autostart on or off (persistent domains)."""
 
     # --- snapshots -------------------------------------------------------------------------------
 
     @abstractmethod
-    def create_snapshot(self, params: SnapshotCreate, ctx: JobContext) -> Result:
+    def create_snapshot(self, params: m.SnapshotCreate, ctx: JobContext) -> Result:
         """Take an internal snapshot; every disk must be qcow2 (else ``Conflict``). A snapshot
         of that name taken by ``ctx.job_id`` is returned instead of a second one."""
 
     @abstractmethod
-    def list_snapshots(self, params: VmRef, ctx: JobContext) -> Result:
+    def list_snapshots(self, params: m.VmRef, ctx: JobContext) -> Result:
         """The domain's snapshots as ``{"snapshots": [...]}`` (name, created_at, state,
         current)."""
 
     @abstractmethod
-    def revert_snapshot(self, params: SnapshotRef, ctx: JobContext) -> Result:
+    def revert_snapshot(self, params: m.SnapshotRef, ctx: JobContext) -> Result:
         """Revert the domain to the snapshot (disks, and memory if it was taken running)."""
 
     @abstractmethod
-    def delete_snapshot(self, params: SnapshotRef, ctx: JobContext) -> Result:
+    def delete_snapshot(self, params: m.SnapshotRef, ctx: JobContext) -> Result:
         """Delete one snapshot; the domain keeps its current state."""
 
     # --- storage pools and volumes ---------------------------------------------------------------
@@ -161,55 +141,55 @@ class HypervisorDriver(ABC):
         """All storage pools as ``{"pools": [...]}``."""
 
     @abstractmethod
-    def define_pool(self, params: PoolDefine, ctx: JobContext) -> Result:
+    def define_pool(self, params: m.PoolDefine, ctx: JobContext) -> Result:
         """Define (or create transient) a directory pool at ``<pool root>/<name>``, then build,
         start and autostart it as asked. The same spec again returns the existing pool; another
         pool of that name is ``Conflict``. A pool this call defined is removed if a later step
         fails."""
 
     @abstractmethod
-    def pool_info(self, params: PoolRef, ctx: JobContext) -> Result:
+    def pool_info(self, params: m.PoolRef, ctx: JobContext) -> Result:
         """State, capacity, allocation, available (bytes), path and number of volumes."""
 
     @abstractmethod
-    def build_pool(self, params: PoolRef, ctx: JobContext) -> Result:
+    def build_pool(self, params: m.PoolRef, ctx: JobContext) -> Result:
         """Create the pool's directory (idempotent)."""
 
     @abstractmethod
-    def start_pool(self, params: PoolRef, ctx: JobContext) -> Result:
+    def start_pool(self, params: m.PoolRef, ctx: JobContext) -> Result:
         """Activate an inactive pool."""
 
     @abstractmethod
-    def destroy_pool(self, params: PoolRef, ctx: JobContext) -> Result:
+    def destroy_pool(self, params: m.PoolRef, ctx: JobContext) -> Result:
         """Deactivate a pool; its volumes stay on disk."""
 
     @abstractmethod
-    def undefine_pool(self, params: PoolUndefine, ctx: JobContext) -> Result:
+    def undefine_pool(self, params: m.PoolUndefine, ctx: JobContext) -> Result:
         """Remove an inactive pool's definition (with ``delete``, its empty directory too)."""
 
     @abstractmethod
-    def set_pool_autostart(self, params: PoolAutostart, ctx: JobContext) -> Result:
+    def set_pool_autostart(self, params: m.PoolAutostart, ctx: JobContext) -> Result:
         """Turn a persistent pool's autostart on or off."""
 
     @abstractmethod
-    def refresh_pool(self, params: PoolRef, ctx: JobContext) -> Result:
+    def refresh_pool(self, params: m.PoolRef, ctx: JobContext) -> Result:
         """Rescan an active pool's volumes."""
 
     @abstractmethod
-    def list_volumes(self, params: VolumeList, ctx: JobContext) -> Result:
+    def list_volumes(self, params: m.StorageVolumeList, ctx: JobContext) -> Result:
         """An active pool's volumes as ``{"volumes": [...]}``."""
 
     @abstractmethod
-    def create_volume(self, params: VolumeCreate, ctx: JobContext) -> Result:
+    def create_volume(self, params: m.StorageVolumeCreate, ctx: JobContext) -> Result:
         """Create a sparse qcow2 or raw volume; an identical existing one is returned, a
         different one of that name is ``Conflict``."""
 
     @abstractmethod
-    def volume_info(self, params: VolumeRef, ctx: JobContext) -> Result:
+    def volume_info(self, params: m.StorageVolumeRef, ctx: JobContext) -> Result:
         """Capacity, allocation (bytes), format and path of a volume."""
 
     @abstractmethod
-    def delete_volume(self, params: VolumeRef, ctx: JobContext) -> Result:
+    def delete_volume(self, params: m.StorageVolumeRef, ctx: JobContext) -> Result:
         """Delete a volume and its data."""
 
     # --- networks --------------------------------------------------------------------------------
@@ -219,31 +199,31 @@ class HypervisorDriver(ABC):
         """All virtual networks as ``{"networks": [...]}``."""
 
     @abstractmethod
-    def define_network(self, params: NetworkDefine, ctx: JobContext) -> Result:
+    def define_network(self, params: m.VmNetworkDefine, ctx: JobContext) -> Result:
         """Define (or create transient) a NAT, routed or isolated network, then start and
         autostart it as asked. The same spec again returns the existing network; another of
         that name is ``Conflict``. A network this call defined is removed if starting fails."""
 
     @abstractmethod
-    def network_info(self, params: NetworkRef, ctx: JobContext) -> Result:
+    def network_info(self, params: m.VmNetworkRef, ctx: JobContext) -> Result:
         """Mode, bridge, subnet, gateway, DHCP range, active, persistent, autostart."""
 
     @abstractmethod
-    def start_network(self, params: NetworkRef, ctx: JobContext) -> Result:
+    def start_network(self, params: m.VmNetworkRef, ctx: JobContext) -> Result:
         """Activate an inactive network."""
 
     @abstractmethod
-    def destroy_network(self, params: NetworkRef, ctx: JobContext) -> Result:
+    def destroy_network(self, params: m.VmNetworkRef, ctx: JobContext) -> Result:
         """Deactivate a network (a transient one is gone afterwards)."""
 
     @abstractmethod
-    def undefine_network(self, params: NetworkRef, ctx: JobContext) -> Result:
+    def undefine_network(self, params: m.VmNetworkRef, ctx: JobContext) -> Result:
         """Remove an inactive network's definition (an active one is ``Conflict``)."""
 
     @abstractmethod
-    def set_network_autostart(self, params: NetworkAutostart, ctx: JobContext) -> Result:
+    def set_network_autostart(self, params: m.VmNetworkAutostart, ctx: JobContext) -> Result:
         """Turn a persistent network's autostart on or off."""
 
     @abstractmethod
-    def network_leases(self, params: NetworkRef, ctx: JobContext) -> Result:
+    def network_leases(self, params: m.VmNetworkRef, ctx: JobContext) -> Result:
         """An active network's DHCP leases as ``{"leases": [...]}``."""

@@ -8,7 +8,7 @@ import tarfile
 import time
 from typing import Any
 
-from nube.catalog.containers import ImageBuild, ImagePush
+from nube.catalog.container_models import ImageBuild, ImagePush
 from nube.errors import BackendFailed
 from workers.drivers.base import JobContext
 from workers.drivers.docker import views

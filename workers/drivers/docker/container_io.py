@@ -7,7 +7,7 @@ from typing import Any
 
 from docker.models.containers import Container
 
-from nube.catalog.containers import (
+from nube.catalog.container_models import (
     ContainerCommit,
     ContainerExec,
     ContainerLogs,

@@ -7,17 +7,7 @@ from typing import Any
 import requests.exceptions
 from docker.models.containers import Container
 
-from nube.catalog.containers import (
-    ContainerCreate,
-    ContainerKill,
-    ContainerList,
-    ContainerRef,
-    ContainerRemove,
-    ContainerRename,
-    ContainerRun,
-    ContainerSpec,
-    ContainerStop,
-)
+from nube.catalog import container_models as m
 from nube.errors import Conflict, NotFound, NubeError, Timeout
 from workers.drivers.base import JobContext
 from workers.drivers.docker import output, views
@@ -33,7 +23,7 @@ _STOPPABLE = {"running", "paused", "restarting"}
 class ContainersMixin(DockerBase):
     """The container lifecycle operations of :class:`ContainerDriver`."""
 
-    def run(self, params: ContainerRun, ctx: JobContext) -> dict[str, Any]:
+    def run(self, params: m.ContainerRun, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`ContainerDriver.run`."""
         spec = params if params.detach else params.model_copy(update={"auto_remove": False})
         container = self._created_by_job(ctx) or self._create(spec, ctx)
@@ -42,11 +32,11 @@ class ContainersMixin(DockerBase):
             return self._view(container)
         return self._run_to_completion(container, params.wait_timeout)
 
-    def create(self, params: ContainerCreate, ctx: JobContext) -> dict[str, Any]:
+    def create(self, params: m.ContainerCreate, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`ContainerDriver.create`."""
         return self._view(self._created_by_job(ctx) or self._create(params, ctx))
 
-    def list(self, params: ContainerList, ctx: JobContext) -> dict[str, Any]:
+    def list(self, params: m.ContainerList, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`ContainerDriver.list`."""
         filters = self.label_filter(ctx, params.label)
         if params.status:
@@ -58,17 +48,17 @@ class ContainersMixin(DockerBase):
         entries = [c for c in found if HELPER not in (c.get("Labels") or {})]
         return {"containers": [views.container_entry(c) for c in entries]}
 
-    def inspect(self, params: ContainerRef, ctx: JobContext) -> dict[str, Any]:
+    def inspect(self, params: m.ContainerRef, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`ContainerDriver.inspect`."""
         return views.container_view(self.container(params.id, ctx))
 
-    def start(self, params: ContainerRef, ctx: JobContext) -> dict[str, Any]:
+    def start(self, params: m.ContainerRef, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`ContainerDriver.start`."""
         container = self.container(params.id, ctx)
         container.start()
         return self._state(container)
 
-    def stop(self, params: ContainerStop, ctx: JobContext) -> dict[str, Any]:
+    def stop(self, params: m.ContainerStop, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`ContainerDriver.stop`."""
         container = self.container(params.id, ctx)
         if container.status not in _STOPPABLE:
@@ -76,37 +66,37 @@ class ContainersMixin(DockerBase):
         container.stop(timeout=params.timeout)
         return self._state(container)
 
-    def restart(self, params: ContainerStop, ctx: JobContext) -> dict[str, Any]:
+    def restart(self, params: m.ContainerStop, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`ContainerDriver.restart`."""
         container = self.container(params.id, ctx)
         container.restart(timeout=params.timeout)
         return self._state(container)
 
-    def pause(self, params: ContainerRef, ctx: JobContext) -> dict[str, Any]:
+    def pause(self, params: m.ContainerRef, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`ContainerDriver.pause`."""
         container = self.container(params.id, ctx)
         container.pause()
         return self._state(container)
 
-    def unpause(self, params: ContainerRef, ctx: JobContext) -> dict[str, Any]:
+    def unpause(self, params: m.ContainerRef, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`ContainerDriver.unpause`."""
         container = self.container(params.id, ctx)
         container.unpause()
         return self._state(container)
 
-    def kill(self, params: ContainerKill, ctx: JobContext) -> dict[str, Any]:
+    def kill(self, params: m.ContainerKill, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`ContainerDriver.kill`."""
         container = self.container(params.id, ctx)
         container.kill(signal=params.signal)
         return self._state(container)
 
-    def remove(self, params: ContainerRemove, ctx: JobContext) -> dict[str, Any]:
+    def remove(self, params: m.ContainerRemove, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`ContainerDriver.remove`."""
         container = self.container(params.id, ctx)
         container.remove(force=params.force, v=params.volumes)
         return {"id": container.id, "removed": True}
 
-    def rename(self, params: ContainerRename, ctx: JobContext) -> dict[str, Any]:
+    def rename(self, params: m.ContainerRename, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`ContainerDriver.rename`."""
         container = self.container(params.id, ctx)
         container.rename(params.name)
@@ -119,7 +109,7 @@ class ContainersMixin(DockerBase):
         found = self.client.containers.list(all=True, filters=self.job_filter(ctx))
         return next((c for c in found if HELPER not in c.labels), None)
 
-    def _create(self, spec: ContainerSpec, ctx: JobContext) -> Container:
+    def _create(self, spec: m.ContainerSpec, ctx: JobContext) -> Container:
         self.image(spec.image, ctx)
         self._prepare_volumes(spec, ctx)
         kwargs = create_kwargs(spec, self.new_labels(ctx, spec.labels), ctx.hardening)
@@ -127,7 +117,7 @@ class ContainersMixin(DockerBase):
         with translated("image", spec.image):
             return self.client.containers.create(**kwargs)
 
-    def _prepare_volumes(self, spec: ContainerSpec, ctx: JobContext) -> None:
+    def _prepare_volumes(self, spec: m.ContainerSpec, ctx: JobContext) -> None:
         """Check each named volume is the tenant's; create the missing ones, labelled."""
         for mount in spec.volumes:
             try:
@@ -137,7 +127,7 @@ class ContainersMixin(DockerBase):
                     raise
                 self.client.volumes.create(mount.volume, labels=self.new_labels(ctx))
 
-    def _network_kwargs(self, spec: ContainerSpec, ctx: JobContext) -> dict[str, Any]:
+    def _network_kwargs(self, spec: m.ContainerSpec, ctx: JobContext) -> dict[str, Any]:
         if spec.network is None:
             return {}
         if spec.network not in _PREDEFINED_NETWORKS:

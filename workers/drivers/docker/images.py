@@ -11,16 +11,7 @@ from typing import Any
 
 from docker.utils import parse_repository_tag
 
-from nube.catalog.containers import (
-    ARCHIVE_LIMIT,
-    ImageList,
-    ImageLoad,
-    ImagePull,
-    ImageRefParams,
-    ImageRemove,
-    ImageSave,
-    ImageTagParams,
-)
+from nube.catalog import container_models as m
 from nube.errors import Conflict, Forbidden, InvalidRequest, NotFound, PayloadTooLarge
 from workers.drivers.base import JobContext
 from workers.drivers.docker import views
@@ -58,14 +49,14 @@ def decode_archive(data: str) -> bytes:
         raw = base64.b64decode(data, validate=True)
     except (binascii.Error, ValueError) as err:
         raise InvalidRequest("the archive is not valid base64") from err
-    if len(raw) > ARCHIVE_LIMIT:
-        raise PayloadTooLarge(limit=ARCHIVE_LIMIT)
+    if len(raw) > m.ARCHIVE_LIMIT:
+        raise PayloadTooLarge(limit=m.ARCHIVE_LIMIT)
     if not tarfile.is_tarfile(io.BytesIO(raw)):
         raise InvalidRequest("the archive is not a tar archive")
     return raw
 
 
-def read_capped(chunks: Any, limit: int = ARCHIVE_LIMIT) -> bytes:
+def read_capped(chunks: Any, limit: int = m.ARCHIVE_LIMIT) -> bytes:
     """Join a stream of chunks, failing with ``PayloadTooLarge`` past ``limit`` bytes."""
     buf = bytearray()
     for chunk in chunks:
@@ -93,7 +84,7 @@ def archive_tags(raw: bytes) -> list[tuple[str, str]]:
 class ImagesMixin(DockerBase):
     """The image operations of :class:`ContainerDriver` (build and push: :mod:`.builds`)."""
 
-    def image_pull(self, params: ImagePull, ctx: JobContext) -> dict[str, Any]:
+    def image_pull(self, params: m.ImagePull, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`ContainerDriver.image_pull`."""
         repo, tag = split_reference(params.image)
         with translated("image", params.image):
@@ -103,20 +94,20 @@ class ImagesMixin(DockerBase):
         sep = "@" if tag.startswith("sha256:") else ":"
         return views.image_view(self.image(f"{repo}{sep}{tag}", ctx))
 
-    def image_list(self, params: ImageList, ctx: JobContext) -> dict[str, Any]:
+    def image_list(self, params: m.ImageList, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`ContainerDriver.image_list`."""
         found = self.client.images.list(name=params.name, all=params.all)
         return {"images": [views.image_summary(i) for i in found if self.image_visible(i, ctx)]}
 
-    def image_inspect(self, params: ImageRefParams, ctx: JobContext) -> dict[str, Any]:
+    def image_inspect(self, params: m.ImageRefParams, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`ContainerDriver.image_inspect`."""
         return views.image_view(self.image(params.id, ctx))
 
-    def image_history(self, params: ImageRefParams, ctx: JobContext) -> dict[str, Any]:
+    def image_history(self, params: m.ImageRefParams, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`ContainerDriver.image_history`."""
         return {"id": params.id} | views.history(self.image(params.id, ctx).history())
 
-    def image_tag(self, params: ImageTagParams, ctx: JobContext) -> dict[str, Any]:
+    def image_tag(self, params: m.ImageTagParams, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`ContainerDriver.image_tag`."""
         image = self.image(params.id, ctx)
         reference = f"{params.repository}:{params.tag}"
@@ -124,7 +115,7 @@ class ImagesMixin(DockerBase):
         image.tag(params.repository, params.tag)
         return {"id": image.id, "reference": reference}
 
-    def image_remove(self, params: ImageRemove, ctx: JobContext) -> dict[str, Any]:
+    def image_remove(self, params: m.ImageRemove, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`ContainerDriver.image_remove`."""
         image = self.image(params.id, ctx)
         if TENANT not in image.labels and not ctx.admin:
@@ -139,13 +130,13 @@ class ImagesMixin(DockerBase):
             "deleted": [g["Deleted"] for g in gone or [] if "Deleted" in g],
         }
 
-    def image_save(self, params: ImageSave, ctx: JobContext) -> dict[str, Any]:
+    def image_save(self, params: m.ImageSave, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`ContainerDriver.image_save`."""
         image = self.image(params.id, ctx)
         raw = read_capped(self.client.api.get_image(params.id))
         return {"id": image.id, "size": len(raw), "archive": base64.b64encode(raw).decode()}
 
-    def image_load(self, params: ImageLoad, ctx: JobContext) -> dict[str, Any]:
+    def image_load(self, params: m.ImageLoad, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`ContainerDriver.image_load`."""
         raw = decode_archive(params.archive)
         for reference, image_id in archive_tags(raw):

@@ -7,13 +7,7 @@ from typing import Any
 from docker.models.networks import Network
 from docker.types import IPAMConfig, IPAMPool
 
-from nube.catalog.containers import (
-    LabelFilter,
-    NetworkConnect,
-    NetworkCreate,
-    NetworkDisconnect,
-    NetworkRef,
-)
+from nube.catalog import container_models as m
 from workers.drivers.base import JobContext
 from workers.drivers.docker import views
 from workers.drivers.docker.base import DockerBase
@@ -23,7 +17,7 @@ from workers.drivers.docker.errors import translated
 class NetworksMixin(DockerBase):
     """The network operations of :class:`ContainerDriver`."""
 
-    def network_create(self, params: NetworkCreate, ctx: JobContext) -> dict[str, Any]:
+    def network_create(self, params: m.ContainerNetworkCreate, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`ContainerDriver.network_create`."""
         earlier = self.client.networks.list(filters=self.job_filter(ctx))
         if earlier:
@@ -39,36 +33,38 @@ class NetworksMixin(DockerBase):
             )
         return self._network_view(network)
 
-    def network_list(self, params: LabelFilter, ctx: JobContext) -> dict[str, Any]:
+    def network_list(self, params: m.LabelFilter, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`ContainerDriver.network_list`."""
         found = self.client.networks.list(filters=self.label_filter(ctx, params.label))
         return {"networks": [views.network_view(n) for n in found]}
 
-    def network_inspect(self, params: NetworkRef, ctx: JobContext) -> dict[str, Any]:
+    def network_inspect(self, params: m.ContainerNetworkRef, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`ContainerDriver.network_inspect`."""
         return views.network_view(self.network(params.id, ctx))
 
-    def network_connect(self, params: NetworkConnect, ctx: JobContext) -> dict[str, Any]:
+    def network_connect(self, params: m.ContainerNetworkConnect, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`ContainerDriver.network_connect`."""
         network = self.network(params.id, ctx)
         container = self.container(params.container, ctx)
         network.connect(container, aliases=params.aliases or None)
         return self._network_view(network)
 
-    def network_disconnect(self, params: NetworkDisconnect, ctx: JobContext) -> dict[str, Any]:
+    def network_disconnect(
+        self, params: m.ContainerNetworkDisconnect, ctx: JobContext
+    ) -> dict[str, Any]:
         """See :meth:`ContainerDriver.network_disconnect`."""
         network = self.network(params.id, ctx)
         container = self.container(params.container, ctx)
         network.disconnect(container, force=params.force)
         return self._network_view(network)
 
-    def network_remove(self, params: NetworkRef, ctx: JobContext) -> dict[str, Any]:
+    def network_remove(self, params: m.ContainerNetworkRef, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`ContainerDriver.network_remove`."""
         network = self.network(params.id, ctx)
         network.remove()
         return {"id": network.id, "name": network.name, "removed": True}
 
-    def network_prune(self, params: LabelFilter, ctx: JobContext) -> dict[str, Any]:
+    def network_prune(self, params: m.LabelFilter, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`ContainerDriver.network_prune`."""
         pruned = self.client.networks.prune(filters=self.label_filter(ctx, params.label))
         return {"deleted": pruned.get("NetworksDeleted") or []}
@@ -79,7 +75,7 @@ class NetworksMixin(DockerBase):
         return views.network_view(network)
 
 
-def _ipam(params: NetworkCreate) -> IPAMConfig | None:
+def _ipam(params: m.ContainerNetworkCreate) -> IPAMConfig | None:
     if params.subnet is None:
         return None
     gateway = str(params.gateway) if params.gateway else None

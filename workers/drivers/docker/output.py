@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nube.catalog.containers import OUTPUT_LIMIT
+from nube.catalog.container_models import OUTPUT_LIMIT
 
 
 def text(data: bytes | None, limit: int = OUTPUT_LIMIT) -> tuple[str, bool]:

@@ -10,7 +10,7 @@ from typing import Any
 
 from docker.types import Mount
 
-from nube.catalog.containers import ContainerSpec, PortMapping
+from nube.catalog.container_models import ContainerSpec, PortMapping
 from nube.wire import Hardening
 
 

@@ -11,13 +11,7 @@ from docker.models.containers import Container
 from docker.models.volumes import Volume
 from docker.types import Mount
 
-from nube.catalog.containers import (
-    LabelFilter,
-    VolumeCreate,
-    VolumeRef,
-    VolumeRemove,
-    VolumeRestore,
-)
+from nube.catalog import container_models as m
 from nube.errors import BackendFailed, Conflict, NotFound
 from workers.drivers.base import JobContext
 from workers.drivers.docker import views
@@ -31,7 +25,7 @@ _MOUNT = "/volume"
 class VolumesMixin(DockerBase):
     """The volume operations of :class:`ContainerDriver`."""
 
-    def volume_create(self, params: VolumeCreate, ctx: JobContext) -> dict[str, Any]:
+    def volume_create(self, params: m.ContainerVolumeCreate, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`ContainerDriver.volume_create`."""
         earlier = self.client.volumes.list(filters=self.job_filter(ctx))
         if earlier:
@@ -43,23 +37,23 @@ class VolumesMixin(DockerBase):
         )
         return views.volume_view(volume)
 
-    def volume_list(self, params: LabelFilter, ctx: JobContext) -> dict[str, Any]:
+    def volume_list(self, params: m.LabelFilter, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`ContainerDriver.volume_list`."""
         found = self.client.volumes.list(filters=self.label_filter(ctx, params.label))
         return {"volumes": [views.volume_view(v) for v in found]}
 
-    def volume_inspect(self, params: VolumeRef, ctx: JobContext) -> dict[str, Any]:
+    def volume_inspect(self, params: m.ContainerVolumeRef, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`ContainerDriver.volume_inspect`."""
         return views.volume_view(self.volume(params.name, ctx))
 
-    def volume_remove(self, params: VolumeRemove, ctx: JobContext) -> dict[str, Any]:
+    def volume_remove(self, params: m.ContainerVolumeRemove, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`ContainerDriver.volume_remove`."""
         volume = self.volume(params.name, ctx)
         with translated("volume", params.name):
             volume.remove(force=params.force)
         return {"name": volume.name, "removed": True}
 
-    def volume_prune(self, params: LabelFilter, ctx: JobContext) -> dict[str, Any]:
+    def volume_prune(self, params: m.LabelFilter, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`ContainerDriver.volume_prune`."""
         pruned = self.client.volumes.prune(filters=self.label_filter(ctx, params.label))
         return {
@@ -67,7 +61,7 @@ class VolumesMixin(DockerBase):
             "space_reclaimed": pruned.get("SpaceReclaimed", 0),
         }
 
-    def volume_backup(self, params: VolumeRef, ctx: JobContext) -> dict[str, Any]:
+    def volume_backup(self, params: m.ContainerVolumeRef, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`ContainerDriver.volume_backup`."""
         volume = self.volume(params.name, ctx)
         with self._helper(volume, ctx, read_only=True) as helper:
@@ -75,7 +69,7 @@ class VolumesMixin(DockerBase):
             raw = read_capped(chunks)
         return {"name": volume.name, "size": len(raw), "archive": base64.b64encode(raw).decode()}
 
-    def volume_restore(self, params: VolumeRestore, ctx: JobContext) -> dict[str, Any]:
+    def volume_restore(self, params: m.ContainerVolumeRestore, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`ContainerDriver.volume_restore`."""
         raw = decode_archive(params.archive)
         volume = self._volume_for_restore(params.name, ctx)

@@ -10,14 +10,7 @@ from typing import Any
 import libvirt
 from libvirt import virDomain as Dom
 
-from nube.catalog.vm_models import (
-    VmAutostart,
-    VmList,
-    VmReboot,
-    VmRef,
-    VmShutdown,
-    VmUndefine,
-)
+from nube.catalog import vm_models as m
 from nube.errors import Forbidden, Timeout
 from workers.drivers.base import JobContext
 from workers.drivers.libvirt.base import LibvirtBase, error_code
@@ -53,7 +46,7 @@ class DomainsMixin(LibvirtBase):
 
     # --- reads -----------------------------------------------------------------------------------
 
-    def list_domains(self, params: VmList, ctx: JobContext) -> dict[str, Any]:
+    def list_domains(self, params: m.VmList, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`HypervisorDriver.list_domains`."""
         return self._run(lambda c: {"vms": self._list(c, params.state, ctx)})
 
@@ -69,11 +62,11 @@ class DomainsMixin(LibvirtBase):
                     raise
         return sorted(vms, key=lambda vm: vm["name"])
 
-    def domain_info(self, params: VmRef, ctx: JobContext) -> dict[str, Any]:
+    def domain_info(self, params: m.VmRef, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`HypervisorDriver.domain_info`."""
         return self._run(lambda c: describe(*owned_domain(c, params.name, ctx), self.node))
 
-    def domain_xml(self, params: VmRef, ctx: JobContext) -> dict[str, Any]:
+    def domain_xml(self, params: m.VmRef, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`HypervisorDriver.domain_xml`."""
         if not ctx.admin:
             raise Forbidden(scope="admin")
@@ -105,44 +98,44 @@ class DomainsMixin(LibvirtBase):
                 raise
             return gone(dom.name(), self.node)
 
-    def start_domain(self, params: VmRef, ctx: JobContext) -> dict[str, Any]:
+    def start_domain(self, params: m.VmRef, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`HypervisorDriver.start_domain`."""
         return self._act(params.name, ctx, VmAction.START, lambda d: d.create())
 
-    def destroy_domain(self, params: VmRef, ctx: JobContext) -> dict[str, Any]:
+    def destroy_domain(self, params: m.VmRef, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`HypervisorDriver.destroy_domain`."""
         return self._act(params.name, ctx, VmAction.DESTROY, lambda d: d.destroy())
 
-    def suspend_domain(self, params: VmRef, ctx: JobContext) -> dict[str, Any]:
+    def suspend_domain(self, params: m.VmRef, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`HypervisorDriver.suspend_domain`."""
         return self._act(params.name, ctx, VmAction.SUSPEND, lambda d: d.suspend())
 
-    def resume_domain(self, params: VmRef, ctx: JobContext) -> dict[str, Any]:
+    def resume_domain(self, params: m.VmRef, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`HypervisorDriver.resume_domain`."""
         return self._act(params.name, ctx, VmAction.RESUME, lambda d: d.resume())
 
-    def save_domain(self, params: VmRef, ctx: JobContext) -> dict[str, Any]:
+    def save_domain(self, params: m.VmRef, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`HypervisorDriver.save_domain`."""
         # SAVE_RUNNING: a VM saved while paused restores running, as the state table says
         flag = libvirt.VIR_DOMAIN_SAVE_RUNNING
         return self._act(params.name, ctx, VmAction.SAVE, lambda d: d.managedSave(flag))
 
-    def restore_domain(self, params: VmRef, ctx: JobContext) -> dict[str, Any]:
+    def restore_domain(self, params: m.VmRef, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`HypervisorDriver.restore_domain`."""
         return self._act(params.name, ctx, VmAction.RESTORE, lambda d: d.create())
 
-    def reboot_domain(self, params: VmReboot, ctx: JobContext) -> dict[str, Any]:
+    def reboot_domain(self, params: m.VmReboot, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`HypervisorDriver.reboot_domain`."""
         if params.hard:
             return self._act(params.name, ctx, VmAction.REBOOT, lambda d: d.reset(0))
         return self._act(params.name, ctx, VmAction.REBOOT, lambda d: d.reboot(0))
 
-    def set_domain_autostart(self, params: VmAutostart, ctx: JobContext) -> dict[str, Any]:
+    def set_domain_autostart(self, params: m.VmAutostart, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`HypervisorDriver.set_domain_autostart`."""
         flag = int(params.enabled)
         return self._act(params.name, ctx, VmAction.AUTOSTART, lambda d: d.setAutostart(flag))
 
-    def shutdown_domain(self, params: VmShutdown, ctx: JobContext) -> dict[str, Any]:
+    def shutdown_domain(self, params: m.VmShutdown, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`HypervisorDriver.shutdown_domain`."""
         outcome: dict[str, bool] = {}
 
@@ -151,7 +144,7 @@ class DomainsMixin(LibvirtBase):
 
         return {**self._act(params.name, ctx, VmAction.SHUTDOWN, shutdown), **outcome}
 
-    def _shutdown(self, dom: Dom, params: VmShutdown, ctx: JobContext) -> dict[str, bool]:
+    def _shutdown(self, dom: Dom, params: m.VmShutdown, ctx: JobContext) -> dict[str, bool]:
         dom.shutdown()
         if _wait_off(dom, params.timeout, ctx):
             return {"graceful": True, "forced": False}
@@ -164,7 +157,7 @@ class DomainsMixin(LibvirtBase):
         dom.destroy()
         return {"graceful": False, "forced": True}
 
-    def undefine_domain(self, params: VmUndefine, ctx: JobContext) -> dict[str, Any]:
+    def undefine_domain(self, params: m.VmUndefine, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`HypervisorDriver.undefine_domain`."""
         removed: list[str] = []
 

@@ -9,7 +9,7 @@ from typing import Any
 import libvirt
 
 from nube.catalog import NoParams
-from nube.catalog.vm_models import NetworkAutostart, NetworkDefine, NetworkRef
+from nube.catalog.vm_models import VmNetworkAutostart, VmNetworkDefine, VmNetworkRef
 from nube.errors import Conflict, NotFound
 from workers.drivers.base import JobContext
 from workers.drivers.libvirt.base import LibvirtBase, error_code, jsonable
@@ -43,7 +43,7 @@ def describe_network(net: libvirt.virNetwork) -> dict[str, Any]:
     }
 
 
-def spec_of(p: NetworkDefine) -> NetworkSpec:
+def spec_of(p: VmNetworkDefine) -> NetworkSpec:
     dhcp = (p.dhcp_start, p.dhcp_end) if p.dhcp_start and p.dhcp_end else None
     return NetworkSpec(name=p.name, mode=p.mode, subnet=p.subnet, bridge=p.bridge, dhcp=dhcp)
 
@@ -76,19 +76,19 @@ class NetworksMixin(LibvirtBase):
             }
         )
 
-    def network_info(self, params: NetworkRef, ctx: JobContext) -> dict[str, Any]:
+    def network_info(self, params: VmNetworkRef, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`HypervisorDriver.network_info`."""
         return self._on_network(params.name, lambda n: None)
 
-    def start_network(self, params: NetworkRef, ctx: JobContext) -> dict[str, Any]:
+    def start_network(self, params: VmNetworkRef, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`HypervisorDriver.start_network`."""
         return self._on_network(params.name, lambda n: n.create())
 
-    def set_network_autostart(self, params: NetworkAutostart, ctx: JobContext) -> dict[str, Any]:
+    def set_network_autostart(self, params: VmNetworkAutostart, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`HypervisorDriver.set_network_autostart`."""
         return self._on_network(params.name, lambda n: n.setAutostart(int(params.enabled)))
 
-    def destroy_network(self, params: NetworkRef, ctx: JobContext) -> dict[str, Any]:
+    def destroy_network(self, params: VmNetworkRef, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`HypervisorDriver.destroy_network`."""
 
         def call(conn: libvirt.virConnect) -> dict[str, Any]:
@@ -101,7 +101,7 @@ class NetworksMixin(LibvirtBase):
 
         return self._run(call)
 
-    def undefine_network(self, params: NetworkRef, ctx: JobContext) -> dict[str, Any]:
+    def undefine_network(self, params: VmNetworkRef, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`HypervisorDriver.undefine_network`."""
 
         def call(conn: libvirt.virConnect) -> dict[str, Any]:
@@ -113,7 +113,7 @@ class NetworksMixin(LibvirtBase):
 
         return self._run(call)
 
-    def network_leases(self, params: NetworkRef, ctx: JobContext) -> dict[str, Any]:
+    def network_leases(self, params: VmNetworkRef, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`HypervisorDriver.network_leases`."""
 
         def call(conn: libvirt.virConnect) -> dict[str, Any]:
@@ -124,11 +124,11 @@ class NetworksMixin(LibvirtBase):
 
         return self._run(call)
 
-    def define_network(self, params: NetworkDefine, ctx: JobContext) -> dict[str, Any]:
+    def define_network(self, params: VmNetworkDefine, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`HypervisorDriver.define_network`."""
         return self._run(lambda c: self._define_network(c, params))
 
-    def _define_network(self, conn: libvirt.virConnect, p: NetworkDefine) -> dict[str, Any]:
+    def _define_network(self, conn: libvirt.virConnect, p: VmNetworkDefine) -> dict[str, Any]:
         spec = spec_of(p)
         if p.name in conn.listNetworks() + conn.listDefinedNetworks():
             net = conn.networkLookupByName(p.name)

@@ -9,15 +9,7 @@ from typing import Any
 import libvirt
 
 from nube.catalog import NoParams
-from nube.catalog.vm_models import (
-    PoolAutostart,
-    PoolDefine,
-    PoolRef,
-    PoolUndefine,
-    VolumeCreate,
-    VolumeList,
-    VolumeRef,
-)
+from nube.catalog import vm_models as m
 from nube.errors import Conflict
 from workers.drivers.base import JobContext
 from workers.drivers.libvirt.base import LibvirtBase
@@ -82,31 +74,31 @@ class StorageMixin(LibvirtBase):
             }
         )
 
-    def pool_info(self, params: PoolRef, ctx: JobContext) -> dict[str, Any]:
+    def pool_info(self, params: m.PoolRef, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`HypervisorDriver.pool_info`."""
         return self._on_pool(params.name, lambda p: None)
 
-    def build_pool(self, params: PoolRef, ctx: JobContext) -> dict[str, Any]:
+    def build_pool(self, params: m.PoolRef, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`HypervisorDriver.build_pool`."""
         return self._on_pool(params.name, lambda p: p.build(0))
 
-    def start_pool(self, params: PoolRef, ctx: JobContext) -> dict[str, Any]:
+    def start_pool(self, params: m.PoolRef, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`HypervisorDriver.start_pool`."""
         return self._on_pool(params.name, lambda p: p.create(0))
 
-    def destroy_pool(self, params: PoolRef, ctx: JobContext) -> dict[str, Any]:
+    def destroy_pool(self, params: m.PoolRef, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`HypervisorDriver.destroy_pool`."""
         return self._on_pool(params.name, lambda p: p.destroy())
 
-    def refresh_pool(self, params: PoolRef, ctx: JobContext) -> dict[str, Any]:
+    def refresh_pool(self, params: m.PoolRef, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`HypervisorDriver.refresh_pool`."""
         return self._on_pool(params.name, lambda p: p.refresh(0))
 
-    def set_pool_autostart(self, params: PoolAutostart, ctx: JobContext) -> dict[str, Any]:
+    def set_pool_autostart(self, params: m.PoolAutostart, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`HypervisorDriver.set_pool_autostart`."""
         return self._on_pool(params.name, lambda p: p.setAutostart(int(params.enabled)))
 
-    def undefine_pool(self, params: PoolUndefine, ctx: JobContext) -> dict[str, Any]:
+    def undefine_pool(self, params: m.PoolUndefine, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`HypervisorDriver.undefine_pool`."""
 
         def call(conn: libvirt.virConnect) -> dict[str, Any]:
@@ -120,11 +112,11 @@ class StorageMixin(LibvirtBase):
 
         return self._run(call)
 
-    def define_pool(self, params: PoolDefine, ctx: JobContext) -> dict[str, Any]:
+    def define_pool(self, params: m.PoolDefine, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`HypervisorDriver.define_pool`."""
         return self._run(lambda c: self._define_pool(c, params))
 
-    def _define_pool(self, conn: libvirt.virConnect, p: PoolDefine) -> dict[str, Any]:
+    def _define_pool(self, conn: libvirt.virConnect, p: m.PoolDefine) -> dict[str, Any]:
         path = self.pool_path(p.name)
         if p.name in conn.listStoragePools() + conn.listDefinedStoragePools():
             pool = conn.storagePoolLookupByName(p.name)
@@ -146,7 +138,7 @@ class StorageMixin(LibvirtBase):
 
     # --- volumes ---------------------------------------------------------------------------------
 
-    def list_volumes(self, params: VolumeList, ctx: JobContext) -> dict[str, Any]:
+    def list_volumes(self, params: m.StorageVolumeList, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`HypervisorDriver.list_volumes`."""
 
         def call(conn: libvirt.virConnect) -> dict[str, Any]:
@@ -156,7 +148,7 @@ class StorageMixin(LibvirtBase):
 
         return self._run(call)
 
-    def volume_info(self, params: VolumeRef, ctx: JobContext) -> dict[str, Any]:
+    def volume_info(self, params: m.StorageVolumeRef, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`HypervisorDriver.volume_info`."""
 
         def call(conn: libvirt.virConnect) -> dict[str, Any]:
@@ -165,11 +157,11 @@ class StorageMixin(LibvirtBase):
 
         return self._run(call)
 
-    def create_volume(self, params: VolumeCreate, ctx: JobContext) -> dict[str, Any]:
+    def create_volume(self, params: m.StorageVolumeCreate, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`HypervisorDriver.create_volume`."""
         return self._run(lambda c: self._create_volume(c, params))
 
-    def _create_volume(self, conn: libvirt.virConnect, p: VolumeCreate) -> dict[str, Any]:
+    def _create_volume(self, conn: libvirt.virConnect, p: m.StorageVolumeCreate) -> dict[str, Any]:
         pool = lookup_pool(conn, p.pool)
         if not pool.isActive():
             raise Conflict(f"storage pool '{p.pool}' is not active")
@@ -181,7 +173,7 @@ class StorageMixin(LibvirtBase):
         vol = pool.createXML(volume_xml(p.name, p.capacity_mib, p.format), 0)
         return describe_volume(pool, vol)
 
-    def delete_volume(self, params: VolumeRef, ctx: JobContext) -> dict[str, Any]:
+    def delete_volume(self, params: m.StorageVolumeRef, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`HypervisorDriver.delete_volume`."""
 
         def call(conn: libvirt.virConnect) -> dict[str, Any]:
@@ -191,7 +183,7 @@ class StorageMixin(LibvirtBase):
         return self._run(call)
 
 
-def _setup_pool(pool: libvirt.virStoragePool, p: PoolDefine) -> None:
+def _setup_pool(pool: libvirt.virStoragePool, p: m.PoolDefine) -> None:
     if p.build:
         pool.build(0)
     if p.start:
