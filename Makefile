@@ -14,7 +14,7 @@ setup:
 
 lint:                ## ruff and mypy
 	.venv/bin/ruff check .
-	.venv/bin/mypy nube api workers agents
+	.venv/bin/mypy nube api workers agents tests bench
 
 bench: setup         ## benchmarks (ratios against bare baselines measured in the same run)
 	for b in bench/bench_*.py; do $(PY) $$b || exit 1; done

@@ -47,6 +47,24 @@ def _time(fn: Callable[[], object], n: int, repeat: int = 5) -> float:
     return min(runs) if runs else statistics.mean(runs)
 
 
+def _measure(size: int, n: int, sealer: Sealer, binding: Binding) -> tuple[float, float, float]:
+    """µs per message at ``size``: json, the sealed serializer, the bare seal+open."""
+    body = _body(size)
+    raw = json.dumps(body).encode()
+    base = _time(lambda: json.loads(json.dumps(body)), n)
+    sealed = _time(
+        lambda: loads(
+            dumps(body, serializer=TASK_SERIALIZER)[2],
+            TASK_CONTENT_TYPE,
+            "utf-8",
+            accept=[TASK_CONTENT_TYPE],
+        ),
+        n,
+    )
+    bare = _time(lambda: sealer.open(sealer.seal(raw, binding)), n)
+    return base, sealed, bare
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=2000)
@@ -57,19 +75,7 @@ def main() -> None:
     binding = Binding("containers.run", "0" * 32, "acme")
     print(f"{'size':>7} {'json µs':>9} {'sealed µs':>10} {'ratio':>6} {'seal+open µs':>13}")
     for size in (1024, 64 * 1024):
-        body = _body(size)
-        raw = json.dumps(body).encode()
-        base = _time(lambda b=body: json.loads(json.dumps(b)), n)
-        sealed = _time(
-            lambda b=body: loads(
-                dumps(b, serializer=TASK_SERIALIZER)[2],
-                TASK_CONTENT_TYPE,
-                "utf-8",
-                accept=[TASK_CONTENT_TYPE],
-            ),
-            n,
-        )
-        bare = _time(lambda r=raw: sealer.open(sealer.seal(r, binding)), n)
+        base, sealed, bare = _measure(size, n, sealer, binding)
         label = f"{size // 1024} KiB"
         print(f"{label:>7} {base:9.1f} {sealed:10.1f} {sealed / base:6.2f} {bare:13.1f}")
 

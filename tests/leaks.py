@@ -8,6 +8,7 @@ from pathlib import Path
 import redis
 
 from nube.tools.devstack import Stack
+from tests.redis_replies import each, entries, fields, one
 
 
 def all_key_dumps(stack: Stack) -> bytes:
@@ -15,24 +16,24 @@ def all_key_dumps(stack: Stack) -> bytes:
     string, so strings are also read with ``GET``, hashes with ``HGETALL`` and so on)."""
     raw = redis.Redis(port=stack.redis_port, password=stack.redis_password)
     out: list[bytes] = []
-    for key in raw.scan_iter(count=500):
-        out += [key, raw.dump(key) or b""]
+    for key in each(raw.scan_iter(count=500), bytes):
+        out += [key, one(raw.dump(key) or b"", bytes)]
         kind = raw.type(key)
         if kind == b"string":
-            out.append(raw.get(key) or b"")
+            out.append(one(raw.get(key) or b"", bytes))
         elif kind == b"hash":
-            for field, value in raw.hgetall(key).items():
+            for field, value in fields(raw.hgetall(key), bytes).items():
                 out += [field, value]
         elif kind == b"list":
-            out += raw.lrange(key, 0, -1)
+            out += each(raw.lrange(key, 0, -1), bytes)
         elif kind == b"set":
-            out += list(raw.smembers(key))
+            out += each(raw.smembers(key), bytes)
         elif kind == b"zset":
-            out += [member for member, _ in raw.zrange(key, 0, -1, withscores=True)]
+            out += each(raw.zrange(key, 0, -1), bytes)
         elif kind == b"stream":
-            for entry_id, fields in raw.xrange(key):
+            for entry_id, values in entries(raw.xrange(key), bytes):
                 out.append(entry_id)
-                for field, value in fields.items():
+                for field, value in values.items():
                     out += [field, value]
     return b"\n".join(out)
 

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from typing import NoReturn
 
 import pytest
 import redis
@@ -24,7 +25,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _need(what: str) -> None:
+def _need(what: str) -> NoReturn:
     """Skip locally, fail loudly on CI (dramatiq's tests/conftest.py)."""
     if os.environ.get("CI"):
         raise RuntimeError(f"{what} is required on CI")

@@ -13,6 +13,7 @@ import pytest
 from nube.tokens import Scope, TokenStore
 from nube.tools.client import NubeClient
 from nube.tools.devstack import Stack
+from tests.redis_replies import one
 
 
 @pytest.fixture
@@ -37,7 +38,7 @@ def test_passive_mode_relays_readable_signed_messages(passive_stack: Stack) -> N
         if raw.llen("vms"):
             break
         time.sleep(0.1)
-    envelope = json.loads(base64.b64decode(json.loads(raw.lindex("vms", 0))["body"]))
+    envelope = json.loads(base64.b64decode(json.loads(one(raw.lindex("vms", 0), str))["body"]))
     assert envelope["alg"] == "HS256" and "sig" in envelope  # signed ...
     _, kwargs, _ = json.loads(envelope["body"])  # ... and readable
     assert envelope["task"] == "vms.list" and kwargs["params"] == {}

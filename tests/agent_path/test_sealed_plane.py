@@ -35,6 +35,7 @@ from tests.conftest import (
     remove_docker_resources,
 )
 from tests.leaks import all_key_dumps, aof_files, files_holding
+from tests.redis_replies import entries, one
 
 IMAGE = "busybox:latest"
 BROKEN = "worker-containers-broken"
@@ -92,7 +93,7 @@ def _flower(stack: Stack, path: str) -> requests.Response:
 
 def _refusals(stack: Stack) -> list[dict[str, Any]]:
     records = []
-    for _, fields in stack.redis().xrange("nube:audit"):
+    for _, fields in entries(stack.redis().xrange("nube:audit"), str):
         record = json.loads(next(iter(fields.values())))
         if record.get("outcome") == "refused":
             records.append(record)
@@ -218,8 +219,9 @@ def test_sealed_copies_are_refused_audited_and_the_original_runs(
     plane.stop("agent")
     job = owner.submit("POST", "/v1/containers", {"image": IMAGE, "command": ["true"]})
     raw = redis.Redis(port=plane.redis_port, password=plane.redis_password)
-    original = raw.lpop(INGRESS_QUEUE)
-    assert original is not None
+    popped = raw.lpop(INGRESS_QUEUE)
+    assert popped is not None
+    original = one(popped, bytes)
     other = "00000000-0000-4000-8000-000000000000"
     for field, value in (("id", relay_task_id(other)), ("task", "containers.run")):
         copy = json.loads(original)

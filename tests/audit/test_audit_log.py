@@ -12,6 +12,7 @@ import redis
 
 from nube.audit.log import STREAM, AuditEvent, AuditLog, Query, canonical, record_hash
 from nube.audit.verifier import Problem, verify_file
+from tests.redis_replies import entries
 
 
 def _fill(log: AuditLog, n: int = 6) -> list[dict[str, Any]]:
@@ -31,7 +32,7 @@ def _fill(log: AuditLog, n: int = 6) -> list[dict[str, Any]]:
 
 
 def _records(r: redis.Redis) -> list[dict[str, Any]]:
-    return [json.loads(f[b"r"]) for _, f in r.xrange(STREAM)]
+    return [json.loads(f[b"r"]) for _, f in entries(r.xrange(STREAM), bytes)]
 
 
 def _rewrite(r: redis.Redis, records: list[dict[str, Any]]) -> None:
@@ -105,7 +106,7 @@ def test_edit_with_rehash_is_named_by_the_broken_link(r: redis.Redis) -> None:
 def test_delete_is_named(r: redis.Redis, index: int, seq: int) -> None:
     log = AuditLog(r)
     _fill(log)
-    entry_ids = [eid for eid, _ in r.xrange(STREAM)]
+    entry_ids = [eid for eid, _ in entries(r.xrange(STREAM), bytes)]
     r.xdel(STREAM, entry_ids[index])
     report = log.verify()
     assert (report.problem, report.seq) == (Problem.DELETED, seq)
@@ -114,7 +115,7 @@ def test_delete_is_named(r: redis.Redis, index: int, seq: int) -> None:
 def test_delete_of_the_last_record_is_named_via_the_head(r: redis.Redis) -> None:
     log = AuditLog(r)
     _fill(log)
-    r.xdel(STREAM, r.xrevrange(STREAM, count=1)[0][0])
+    r.xdel(STREAM, entries(r.xrevrange(STREAM, count=1), bytes)[0][0])
     report = log.verify()
     assert (report.problem, report.seq) == (Problem.DELETED, 6)
 

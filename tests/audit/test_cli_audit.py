@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from nube.audit.log import STREAM, AuditEvent, AuditLog, canonical
 from nube.tools.cli_audit import audit_app
+from tests.redis_replies import entries
 
 runner = CliRunner()
 
@@ -24,11 +25,11 @@ def test_audit_verify_ok_then_names_the_edit(
     res = runner.invoke(audit_app, ["verify", "--redis-url", redis_url, "-f", str(mirror)])
     assert res.exit_code == 0, res.output
     assert "ok, 4 records" in res.output
-    entries = r.xrange(STREAM)
-    rec = json.loads(entries[1][1][b"r"])
+    stream = entries(r.xrange(STREAM), bytes)
+    rec = json.loads(stream[1][1][b"r"])
     rec["outcome"] = "failed"
     r.delete(STREAM)
-    for i, (_, fields) in enumerate(entries, 1):
+    for i, (_, fields) in enumerate(stream, 1):
         r.xadd(STREAM, {"r": canonical(rec) if i == 2 else fields[b"r"]}, id=f"{i}-0")
     res = runner.invoke(audit_app, ["verify", "--redis-url", redis_url])
     assert res.exit_code == 1

@@ -18,6 +18,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -81,14 +82,14 @@ class ComposeStack:
         return proc
 
 
-def _wait_ready(url: str, timeout: float) -> dict[str, object]:
+def _wait_ready(url: str, timeout: float) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
-    body: dict[str, object] = {}
+    body: dict[str, Any] = {}
     while time.monotonic() < deadline:
         try:
             body = requests.get(url + "/readyz", timeout=3).json()
             queues = body.get("queues") or {}
-            if all(queues.get(q) for q in QUEUES):  # type: ignore[union-attr]
+            if all(queues.get(q) for q in QUEUES):
                 return body
         except (requests.RequestException, ValueError):
             pass

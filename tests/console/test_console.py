@@ -18,6 +18,7 @@ import importlib.util
 import secrets
 import time
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -32,6 +33,7 @@ if importlib.util.find_spec("selenium") is not None:
     from selenium import webdriver
     from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.chromium.webdriver import ChromiumDriver
     from selenium.webdriver.common.by import By
     from selenium.webdriver.remote.webdriver import WebDriver
     from selenium.webdriver.support.ui import WebDriverWait
@@ -109,7 +111,7 @@ class Screens:
         return path
 
 
-def until(driver: WebDriver, what: str, check: Callable[[], T], timeout: float = WAIT) -> T:
+def until(driver: WebDriver, what: str, check: Callable[[], T | None], timeout: float = WAIT) -> T:
     """Wait until ``check()`` is truthy (the page re-renders rows: stale elements are retried)."""
     waiter = WebDriverWait(
         driver,
@@ -117,7 +119,7 @@ def until(driver: WebDriver, what: str, check: Callable[[], T], timeout: float =
         poll_frequency=0.1,
         ignored_exceptions=(NoSuchElementException, StaleElementReferenceException),
     )
-    result: T = waiter.until(lambda _: check(), message=f"waiting for {what}")
+    result: T = waiter.until(lambda _: check() or False, message=f"waiting for {what}")
     return result
 
 
@@ -173,11 +175,12 @@ def settled_vm(driver: WebDriver, name: str, state: str) -> dict[str, Any]:
 
 def click_vm_button(driver: WebDriver, name: str, action: str) -> None:
     selector = f'#vms-body tr[data-vm="{name}"] button[data-action="{action}"]'
-    until(
-        driver,
-        f"{action} clicked",
-        lambda: driver.find_element(By.CSS_SELECTOR, selector).click() or True,
-    )
+
+    def clicked() -> bool:
+        driver.find_element(By.CSS_SELECTOR, selector).click()
+        return True
+
+    until(driver, f"{action} clicked", clicked)
 
 
 def job_row(
@@ -192,14 +195,14 @@ def job_row(
     return until(driver, f"job {operation} {status}", found)
 
 
+def _section_read(driver: WebDriver, name: str) -> bool:
+    return text(driver, f"#{name}-note").startswith(("updated", "admins only"))
+
+
 def sections_loaded(driver: WebDriver) -> None:
     """Every resource section has been read once (its note says when, or why not)."""
     for name in ("vms", "containers", "images", "networks", "volumes", "audit"):
-        until(
-            driver,
-            f"section {name}",
-            lambda name=name: text(driver, f"#{name}-note").startswith(("updated", "admins only")),
-        )
+        until(driver, f"section {name}", partial(_section_read, driver, name))
 
 
 def sign_in(driver: WebDriver, url: str, secret: str) -> None:
@@ -210,6 +213,7 @@ def sign_in(driver: WebDriver, url: str, secret: str) -> None:
 
 
 def severe_logs(driver: WebDriver) -> list[dict[str, Any]]:
+    assert isinstance(driver, ChromiumDriver)  # the browser's log is Chromium's
     return [e for e in driver.get_log("browser") if e.get("level") == "SEVERE"]
 
 
@@ -323,9 +327,9 @@ def test_console_runs_a_container_and_drives_a_vm(
 
         # start it with its button: while its job runs, every button of the VM is disabled
         click_vm_button(browser, vm, "start")
-        row = vm_view(browser, vm)
-        if row and row["busy"] == "start":
-            assert row["enabled"] == [] and row["state_text"] == "defined start…", row
+        busy = vm_view(browser, vm)
+        if busy and busy["busy"] == "start":
+            assert busy["enabled"] == [] and busy["state_text"] == "defined start…", busy
         row = settled_vm(browser, vm, "running")
         assert set(row["enabled"]) == {
             "shutdown",

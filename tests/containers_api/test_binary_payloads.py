@@ -305,7 +305,9 @@ def api_2mib(stack: Stack) -> Iterator[str]:
 
 
 def test_the_json_limit_is_a_setting(api: NubeClient, api_2mib: str) -> None:
-    other = NubeClient(api_2mib, api.session.headers["Authorization"].split(" ", 1)[1])
+    bearer = api.session.headers["Authorization"]
+    assert isinstance(bearer, str)
+    other = NubeClient(api_2mib, bearer.split(" ", 1)[1])
     doc = openapi(other)
     assert body_spec(doc, "/v1/container-volumes")["x-nube-max-body-bytes"] == 2 * MiB
     binary_limit = (PAYLOAD_LIMIT + 2) // 3 * 4 + 2 * MiB

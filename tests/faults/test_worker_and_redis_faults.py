@@ -31,6 +31,7 @@ from nube.tools.client import NubeClient
 from nube.tools.devstack import Stack
 from tests.conftest import TEST_POLICY, docker_available, need, remove_docker_resources
 from tests.faults.test_message_path_faults import _container_creations
+from tests.redis_replies import each, fields
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
 SLEEPER = {"image": "busybox:latest", "command": ["sleep", "3"]}
@@ -132,7 +133,7 @@ def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
 def unacked_holding(stack: Stack, job_id: str) -> list[str]:
     """Delivery tags of the unacked (delivered, not yet acknowledged) messages of ``job_id``."""
     tags = []
-    for tag, raw in stack.redis().hgetall("unacked").items():
+    for tag, raw in fields(stack.redis().hgetall("unacked"), str).items():
         message = json.loads(raw)[0]
         if message.get("headers", {}).get("id") == job_id:
             tags.append(tag)
@@ -499,7 +500,7 @@ def test_sigkill_redis_during_submit_burst(tmp_path: Path) -> None:
             # Messages a worker or the agent held when its connection died wait in the unacked
             # hash for visibility_timeout (3600 s): fast-forward that clock, as in #3.
             r = stack.redis()
-            expire_visibility(stack, r.zrange("unacked_index", 0, -1))
+            expire_visibility(stack, each(r.zrange("unacked_index", 0, -1), str))
             again = settled(stack, ids, 30, quiet=5)
             delayed = sorted(set(result["lost"]) - set(again["lost"]))
             result = again

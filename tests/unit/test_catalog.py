@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import typing
+from abc import ABCMeta
 from typing import Any
 
 import pytest
@@ -26,7 +27,7 @@ from workers.drivers.hypervisor import HypervisorDriver
 from workers.drivers.libvirt import LibvirtDriver
 
 #: service → its driver interface and every driver that implements it (add a fake here)
-DRIVERS: dict[str, tuple[type, ...]] = {
+DRIVERS: dict[str, tuple[ABCMeta, ...]] = {
     "containers": (ContainerDriver, DockerDriver, FakeContainerDriver),
     "vms": (HypervisorDriver, LibvirtDriver, FakeHypervisorDriver),
 }

@@ -12,6 +12,7 @@ import contextlib
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 import libvirt
@@ -86,7 +87,7 @@ def _quiet(fn: Callable[[], object]) -> None:
         fn()
 
 
-def _listed(fn: Callable[[int], list]) -> list:  # type: ignore[type-arg]
+def _listed(fn: Callable[[int], list[Any]]) -> list[Any]:
     try:
         return fn(0)
     except libvirt.libvirtError:
@@ -96,7 +97,7 @@ def _listed(fn: Callable[[int], list]) -> list:  # type: ignore[type-arg]
 def _clean_domain(dom: libvirt.virDomain) -> None:
     _quiet(dom.destroy)
     for snap in _listed(dom.listAllSnapshots):
-        _quiet(lambda s=snap: s.delete(libvirt.VIR_DOMAIN_SNAPSHOT_DELETE_METADATA_ONLY))
+        _quiet(partial(snap.delete, libvirt.VIR_DOMAIN_SNAPSHOT_DELETE_METADATA_ONLY))
     flags = (
         libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
     )
@@ -119,11 +120,11 @@ def clean_prefix() -> None:
                 _quiet(net.undefine)
         for pool in _listed(conn.listAllStoragePools):
             if pool.name().startswith(PREFIX):
-                _quiet(lambda p=pool: p.create(0))
+                _quiet(partial(pool.create, 0))
                 for vol in _listed(pool.listAllVolumes):
-                    _quiet(lambda v=vol: v.delete(0))
+                    _quiet(partial(vol.delete, 0))
                 _quiet(pool.destroy)
-                _quiet(lambda p=pool: p.delete(0))
+                _quiet(partial(pool.delete, 0))
                 _quiet(pool.undefine)
     finally:
         conn.close()
