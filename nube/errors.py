@@ -37,10 +37,11 @@ class NubeError(Exception):
             return cls.template
 
     def to_dict(self) -> dict[str, Any]:
-        """The job's ``error`` member: code, message, retryable, details (and the ``title``,
-        which the job store keeps readable where it seals the message)."""
+        """The job's ``error`` member: code, HTTP status, message, retryable, details (and the
+        ``title``, which the job store keeps readable where it seals the message)."""
         return {
             "code": self.code,
+            "status": self.status,
             "message": self.message,
             "retryable": self.retryable,
             "details": _jsonable(self.details),
@@ -306,3 +307,33 @@ class MiddlewareFailed(RelayError):
 
     code = "internal"
     template = "the agent's '{middleware}' step failed unexpectedly"
+
+
+# --- from a stored error back to its class ------------------------------------------------------
+
+
+def error_class(code: str, title: str | None = None) -> type[NubeError]:
+    """The error class a stored error (a job's ``error``) came from: the class with that
+    ``code`` and ``title`` (``invalid_request`` is 422, 400 or 413 by class), else the most
+    general class with that ``code``, else :class:`NubeError` (``internal``, 500).
+
+    Lets the API answer a failed job with the error's own status and title when the record
+    carries only its code (and, where it was sealed, its title)."""
+    by_code: type[NubeError] | None = None
+    for cls in _classes():
+        if cls.code != code:
+            continue
+        if title is None or cls.title == title:
+            return cls
+        by_code = by_code or cls
+    return by_code or NubeError
+
+
+def _classes() -> list[type[NubeError]]:
+    """Every error class, the more general first (breadth first from :class:`NubeError`)."""
+    found: list[type[NubeError]] = []
+    level: list[type[NubeError]] = [NubeError]
+    while level:
+        found += level
+        level = [sub for cls in level for sub in cls.__subclasses__() if sub not in found]
+    return found

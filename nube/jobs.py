@@ -51,6 +51,9 @@ class JobEvent(BaseModel):
 
 class JobError(BaseModel):
     code: str
+    status: int | None = None
+    """The error's HTTP status, which a request that waited for the job answers with (None in
+    older records: the API finds it by ``code``, :func:`nube.errors.error_class`)."""
     message: str
     retryable: bool = False
     details: dict[str, Any] = Field(default_factory=dict)
@@ -145,6 +148,7 @@ class JobStore:
             hidden = json.dumps({"message": error["message"], "details": error["details"]})
             data["error"] = {
                 "code": error["code"],
+                "status": error["status"],
                 "message": job.error.label,
                 "retryable": error["retryable"],
                 SEALED: self.sealer.seal(job.id, job.tenant, hidden.encode()),

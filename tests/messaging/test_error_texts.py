@@ -102,11 +102,13 @@ def test_a_failed_commands_path_is_readable_by_its_owner_only(
     assert job["attempts"] == 1 and error["retryable"] is False
     assert_nowhere_but_the_api(stack, marker, job["id"])
 
-    # the record keeps the code, retryable and the error's title readable; the rest is sealed
+    # the record keeps the code, HTTP status, retryable and the error's title readable; the
+    # rest is sealed
     stored = json.loads(stack.redis().get(f"nube:job:{job['id']}") or "{}")
     readable = {k: v for k, v in stored["error"].items() if k != "$sealed"}
-    assert set(readable) == {"code", "message", "retryable"}, stored["error"]
+    assert set(readable) == {"code", "status", "message", "retryable"}, stored["error"]
     assert readable["code"] == error["code"] and readable["retryable"] is False
+    assert readable["status"] == error["status"] == 422
     assert stored["error"]["$sealed"] and marker not in readable["message"]
     assert [e["detail"] for e in job["history"] if e["event"] == "failed"] == [error["code"]]
 

@@ -49,7 +49,9 @@ def failure() -> BackendFailed:
     return BackendFailed(reason=f'exec: "{SECRET}": stat {SECRET}: no such file or directory')
 
 
-def test_a_sealed_error_keeps_only_code_retryable_and_title_readable(sealed: JobStore) -> None:
+def test_a_sealed_error_keeps_only_code_status_retryable_and_title_readable(
+    sealed: JobStore,
+) -> None:
     job = new_job(sealed)
     sealed.mark_running(job.id, "n1")
     error = failure()
@@ -59,14 +61,16 @@ def test_a_sealed_error_keeps_only_code_retryable_and_title_readable(sealed: Job
     raw = str(sealed.redis.get(sealed.key(job.id)))
     assert "MARKER1234" not in raw
     stored = json.loads(raw)["error"]
-    assert set(stored) == {"code", "message", "retryable", "$sealed"}
+    assert set(stored) == {"code", "status", "message", "retryable", "$sealed"}
     assert stored["code"] == "internal" and stored["retryable"] is False
+    assert stored["status"] == 500
     assert stored["message"] == BackendFailed.title
 
     read = sealed.get(job.id)
     assert read.error is not None
     assert read.error.model_dump() == {
         "code": "internal",
+        "status": 500,
         "message": error.message,
         "retryable": False,
         "details": {"reason": error.details["reason"]},

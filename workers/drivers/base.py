@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from nube.errors import Conflict
 from nube.wire import Hardening
 
 Result = dict[str, Any]
@@ -41,6 +42,16 @@ class JobContext:
     @property
     def labels(self) -> dict[str, str]:
         return {"nube.tenant": self.tenant, "nube.job": self.job_id}
+
+
+def name_taken(kind: str, name: str) -> Conflict:
+    """The one answer to a create (or rename) whose name is not free, whoever holds it: the
+    caller, another tenant, or something nube did not make.
+
+    Names are per backend (a Docker engine's containers, networks and volumes; a libvirt
+    connection's domains), so a name another tenant holds cannot be used; the answer says only
+    that, never who holds it, its id, or its state (the backend's own message would)."""
+    return Conflict(f"the {kind} name '{name}' is not available", kind=kind, name=name)
 
 
 def job_tag(job_id: str) -> str:

@@ -47,8 +47,9 @@ class ContainerDriver(ABC):
         (a container still running at the timeout is killed, removed and reported as
         ``Timeout``). A redelivered call finds the container of the first attempt (by its
         ``nube.job`` label) and starts or waits for it instead of making another.
-        Missing image: ``NotFound``; name taken or port already allocated: ``Conflict``; a
-        container that failed to start is removed before the error is raised.
+        Missing image: ``NotFound``; name taken (:func:`~workers.drivers.base.name_taken`, which
+        never says who holds it) or port already allocated: ``Conflict``; a container that
+        failed to start is removed before the error is raised.
         """
 
     @abstractmethod
@@ -134,7 +135,7 @@ class ContainerDriver(ABC):
 
     @abstractmethod
     def rename(self, params: m.ContainerRename, ctx: JobContext) -> Result:
-        """Give the container a new name. Name in use: ``Conflict``."""
+        """Give the container a new name. Name in use: ``Conflict`` (``name_taken``)."""
 
     @abstractmethod
     def port(self, params: m.ContainerRef, ctx: JobContext) -> Result:
@@ -145,7 +146,7 @@ class ContainerDriver(ABC):
 
     @abstractmethod
     def network_create(self, params: m.ContainerNetworkCreate, ctx: JobContext) -> Result:
-        """Create a user bridge network. Name in use: ``Conflict``; subnet overlapping another
+        """Create a user bridge network. Name in use: ``name_taken``; subnet overlapping another
         network: ``Conflict``. A redelivered call returns the first attempt's network."""
 
     @abstractmethod
@@ -177,7 +178,7 @@ class ContainerDriver(ABC):
 
     @abstractmethod
     def volume_create(self, params: m.ContainerVolumeCreate, ctx: JobContext) -> Result:
-        """Create a local named volume. Name in use: ``Conflict`` (the engine itself would
+        """Create a local named volume. Name in use: ``name_taken`` (the engine itself would
         hand back the existing volume). A redelivered call returns the first attempt's."""
 
     @abstractmethod

@@ -57,8 +57,9 @@ class HypervisorDriver(ABC):
         New disk volumes are created first, named after the job so a redelivery reuses them. On
         failure everything this call made (volumes, the definition) is removed again. When a
         domain of that name exists and was made by ``ctx.job_id`` it is returned (started if the
-        spec asks); made by anyone else it is ``Conflict``. Missing pools, volumes or networks
-        are ``NotFound``.
+        spec asks); made by anyone else it is ``Conflict``
+        (:func:`~workers.drivers.base.name_taken`, which never says who holds it). Missing
+        pools, volumes or networks are ``NotFound``.
         """
 
     @abstractmethod

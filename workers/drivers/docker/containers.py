@@ -9,7 +9,7 @@ from docker.models.containers import Container
 
 from nube.catalog import container_models as m
 from nube.errors import Conflict, NotFound, NubeError, Timeout
-from workers.drivers.base import JobContext
+from workers.drivers.base import JobContext, name_taken
 from workers.drivers.docker import output, views
 from workers.drivers.docker.base import HELPER, DockerBase
 from workers.drivers.docker.errors import translated
@@ -99,7 +99,11 @@ class ContainersMixin(DockerBase):
     def rename(self, params: m.ContainerRename, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`ContainerDriver.rename`."""
         container = self.container(params.id, ctx)
-        container.rename(params.name)
+        try:
+            with translated("container", params.id):
+                container.rename(params.name)
+        except Conflict:
+            raise name_taken("container", params.name) from None
         return self._state(container) | {"name": params.name}
 
     # --- helpers -------------------------------------------------------------------------------
@@ -114,8 +118,14 @@ class ContainersMixin(DockerBase):
         self._prepare_volumes(spec, ctx)
         kwargs = create_kwargs(spec, self.new_labels(ctx, spec.labels), ctx.hardening)
         kwargs |= self._network_kwargs(spec, ctx)
-        with translated("image", spec.image):
-            return self.client.containers.create(**kwargs)
+        try:
+            with translated("image", spec.image):
+                return self.client.containers.create(**kwargs)
+        except Conflict:
+            if spec.name is None:
+                raise
+            # the engine's message names the holder's id: say only that the name is taken
+            raise name_taken("container", spec.name) from None
 
     def _prepare_volumes(self, spec: m.ContainerSpec, ctx: JobContext) -> None:
         """Check each named volume is the tenant's; create the missing ones, labelled."""

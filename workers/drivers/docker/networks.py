@@ -8,7 +8,7 @@ from docker.models.networks import Network
 from docker.types import IPAMConfig, IPAMPool
 
 from nube.catalog import container_models as m
-from workers.drivers.base import JobContext
+from workers.drivers.base import JobContext, name_taken
 from workers.drivers.docker import views
 from workers.drivers.docker.base import DockerBase
 from workers.drivers.docker.errors import translated
@@ -22,6 +22,8 @@ class NetworksMixin(DockerBase):
         earlier = self.client.networks.list(filters=self.job_filter(ctx))
         if earlier:
             return self._network_view(earlier[0])
+        if self._network_named(params.name):
+            raise name_taken("network", params.name)
         with translated("network", params.name):
             network = self.client.networks.create(
                 params.name,
@@ -68,6 +70,11 @@ class NetworksMixin(DockerBase):
         """See :meth:`ContainerDriver.network_prune`."""
         pruned = self.client.networks.prune(filters=self.label_filter(ctx, params.label))
         return {"deleted": pruned.get("NetworksDeleted") or []}
+
+    def _network_named(self, name: str) -> bool:
+        """Whether a network of exactly that name exists, whoever owns it (the engine's
+        ``name`` filter matches substrings)."""
+        return any(n.get("Name") == name for n in self.client.api.networks(names=[name]))
 
     @staticmethod
     def _network_view(network: Network) -> dict[str, Any]:

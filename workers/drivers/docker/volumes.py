@@ -12,8 +12,8 @@ from docker.models.volumes import Volume
 from docker.types import Mount
 
 from nube.catalog import container_models as m
-from nube.errors import BackendFailed, Conflict, NotFound
-from workers.drivers.base import JobContext
+from nube.errors import BackendFailed, NotFound
+from workers.drivers.base import JobContext, name_taken
 from workers.drivers.docker import views
 from workers.drivers.docker.base import HELPER, DockerBase
 from workers.drivers.docker.errors import translated
@@ -31,7 +31,7 @@ class VolumesMixin(DockerBase):
         if earlier:
             return views.volume_view(earlier[0])
         if params.name and self.volume_exists(params.name):
-            raise Conflict(f"the volume name {params.name} is already in use")
+            raise name_taken("volume", params.name)
         volume = self.client.volumes.create(
             params.name, driver="local", labels=self.new_labels(ctx, params.labels)
         )

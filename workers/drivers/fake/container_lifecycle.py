@@ -26,7 +26,7 @@ from nube.catalog.container_models import (
 )
 from nube.errors import Conflict, InvalidRequest, NotFound, NubeError, Timeout
 from nube.wire import Hardening
-from workers.drivers.base import JobContext, Result
+from workers.drivers.base import JobContext, Result, name_taken
 from workers.drivers.fake import container_views as views
 from workers.drivers.fake.common import hex_id, now_iso
 from workers.drivers.fake.container_store import (
@@ -192,11 +192,7 @@ class FakeLifecycleMixin(FakeEngineBase):
     def _require_free_name(self, name: str, owner: str | None = None) -> None:
         taken = next((c for c in self.containers.values() if c.name == name), None)
         if taken is not None and taken.id != owner:
-            raise Conflict(
-                f'Conflict. The container name "/{name}" is already in use by container '
-                f'"{taken.id}". You have to remove (or rename) that container to be able to '
-                "reuse that name."
-            )
+            raise name_taken("container", name)
 
     @staticmethod
     def _require_running(container: FakeContainer) -> None:

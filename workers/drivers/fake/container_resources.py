@@ -21,7 +21,7 @@ from nube.catalog.container_models import (
     LabelFilter,
 )
 from nube.errors import Conflict, InvalidRequest, NotFound, PayloadTooLarge
-from workers.drivers.base import JobContext, Result
+from workers.drivers.base import JobContext, Result, name_taken
 from workers.drivers.fake import container_views as views
 from workers.drivers.fake.common import hex_id
 from workers.drivers.fake.container_store import (
@@ -45,7 +45,7 @@ class FakeResourcesMixin(FakeEngineBase):
         if earlier:
             return self._network_view(earlier[0])
         if any(n.name == params.name for n in self.networks.values()):
-            raise Conflict(f"network with name {params.name} already exists")
+            raise name_taken("network", params.name)
         subnet = params.subnet or self._free_subnet()
         if any(subnet.overlaps(n.subnet) for n in self.networks.values()):
             raise Conflict("Pool overlaps with other one on this address space")
@@ -132,7 +132,7 @@ class FakeResourcesMixin(FakeEngineBase):
         if earlier:
             return views.volume_view(earlier[0])
         if params.name and params.name in self.volumes:
-            raise Conflict(f"the volume name {params.name} is already in use")
+            raise name_taken("volume", params.name)
         volume = self.make_volume(params.name, self.new_labels(ctx, params.labels))
         return views.volume_view(volume)
 

@@ -33,7 +33,7 @@ from nube.catalog.vm_models import (
     VmUndefine,
 )
 from nube.errors import Conflict, Forbidden, NotFound, Timeout
-from workers.drivers.base import JobContext, Result, job_tag
+from workers.drivers.base import JobContext, Result, job_tag, name_taken
 from workers.drivers.fake.common import serialized
 from workers.drivers.fake.vm_infra import FakeVmInfraMixin
 from workers.drivers.hypervisor import HypervisorDriver
@@ -291,7 +291,7 @@ class FakeHypervisorDriver(FakeVmInfraMixin, HypervisorDriver):
     def _adopt(self, dom: FakeDomain, p: VmDefine, ctx: JobContext) -> Result:
         """A redelivered define: the domain this job made; anyone else's name is taken."""
         if dom.job != ctx.job_id:
-            raise Conflict(f"a VM named '{p.name}' already exists", name=p.name)
+            raise name_taken("VM", p.name)
         if p.persistent and p.start and dom.state is S.DEFINED:
             self._check_networks(dom)
             dom.state = S.RUNNING

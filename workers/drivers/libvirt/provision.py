@@ -14,8 +14,8 @@ from typing import Any
 import libvirt
 
 from nube.catalog.vm_models import VmDefine, VmDisk
-from nube.errors import Conflict, NotFound
-from workers.drivers.base import JobContext, job_tag
+from nube.errors import NotFound
+from workers.drivers.base import JobContext, job_tag, name_taken
 from workers.drivers.libvirt.base import LibvirtBase, error_code
 from workers.drivers.libvirt.guests import describe, find_domain, owner_of, state_of
 from workers.drivers.libvirt.xml import (
@@ -72,7 +72,7 @@ class ProvisionMixin(LibvirtBase):
         """A redelivered define: the domain this job made; anyone else's name is taken."""
         owner = owner_of(dom)
         if owner is None or owner.job != ctx.job_id:
-            raise Conflict(f"a VM named '{p.name}' already exists", name=p.name)
+            raise name_taken("VM", p.name)
         _wait_started(dom)
         if p.persistent and p.start and state_of(dom) is VmState.DEFINED:
             dom.create()
