@@ -56,18 +56,22 @@ def list_jobs() -> Response:
 @documented("jobs.get", Answer.JOB, waits=True)
 @require("read")
 def get_job(job_id: str) -> Response:
-    """The job; with ``?wait=N`` waits up to N s for it to end (wakes on completion)."""
+    """The job; with ``?wait=N`` (or ``Prefer: wait=N``) waits up to N s for it to end (wakes
+    on completion).
+
+    Always ``200`` with the job, whatever its state: reading a job is a successful read even
+    when the job is still running or failed (its ``error`` says how).
+    """
     svc = services()
     job = svc.jobs.get(job_id, current_token().tenant)
     wait = requested_wait(svc.settings.max_wait_seconds)
     if wait and not job.status.terminal:
         job = svc.jobs.wait(job_id, wait) or job
-    # a read of a running job is a successful read: 200, not 202
-    return job_response(svc, job, waited=wait is not None, wait=wait or 0, unfinished=200)
+    return job_response(svc, job, 200, None if wait is None else f"wait={wait}")
 
 
 @bp.delete("/<job_id>")
-@documented("jobs.cancel", Answer.JOB)
+@documented("jobs.cancel", Answer.JOB, conflicts=True)
 @require("write")
 def cancel_job(job_id: str) -> Response:
     """Cancel a queued job (it never runs); a running or finished job is ``409``.
@@ -82,7 +86,7 @@ def cancel_job(job_id: str) -> Response:
     cancelled = svc.jobs.cancel(job_id)
     if cancelled is None:
         raise Conflict(f"job {job_id} ended before it could be cancelled")
-    return job_response(svc, cancelled)
+    return job_response(svc, cancelled, 200)
 
 
 @bp.get("/<job_id>/events")

@@ -81,7 +81,7 @@ def _operation(op: Operation, schemas: dict[str, Any], max_body: int) -> dict[st
         "summary": op.summary,
         "tags": [op.path.split("/")[2]],
         "description": f"Runs `{op.name}` as a job on queue `{op.queue}` "
-        f"(time limit {op.time_limit} s). Needs scope `{op.scope}`.",
+        f"(time limit {op.time_limit} s). Needs scope `{op.scope}`. {_answers(op)}",
         "responses": _job_responses(op),
     }
     if op.method == "GET":
@@ -102,9 +102,23 @@ def _operation(op: Operation, schemas: dict[str, Any], max_body: int) -> dict[st
         params.append(
             _header("Idempotency-Key", {"type": "string", "minLength": 1, "maxLength": 255})
         )
-    params.append(_header("Prefer", {"type": "string", "pattern": "^.*wait=[0-9]+.*$"}))
+    params.append(PREFER)
     spec["parameters"] = params
     return spec
+
+
+def _answers(op: Operation) -> str:
+    if op.method == "GET":
+        return (
+            "A read: the API waits for the job (`NUBE_READ_WAIT_SECONDS`, or `Prefer: wait=N`) "
+            "and answers `200` with the resource; `202` with the job on `Prefer: respond-async` "
+            "or when the wait runs out; a failed job is its error's status."
+        )
+    created = " (`201`: it created)" if op.creates else ""
+    return (
+        "Answers `202` with the job; with `Prefer: wait=N`, the finished job (`200`"
+        f"{created}) or, when it failed, its error's status."
+    )
 
 
 def _param(name: str, where: str, schema: dict[str, Any], required: bool) -> dict[str, Any]:
@@ -153,22 +167,72 @@ def _limits_text(max_body: int) -> str:
     )
 
 
-def _job_responses(op: Operation | None = None) -> dict[str, Any]:
-    job = {"application/json": {"schema": {"$ref": REF.format(model="Job")}}}
-    responses: dict[str, Any] = {
-        "202": {"description": "Accepted: the job, at its Location", "content": job},
-        "200": {"description": "The job ended within the wait", "content": job},
-    }
-    if op is not None and op.creates:
-        responses["201"] = {"description": "Created within the wait", "content": job}
-    for status in ("400", "401", "403", "404", "422", "503"):
-        responses[status] = PROBLEM_RESPONSE
+JOB_CONTENT = {"application/json": {"schema": {"$ref": REF.format(model="Job")}}}
+
+
+def _job_responses(op: Operation) -> dict[str, Any]:
+    """A catalog operation's answers: the resource (a read) or the job, and the problems of the
+    request itself and of a job that failed within the wait."""
+    responses: dict[str, Any]
+    if op.method == "GET":
+        responses = {
+            "200": {
+                "description": "The resource (the job's result): the read ended within the wait "
+                "(`NUBE_READ_WAIT_SECONDS`, or `Prefer: wait=N`); the job is in the `Link` "
+                'header (`rel="related"`)',
+                "content": {"application/json": {"schema": {}}},
+            },
+            "202": {
+                "description": "Accepted: the job, at its `Location` (`Prefer: respond-async`, "
+                "or the wait ran out)",
+                "content": JOB_CONTENT,
+            },
+        }
+    else:
+        responses = {
+            "202": {"description": "Accepted: the job, at its `Location`", "content": JOB_CONTENT},
+            "200": {
+                "description": "The job, which succeeded within `Prefer: wait=N`",
+                "content": JOB_CONTENT,
+            },
+        }
+        if op.creates:
+            responses["201"] = {
+                "description": "Created: the job, which succeeded within `Prefer: wait=N`",
+                "content": JOB_CONTENT,
+            }
+        responses["400"] = _problem("The body is not JSON (`invalid_request`)")
+    for status, text in _PROBLEMS.items():
+        responses[status] = _problem(text)
     return responses
+
+
+_WAITED = "the job failed within the wait (the problem's `job` member links it)"
+#: The problems every catalog operation may answer: the request's own, then a waited job's.
+_PROBLEMS = {
+    "401": "No valid bearer token (`unauthorized`)",
+    "403": f"The token lacks the scope (`forbidden`), or {_WAITED}: `policy_denied`, `forbidden`",
+    "404": f"Not found: {_WAITED} (`not_found`; another tenant's resource is the same)",
+    "409": f"Conflict: {_WAITED} (`conflict`, with `allowed_actions` where the error has them; "
+    "`cancelled`)",
+    "422": f"Invalid parameters (`invalid_request`, with `errors`), or {_WAITED}",
+    "429": "Rate limited (`rate_limited`, `Retry-After`)",
+    "500": f"Internal error: {_WAITED} (`internal`, `worker_lost`)",
+    "503": f"The broker is unavailable (`backend_unavailable`; no job), or {_WAITED}: its backend "
+    "was unavailable",
+    "504": f"Timed out: {_WAITED} (`timeout`)",
+}
+
+
+def _problem(description: str) -> dict[str, Any]:
+    return {**PROBLEM_RESPONSE, "description": description}
 
 
 def _fixed_responses(answers: Answer, public: bool) -> dict[str, Any]:
     if answers is Answer.JOB:
-        return {**_job_responses(), "409": PROBLEM_RESPONSE}
+        job = {"description": "The job, whatever its state", "content": JOB_CONTENT}
+        problems = ("401", "403", "404", "422", "429")
+        return {"200": job, **{s: PROBLEM_RESPONSE for s in problems}}
     ok: dict[str, Any] = {
         "description": "OK",
         "content": {"application/json": {"schema": {"type": "object"}}},
@@ -223,6 +287,8 @@ def _view_spec(
         "parameters": _view_params(rule, doc, schemas),
         "responses": _fixed_responses(doc.answers, public=scope is None),
     }
+    if doc.conflicts:
+        spec["responses"]["409"] = PROBLEM_RESPONSE
     if doc.body is not None:
         spec["requestBody"] = _view_body(doc.body, schemas, max_body)
         spec["responses"]["413"] = _too_large(None, max_body)
@@ -266,12 +332,26 @@ PROBLEM = {
 }
 WAIT = _param("wait", "query", {"type": "integer", "minimum": 0, "maximum": 60}, False)
 """``?wait=N``: how long a request may wait for its job (see :mod:`api.waiting`)."""
+PREFER = {
+    **_header(
+        "Prefer",
+        {"type": "string", "pattern": "^.*(wait=[0-9]+|respond-async).*$"},
+    ),
+    "description": "RFC 7240: `wait=N` (seconds, at most `NUBE_MAX_WAIT_SECONDS`) waits for the "
+    "job; `respond-async` answers `202` with the job at once (a read waits by default)",
+    "examples": {"wait": {"value": "wait=30"}, "async": {"value": "respond-async"}},
+}
 PROBLEM_RESPONSE = {
     "description": "Problem",
     "content": {"application/problem+json": {"schema": {"$ref": REF.format(model="Problem")}}},
 }
 DESCRIPTION = (
-    "nube runs container (Docker) and virtual machine (libvirt) operations as jobs. Every "
-    "operation answers `202 Accepted` with `Location: /v1/jobs/<id>`; poll it, long-poll it "
-    "with `?wait=N`, or send `Prefer: wait=N` with the request. Errors are problem+json."
+    "nube runs container (Docker) and virtual machine (libvirt) operations as jobs. A change "
+    "answers `202 Accepted` with the job at `Location: /v1/jobs/<id>`; poll it, long-poll it "
+    "with `?wait=N` (always `200`), or send `Prefer: wait=N` with the request to get the "
+    "finished job (`200`, or `201` where it created something). A read of live infrastructure "
+    "(a `GET` operation) waits for its job itself and answers `200` with the resource, or `202` "
+    "with the job on `Prefer: respond-async` or when the wait runs out. A job that failed "
+    "within the wait answers with its error's own status (`404`, `409`, `422`, `503` ...) as "
+    "problem+json whose `job` member links the job. Errors are problem+json."
 )

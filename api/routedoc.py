@@ -28,7 +28,7 @@ class Answer(StrEnum):
     JSON = "json"
     """``200`` with a JSON object."""
     JOB = "job"
-    """The job, as a catalog operation answers it (``200``/``202``), or ``409``."""
+    """``200`` with the job, whatever its state."""
     CREATED = "created"
     """``201`` with a JSON object."""
     DELETED = "deleted"
@@ -50,6 +50,8 @@ class RouteDoc:
     """Model of its JSON body."""
     waits: bool = False
     """Takes ``?wait=N`` (seconds to wait for a job to end)."""
+    conflicts: bool = False
+    """May answer ``409`` (the resource's state forbids the change)."""
 
 
 def documented(
@@ -58,9 +60,10 @@ def documented(
     query: type[BaseModel] | None = None,
     body: type[BaseModel] | None = None,
     waits: bool = False,
+    conflicts: bool = False,
 ) -> Callable[[F], F]:
     """Decorator: the view's route is in the OpenAPI document as ``operation_id``."""
-    doc = RouteDoc(operation_id, answers, query, body, waits)
+    doc = RouteDoc(operation_id, answers, query, body, waits, conflicts)
 
     def mark(view: F) -> F:
         setattr(view, _ATTR, doc)

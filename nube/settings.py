@@ -63,6 +63,15 @@ class Settings(BaseModel):
         default=1200, ge=0, description="Requests per minute per token (0: unlimited)"
     )
     max_wait_seconds: int = Field(default=60, ge=0, le=300, description="Longest long-poll")
+    read_wait_seconds: int = Field(
+        default=5,
+        ge=0,
+        le=300,
+        description="How long a read of live infrastructure (a `GET` operation: list "
+        "containers, VM info) waits for its job when the client sends no `Prefer: wait=N`: "
+        "ended in time, the answer is `200` with the resource; else `202` with the job. At most "
+        "`NUBE_MAX_WAIT_SECONDS`; 0: reads answer `202` at once, as `Prefer: respond-async` asks",
+    )
     result_expires_days: int = Field(default=7, ge=1, description="How long results are kept")
     visibility_timeout: int = Field(
         default=3600, ge=60, description="Seconds before an unacked message is redelivered"

@@ -6,6 +6,8 @@ from typing import Any
 
 import requests
 
+from nube.errors import error_class
+
 
 class ApiError(Exception):
     """A problem+json answer: ``status``, ``code`` and the whole ``problem``."""
@@ -43,28 +45,85 @@ class NubeClient:
         wait: int = 0,
         idempotency_key: str | None = None,
     ) -> dict[str, Any]:
-        """Send an operation; with ``wait`` > 0, ask the API to hold the answer until it ends."""
-        headers = {}
-        if wait:
-            headers["Prefer"] = f"wait={wait}"
+        """Send an operation and return its job, whatever became of it.
+
+        With ``wait`` > 0 the API holds the answer up to ``wait`` s (``Prefer: wait``); without,
+        it answers at once (``Prefer: respond-async``: a read would wait by default). Where the
+        API answered with something else than the job (a read's resource, or the problem of a
+        job that failed within the wait), the job is fetched from the link the answer carries.
+        A request the API refused (no job) raises :class:`ApiError`.
+        """
+        headers = {"Prefer": f"wait={wait}" if wait else "respond-async"}
         if idempotency_key:
             headers["Idempotency-Key"] = idempotency_key
-        response = self.request(method, path, json=body, params=params, headers=headers)
+        try:
+            response = self.request(method, path, json=body, params=params, headers=headers)
+        except ApiError as e:
+            job_url = e.problem.get("job")
+            if not isinstance(job_url, str):
+                raise
+            return dict(self.request("GET", job_url).json())
+        if method == "GET" and response.status_code == 200:
+            return self.job(job_of(response))
         return dict(response.json())
+
+    def read(self, path: str, params: dict[str, Any] | None = None, wait: int = 0) -> Any:
+        """A read of live infrastructure (a ``GET`` operation): its resource, or
+        :class:`ApiError` with the problem the API answered (a failed read is its error's
+        status). ``wait``: seconds the API may wait (default: ``NUBE_READ_WAIT_SECONDS``); if
+        the wait runs out (``202``), the job is long-polled until it ends."""
+        headers = {"Prefer": f"wait={wait}"} if wait else {}
+        response = self.request("GET", path, params=params, headers=headers)
+        if response.status_code == 200:
+            return response.json()
+        return self.outcome(self.finish(dict(response.json())))
 
     def job(self, job_id: str, wait: int = 0) -> dict[str, Any]:
         params = {"wait": wait} if wait else None
         return dict(self.request("GET", f"/v1/jobs/{job_id}", params=params).json())
 
-    def run(self, method: str, path: str, body: dict[str, Any] | None = None, **kw: Any) -> Any:
-        """Submit and wait (up to 60 s a round) until the job ends; return its result or raise."""
-        job = self.submit(method, path, body, wait=60, **kw)
+    def finish(self, job: dict[str, Any]) -> dict[str, Any]:
+        """Long-poll ``job`` (60 s a round) until it ends."""
         while job["status"] in ("queued", "running"):
             job = self.job(job["id"], wait=60)
-        if job["status"] != "succeeded":
-            error = job.get("error") or {"code": job["status"], "message": job["status"]}
-            raise ApiError(200, {"code": error["code"], "detail": error["message"], "job": job})
-        return job["result"]
+        return job
+
+    def run(self, method: str, path: str, body: dict[str, Any] | None = None, **kw: Any) -> Any:
+        """Submit and wait (up to 60 s a round) until the job ends; return its result or raise
+        :class:`ApiError` with the job's error (its status, code and detail, and the job)."""
+        if method == "GET" and body is None:
+            return self.read(path, params=kw.get("params"), wait=60)
+        return self.outcome(self.finish(self.submit(method, path, body, wait=60, **kw)))
+
+    @staticmethod
+    def outcome(job: dict[str, Any]) -> Any:
+        """The result of a job that ended, or :class:`ApiError` as the API answers its
+        failure."""
+        if job["status"] == "succeeded":
+            return job["result"]
+        error = job.get("error") or {
+            "code": job["status"],
+            "message": f"the job was {job['status']}",
+        }
+        cls = error_class(error["code"])
+        status = int(error.get("status") or cls.status)
+        problem = {
+            "code": error["code"],
+            "status": status,
+            "detail": error["message"],
+            "job": f"/v1/jobs/{job['id']}",
+        }
+        if error.get("details"):
+            problem["details"] = error["details"]
+        raise ApiError(status, problem)
+
+
+def job_of(response: requests.Response) -> str:
+    """The job id a read's ``200`` answer links (``Link: </v1/jobs/<id>>; rel="related"``)."""
+    link = response.links.get("related", {}).get("url", "")
+    if not link.startswith("/v1/jobs/"):
+        raise ApiError(response.status_code, {"code": "unknown", "detail": "no job link"})
+    return link.removeprefix("/v1/jobs/")
 
 
 def _json(response: requests.Response) -> dict[str, Any]:

@@ -89,8 +89,8 @@ def test_life_cycle_of_a_diskless_vm(
     response = admin.session.get(
         f"{admin.url}/v1/vms/{name}/xml", headers={"Prefer": "wait=30"}, timeout=60
     )
-    assert response.status_code == 200, response.text
-    got = ET.fromstring(ok(response.json())["xml"])
+    assert response.status_code == 200, response.text  # a read: the resource itself
+    got = ET.fromstring(response.json()["xml"])
     assert got.findtext("name") == name and got.findtext("uuid") == dom.UUIDString()
 
     gone = ok(call(vm_api, "DELETE", f"/v1/vms/{name}"))
