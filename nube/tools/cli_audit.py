@@ -12,6 +12,7 @@ from nube.audit.log import AuditLog
 from nube.audit.verifier import VerifyReport, verify_file
 from nube.redis_client import connect
 from nube.settings import load_settings_or_exit
+from nube.tools.cli.config import settings_environment
 
 audit_app = typer.Typer(help="The tamper-evident audit log")
 
@@ -31,7 +32,8 @@ def _print(source: str, report: VerifyReport) -> None:
 @audit_app.command("verify")
 def verify_cmd(
     redis_url: Annotated[
-        str | None, typer.Option(help="Redis URL (default: NUBE_REDIS_URL)")
+        str | None,
+        typer.Option(help="Redis URL (default: NUBE_REDIS_URL, else .nube/local.env's)"),
     ] = None,
     file: Annotated[
         Path | None,
@@ -47,7 +49,11 @@ def verify_cmd(
     """
     reports: list[tuple[str, VerifyReport]] = []
     if use_redis:
-        client = redis.Redis.from_url(redis_url) if redis_url else connect(load_settings_or_exit())
+        client = (
+            redis.Redis.from_url(redis_url)
+            if redis_url
+            else connect(load_settings_or_exit(settings_environment()))
+        )
         reports.append(("redis", AuditLog(client).verify()))
     if file is not None:
         reports.append((str(file), verify_file(file)))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import requests
@@ -19,6 +21,10 @@ class ApiError(Exception):
         super().__init__(f"{status} {self.code}: {problem.get('detail', '')}")
 
 
+#: The statuses of a job that has ended.
+ENDED = frozenset({"succeeded", "failed", "cancelled"})
+
+
 class NubeClient:
     """Submit operations and follow their jobs."""
 
@@ -34,6 +40,61 @@ class NubeClient:
         if response.status_code >= 400:
             raise ApiError(response.status_code, _json(response))
         return response
+
+    # --- jobs, tokens: what the CLI needs besides operations ----------------------------------
+    def jobs(
+        self,
+        *,
+        status: str | None = None,
+        operation: str | None = None,
+        limit: int = 50,
+        cursor: int | None = None,
+    ) -> dict[str, Any]:
+        """``GET /v1/jobs``: the caller's jobs, newest first (``jobs``, ``next_cursor``)."""
+        params = {"status": status, "operation": operation, "limit": limit, "cursor": cursor}
+        query = {k: v for k, v in params.items() if v is not None}
+        return dict(self.request("GET", "/v1/jobs", params=query).json())
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        """``DELETE /v1/jobs/<id>``: cancel a queued job (a running or ended one is ``409``)."""
+        return dict(self.request("DELETE", f"/v1/jobs/{job_id}").json())
+
+    def events(
+        self, job_id: str, read_timeout: float = 30.0
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Follow ``GET /v1/jobs/<id>/events`` (Server-Sent Events): yield ``(event, job)`` for
+        each event, the first being ``job`` (the job as it is), until the job ends. A stream
+        the server closes before that (it ends each after a few minutes) is opened again."""
+        while True:
+            response = self.session.get(
+                f"{self.url}/v1/jobs/{job_id}/events",
+                headers={"Accept": "text/event-stream"},
+                stream=True,
+                timeout=(10.0, read_timeout),  # the server sends a keep-alive every 5 s
+            )
+            with response:
+                if response.status_code >= 400:
+                    raise ApiError(response.status_code, _json(response))
+                response.encoding = "utf-8"
+                for event, data in _server_sent(response.iter_content(None, decode_unicode=True)):
+                    job = json.loads(data)
+                    yield event, job
+                    if job.get("status") in ENDED:
+                        return
+
+    def create_token(self, tenant: str, scopes: list[str], name: str = "") -> dict[str, Any]:
+        """``POST /v1/tokens`` (admin): the new token's record and, once, its secret
+        (``token``)."""
+        body = {"tenant": tenant, "scopes": scopes, "name": name}
+        return dict(self.request("POST", "/v1/tokens", json=body).json())
+
+    def tokens(self) -> list[dict[str, Any]]:
+        """``GET /v1/tokens`` (admin): every token's record, never a secret."""
+        return list(self.request("GET", "/v1/tokens").json()["tokens"])
+
+    def revoke_token(self, token_id: str) -> None:
+        """``DELETE /v1/tokens/<id>`` (admin)."""
+        self.request("DELETE", f"/v1/tokens/{token_id}")
 
     def submit(
         self,
@@ -124,6 +185,23 @@ def job_of(response: requests.Response) -> str:
     if not link.startswith("/v1/jobs/"):
         raise ApiError(response.status_code, {"code": "unknown", "detail": "no job link"})
     return link.removeprefix("/v1/jobs/")
+
+
+def _server_sent(chunks: Iterable[str]) -> Iterator[tuple[str, str]]:
+    """``(event, data)`` of each Server-Sent Event in a text stream (comments skipped)."""
+    buffer, event, data = "", "message", list[str]()
+    for chunk in chunks:
+        buffer += chunk
+        *lines, buffer = buffer.split("\n")
+        for line in (raw.removesuffix("\r") for raw in lines):
+            if not line:
+                if data:
+                    yield event, "\n".join(data)
+                event, data = "message", []
+            elif line.startswith("event:"):
+                event = line[6:].strip()
+            elif line.startswith("data:"):
+                data.append(line[5:].removeprefix(" "))
 
 
 def _json(response: requests.Response) -> dict[str, Any]:

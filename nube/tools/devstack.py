@@ -389,7 +389,9 @@ def _interrupt(*_: object) -> None:
 
 
 def _admin_token(stack: Stack, given: str | None) -> str:
-    """An admin token of tenant `local`, written to `<workdir>/local.env` with the URLs."""
+    """An admin token of tenant `local`, written to `<workdir>/local.env` (mode 600) with the
+    URLs, and the stack's Redis settings, which the CLI's Redis commands read from it
+    (``nube audit verify``, ``nube tokens --redis``)."""
     from nube.tokens import Scope, TokenStore
 
     token, _ = TokenStore(stack.redis()).create("local", [Scope.ADMIN], "make up", secret=given)
@@ -401,6 +403,8 @@ def _admin_token(stack: Stack, given: str | None) -> str:
             "NUBE_FLOWER_URL": stack.flower_url,
             "NUBE_FLOWER_USER": "admin",
             "NUBE_FLOWER_PASSWORD": stack.flower_password,
+            "NUBE_REDIS_URL": stack.redis_url,
+            "NUBE_REDIS_PASSWORD": stack.redis_password,
         },
     )
     return token

@@ -1,0 +1,5 @@
+"""``python -m nube.tools.cli``."""
+
+from nube.tools.cli import main
+
+main()

@@ -1,0 +1,98 @@
+"""``nube tokens create|list|revoke``: through the API (``/v1/tokens``, an admin token) when a
+URL and token are configured, else (or with ``--redis``) in Redis itself, with nube's settings
+(``NUBE_REDIS_URL``, ``NUBE_REDIS_PASSWORD``: the environment, then ``.nube/local.env``) — how
+the first admin token of a deployment is made."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from nube.redis_client import connect
+from nube.settings import load_settings
+from nube.tokens import Scope, TokenStore
+from nube.tools.cli import render
+from nube.tools.cli.catalog import JsonOpt
+from nube.tools.cli.config import resolve, settings_environment
+from nube.tools.cli.core import client, display, err, out, usage
+
+tokens_app = typer.Typer(
+    help="Bearer tokens: through the API as an admin, or with --redis in Redis itself",
+    no_args_is_help=True,
+)
+
+RedisOpt = Annotated[
+    bool,
+    typer.Option(
+        "--redis", help="Use Redis directly (NUBE_REDIS_URL ...), not the API: the first token"
+    ),
+]
+
+
+def _direct(redis: bool) -> bool:
+    """Redis when asked, or when no URL and token are configured."""
+    target = resolve()
+    return redis or not (target.url and target.token)
+
+
+def _store() -> TokenStore:
+    return TokenStore(connect(load_settings(settings_environment())))
+
+
+@tokens_app.command("create")
+def create(
+    tenant: Annotated[str, typer.Option(help="Tenant the token acts for", show_default=False)],
+    scope: Annotated[
+        list[Scope] | None, typer.Option(help="Scope, repeat for several (default read, write)")
+    ] = None,
+    name: Annotated[str, typer.Option(help="A label for the token")] = "",
+    secret: Annotated[
+        str | None, typer.Option(help="Use this secret, not a random one (with --redis)")
+    ] = None,
+    redis: RedisOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create a token; its secret is printed once, alone on stdout."""
+    scopes = [Scope(s) for s in scope or [Scope.READ, Scope.WRITE]]
+    if _direct(redis):
+        token, info = _store().create(tenant, scopes, name, secret)
+        made: dict[str, Any] = {**info.model_dump(mode="json"), "token": token}
+    elif secret is not None:
+        usage("--secret needs --redis: the API always makes a random secret")
+    else:
+        made = client().create_token(tenant, [s.value for s in scopes], name)
+    if as_json:
+        return render.emit_json(made)
+    print(made["token"], flush=True)
+    err.print(
+        f"id {made['id']}, tenant {made['tenant']}, scopes {', '.join(made['scopes'])}",
+        style="dim",
+    )
+
+
+@tokens_app.command("list")
+def list_(redis: RedisOpt = False, as_json: JsonOpt = False) -> None:
+    """Every token (never a secret)."""
+    if _direct(redis):
+        tokens = [t.model_dump(mode="json") for t in _store().list()]
+    else:
+        tokens = client().tokens()
+    if as_json:
+        return render.emit_json({"tokens": tokens})
+    display(render.table(tokens, ["id", "tenant", "scopes", "name", "created_at"]))
+
+
+tokens_app.command("ls", hidden=True)(list_)
+
+
+@tokens_app.command("revoke")
+def revoke(
+    token_id: Annotated[str, typer.Argument(help="The token's id")], redis: RedisOpt = False
+) -> None:
+    """Revoke a token by id: requests that carry it are 401 from now on."""
+    if _direct(redis):
+        _store().revoke(token_id)
+    else:
+        client().revoke_token(token_id)
+    out.print(f"revoked {token_id}")
