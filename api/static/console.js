@@ -128,7 +128,17 @@
     return String((err && err.message) || err);
   }
 
-  function request(method, path, {body, headers = {}} = {}) {
+  const pause = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+  function randomKey() {
+    const bytes = crypto.getRandomValues(new Uint8Array(16));
+    return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
+  }
+
+  /* fetch() with the token. A request the network dropped (a TypeError: Chromium aborts requests
+     in flight with ERR_NETWORK_CHANGED when the host's interfaces change) is sent again, at most
+     twice; a POST carries an Idempotency-Key, so a second send returns the same job. */
+  async function request(method, path, {body, headers = {}} = {}) {
     const init = {
       method,
       headers: {Authorization: `Bearer ${state.token}`, Accept: 'application/json', ...headers},
@@ -141,7 +151,15 @@
       init.headers['Content-Type'] = 'application/json';
       init.body = JSON.stringify(body);
     }
-    return fetch(path, init);
+    if (method === 'POST') init.headers['Idempotency-Key'] = `console-${randomKey()}`;
+    for (let attempt = 0; ; attempt += 1) {
+      try {
+        return await fetch(path, init);
+      } catch (err) {
+        if (aborted(err) || !(err instanceof TypeError) || attempt >= 2) throw err;
+        await pause(300 * (attempt + 1));
+      }
+    }
   }
 
   async function parse(response) {

@@ -131,16 +131,17 @@ def shown(driver: WebDriver, selector: str) -> bool:
     return bool(driver.find_element(By.CSS_SELECTOR, selector).is_displayed())
 
 
-#: A VM's row as one snapshot (rows are re-rendered whenever the list is read again).
-_VM_ROW = """
-const row = document.querySelector(`#vms-body tr[data-vm="${arguments[0]}"]`);
+#: A table row as one snapshot (rows are re-rendered whenever their list is read again).
+_ROW = """
+const row = document.querySelector(arguments[0]);
 if (!row) return null;
 const buttons = [...row.querySelectorAll('button[data-action]')];
+const state = row.querySelector('td.state');
 return {
   state: row.dataset.state, busy: row.dataset.busy === undefined ? null : row.dataset.busy,
   actions: buttons.map((b) => b.dataset.action),
   enabled: buttons.filter((b) => !b.disabled).map((b) => b.dataset.action),
-  state_text: row.querySelector('td.state').textContent.trim(), text: row.innerText,
+  state_text: state ? state.textContent.trim() : null, text: row.innerText,
 };
 """
 
@@ -157,7 +158,7 @@ return {id: row.dataset.jobId, status: row.dataset.status, text: row.innerText,
 
 
 def vm_view(driver: WebDriver, name: str) -> dict[str, Any] | None:
-    view: dict[str, Any] | None = driver.execute_script(_VM_ROW, name)
+    view: dict[str, Any] | None = driver.execute_script(_ROW, f'#vms-body tr[data-vm="{name}"]')
     if view is not None:
         assert view["actions"] == VM_BUTTONS, view
     return view
@@ -174,23 +175,44 @@ def settled_vm(driver: WebDriver, name: str, state: str) -> dict[str, Any]:
 
 
 def click_vm_button(driver: WebDriver, name: str, action: str) -> None:
-    selector = f'#vms-body tr[data-vm="{name}"] button[data-action="{action}"]'
+    click(driver, f'#vms-body tr[data-vm="{name}"] button[data-action="{action}"]')
+
+
+def container_in(driver: WebDriver, name: str, state: str) -> dict[str, Any]:
+    """The container's row once it shows ``state``."""
+    selector = f'#containers-body tr[data-name="{name}"]'
+
+    def ready() -> dict[str, Any] | None:
+        view: dict[str, Any] | None = driver.execute_script(_ROW, selector)
+        return view if view and view["state"] == state else None
+
+    return until(driver, f"container {name} {state}", ready)
+
+
+def click(driver: WebDriver, selector: str) -> None:
+    """Click, retrying while the row is being re-rendered."""
 
     def clicked() -> bool:
         driver.find_element(By.CSS_SELECTOR, selector).click()
         return True
 
-    until(driver, f"{action} clicked", clicked)
+    until(driver, f"{selector} clicked", clicked)
 
 
 def job_row(
-    driver: WebDriver, operation: str, status: str, target: str | None = None
+    driver: WebDriver,
+    operation: str,
+    status: str,
+    target: str | None = None,
+    after: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The newest row of ``operation`` (on ``target``) in the jobs table, once it is ``status``."""
+    """The newest row of ``operation`` (on ``target``; newer than the job ``after``) in the jobs
+    table, once it is ``status``."""
 
     def found() -> dict[str, Any] | None:
         row: dict[str, Any] | None = driver.execute_script(_JOB_ROW, operation, target)
-        return row if row and row["status"] == status else None
+        newer = row is not None and (after is None or row["id"] != after["id"])
+        return row if newer and row is not None and row["status"] == status else None
 
     return until(driver, f"job {operation} {status}", found)
 
@@ -229,12 +251,18 @@ def api_log_has(stack: Stack, needle: str, timeout: float = 5) -> bool:
 
 
 #: Run before the console's script: every read asks ``Prefer: respond-async``, so reads answer
-#: ``202`` with a job (as they all did before reads answered ``200``) and the console must wait
-#: on the job's URL and take its result.
+#: ``202`` with a job and the console must wait on the job's URL and take its result; and the
+#: first read of the images fails as a dropped connection does (Chromium's ERR_NETWORK_CHANGED
+#: when the host's interfaces change), which the console sends again.
 ASYNC_READS = """
 const realFetch = window.fetch;
 window.asyncReads = 0;
+window.dropped = 0;
 window.fetch = (url, init = {}) => {
+  if (url === '/v1/images' && !window.dropped) {
+    window.dropped = 1;
+    return Promise.reject(new TypeError('Failed to fetch'));
+  }
   if ((init.method || 'GET') === 'GET' && init.headers && init.headers.Prefer) {
     init.headers.Prefer = 'respond-async';
     window.asyncReads += 1;
@@ -311,6 +339,26 @@ def test_console_runs_a_container_and_drives_a_vm(
         assert text(browser, "#run-status") == "exited with code 0"
         until(browser, "the tenant in the header", lambda: tenant in text(browser, "#whoami"))
         screens.shot("container-ran")
+
+        # a detached one stays in the containers list; its buttons follow its state
+        command = browser.find_element(By.ID, "run-command")
+        command.clear()
+        command.send_keys("""sh -c "trap 'exit 0' TERM; while true; do sleep 1; done\"""")
+        browser.find_element(By.ID, "run-detach").click()
+        browser.find_element(By.ID, "run-submit").click()
+        job_row(browser, "containers.run", "succeeded", after=run)
+        until(browser, "the detached run", lambda: "is running" in text(browser, "#run-status"))
+        name = text(browser, "#run-status").split(" is ")[0]
+        assert set(container_in(browser, name, "running")["enabled"]) == {"stop"}
+        click(browser, f'#containers-body tr[data-name="{name}"] button[data-action="stop"]')
+        assert set(container_in(browser, name, "exited")["enabled"]) == {"start", "remove"}
+        job_row(browser, "containers.stop", "succeeded")
+        click(browser, f'#containers-body tr[data-name="{name}"] button[data-action="remove"]')
+        until(
+            browser,
+            "no container left",
+            lambda: "No containers" in text(browser, "#containers-body"),
+        )
 
         # define a diskless VM: defined, and only what a defined VM allows is enabled
         browser.find_element(By.ID, "vm-name").send_keys(vm)
@@ -422,6 +470,7 @@ def test_console_refuses_a_bad_token_and_hides_the_audit_log_from_non_admins(
     until(browser, "the console", lambda: shown(browser, "#app"))
     sections_loaded(browser)
     assert browser.execute_script("return window.asyncReads") >= 7
+    assert browser.execute_script("return window.dropped") == 1
     assert "busybox:latest" in text(browser, "#images-body")
     assert "No VMs" in text(browser, "#vms-body")
     for name in ("vms", "containers", "images", "networks", "volumes"):
