@@ -86,6 +86,11 @@
     return bare.length > 12 ? bare.slice(0, 12) : bare;
   }
 
+  /* A container or image id (64 hex digits) as Docker shows it; names stay whole. */
+  function shortTarget(target) {
+    return /^(sha256:)?[0-9a-f]{64}$/.test(target || '') ? shortId(target) : target || '';
+  }
+
   function human(bytes) {
     if (typeof bytes !== 'number') return '';
     const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
@@ -386,7 +391,7 @@
     },
     el('td', {text: clock(job.submitted_at), title: `${job.submitted_at} · job ${job.id}`}),
     el('td', {text: job.operation}),
-    el('td', {class: 'target', text: job.target || ''}),
+    el('td', {class: 'target', text: shortTarget(job.target), title: job.target || false}),
     el('td', {class: 'status'}, badge(job.status)),
     el('td', {text: took(job)}),
     el('td', {class: 'result'}, jobSummary(job))));
@@ -784,14 +789,14 @@
     const rows = records.slice(-AUDIT_ROWS).reverse().map((r) => el('tr', {
       'data-operation': r.operation, 'data-outcome': r.outcome, 'data-job-id': r.job_id || '',
     },
-    el('td', {text: clock(r.time), title: r.time}),
+    el('td', {class: 'nowrap', text: clock(r.time), title: r.time}),
     el('td', {text: r.tenant || ''}),
     el('td', {text: r.operation}),
-    el('td', {text: r.target || ''}),
+    el('td', {text: shortTarget(r.target), title: r.target || false}),
     el('td', {text: r.decision}),
     el('td', {}, badge(r.outcome)),
     el('td', {text: r.actor || ''}),
-    el('td', {text: shortId(r.job_id), title: r.job_id || ''})));
+    el('td', {class: 'nowrap', text: (r.job_id || '').slice(0, 8), title: r.job_id || false})));
     fill('#audit-body', rows, 'No audit records in the last hour.');
   }
 
