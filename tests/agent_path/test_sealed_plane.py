@@ -246,5 +246,5 @@ def test_an_idle_stack_writes_no_audit_record(plane: Stack) -> None:
         if settled == length:
             break
     time.sleep(15)  # Flower broadcasts enable_events every 5 s, sealed
-    records = plane.redis().xrange("nube:audit")
+    records = entries(plane.redis().xrange("nube:audit"), str)
     assert len(records) == length, records[length:]
