@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import redis
 import typer
 
-from nube.audit.log import AuditLog
-from nube.audit.verifier import VerifyReport, verify_file
-from nube.redis_client import connect
-from nube.settings import load_settings_or_exit
 from nube.tools.cli.config import settings_environment
+
+if TYPE_CHECKING:  # redis and the audit log load when a command runs: nube starts faster
+    from nube.audit.verifier import VerifyReport
 
 audit_app = typer.Typer(help="The tamper-evident audit log")
 
@@ -47,6 +45,13 @@ def verify_cmd(
 
     Exit status 0 when every source verifies, 1 when a record was tampered with.
     """
+    import redis
+
+    from nube.audit.log import AuditLog
+    from nube.audit.verifier import verify_file
+    from nube.redis_client import connect
+    from nube.settings import load_settings_or_exit
+
     reports: list[tuple[str, VerifyReport]] = []
     if use_redis:
         client = (

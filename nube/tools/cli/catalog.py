@@ -49,10 +49,13 @@ ALIASES = {
     **{(g, "rm"): "remove" for g in ("containers", "images", "networks", "volumes")},
     ("vm", "stop"): "shutdown",
     ("vm", "rm"): "undefine",
-    ("vm-networks", "ls"): "list",
-    ("pools", "ls"): "list",
-    ("vm-volumes", "ls"): "list",
+    **{(g, "ls"): "list" for g in ("vm-networks", "pools", "vm-volumes")},
+    **{(g, "rm"): "undefine" for g in ("vm-networks", "pools")},
+    ("vm-volumes", "rm"): "delete",
 }
+
+#: Aliases listed in the help (and completed); the others are just accepted.
+SHOWN_ALIASES = {("vm", "stop")}
 
 #: Operations whose job reports progress: drawn as a bar on a terminal.
 PROGRESS = {"containers.image_pull": "pull", "containers.image_push": "push"}
@@ -406,4 +409,5 @@ def register(groups: dict[str, typer.Typer]) -> None:
         groups[group].command(name, context_settings=settings)(fn)
     for (group, alias), target in ALIASES.items():
         if (group, target) in made:
-            groups[group].command(alias, hidden=True)(made[group, target])
+            hidden = (group, alias) not in SHOWN_ALIASES
+            groups[group].command(alias, hidden=hidden)(made[group, target])

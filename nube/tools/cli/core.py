@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, NoReturn
 
-import redis
 import requests
 import typer
 from pydantic import ValidationError
@@ -90,10 +89,6 @@ def failures() -> Iterator[None]:
         api_failure(e)
     except requests.RequestException as e:
         unreachable(e)
-    except redis.AuthenticationError as e:
-        fail(f"Redis refused the password: {e}", UNREACHABLE)
-    except redis.RedisError as e:
-        fail(f"Redis: {e}", UNREACHABLE)
     except NubeError as e:  # raised here, not answered (tokens --redis)
         fail(f"{e.code}: {e.message}")
     except ValidationError as e:
@@ -104,6 +99,22 @@ def failures() -> Iterator[None]:
     except KeyboardInterrupt:
         err.print("interrupted")
         raise typer.Exit(INTERRUPTED) from None
+    except OSError as e:  # a local file (a keyring, an archive to write ...)
+        fail(f"{e.strerror or e}: {e.filename}" if e.filename else e)
+    except Exception as e:
+        redis_failure(e)
+        raise
+
+
+def redis_failure(e: Exception) -> None:
+    """Redis (``tokens --redis``, ``audit verify``) refused or unreachable: one line, exit 3.
+    (``redis`` is imported by the commands that use it only: it is slow to import.)"""
+    redis = sys.modules.get("redis")
+    if redis is None or not isinstance(e, redis.RedisError):
+        return
+    if isinstance(e, redis.AuthenticationError):
+        fail(f"Redis refused the password: {e}", UNREACHABLE)
+    fail(f"Redis: {e}", UNREACHABLE)
 
 
 class NubeGroup(TyperGroup):

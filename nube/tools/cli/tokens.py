@@ -5,22 +5,32 @@ the first admin token of a deployment is made."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from enum import StrEnum
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from nube.redis_client import connect
-from nube.settings import load_settings
-from nube.tokens import Scope, TokenStore
 from nube.tools.cli import render
 from nube.tools.cli.catalog import JsonOpt
 from nube.tools.cli.config import resolve, settings_environment
 from nube.tools.cli.core import client, display, err, out, usage
 
+if TYPE_CHECKING:
+    from nube.tokens import TokenStore
+
 tokens_app = typer.Typer(
     help="Bearer tokens: through the API as an admin, or with --redis in Redis itself",
     no_args_is_help=True,
 )
+
+
+class ScopeName(StrEnum):
+    """Token scopes (:class:`nube.tokens.Scope`, not imported here: it brings redis)."""
+
+    READ = "read"
+    WRITE = "write"
+    ADMIN = "admin"
+
 
 RedisOpt = Annotated[
     bool,
@@ -37,6 +47,10 @@ def _direct(redis: bool) -> bool:
 
 
 def _store() -> TokenStore:
+    from nube.redis_client import connect
+    from nube.settings import load_settings
+    from nube.tokens import TokenStore
+
     return TokenStore(connect(load_settings(settings_environment())))
 
 
@@ -44,7 +58,8 @@ def _store() -> TokenStore:
 def create(
     tenant: Annotated[str, typer.Option(help="Tenant the token acts for", show_default=False)],
     scope: Annotated[
-        list[Scope] | None, typer.Option(help="Scope, repeat for several (default read, write)")
+        list[ScopeName] | None,
+        typer.Option(help="Scope, repeat for several (default read, write)"),
     ] = None,
     name: Annotated[str, typer.Option(help="A label for the token")] = "",
     secret: Annotated[
@@ -54,14 +69,16 @@ def create(
     as_json: JsonOpt = False,
 ) -> None:
     """Create a token; its secret is printed once, alone on stdout."""
-    scopes = [Scope(s) for s in scope or [Scope.READ, Scope.WRITE]]
+    scopes = [s.value for s in scope or [ScopeName.READ, ScopeName.WRITE]]
     if _direct(redis):
-        token, info = _store().create(tenant, scopes, name, secret)
+        from nube.tokens import Scope
+
+        token, info = _store().create(tenant, [Scope(s) for s in scopes], name, secret)
         made: dict[str, Any] = {**info.model_dump(mode="json"), "token": token}
     elif secret is not None:
         usage("--secret needs --redis: the API always makes a random secret")
     else:
-        made = client().create_token(tenant, [s.value for s in scopes], name)
+        made = client().create_token(tenant, scopes, name)
     if as_json:
         return render.emit_json(made)
     print(made["token"], flush=True)
