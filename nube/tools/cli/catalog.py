@@ -31,7 +31,7 @@ from nube.catalog import CATALOG, Operation
 from nube.tools.cli import render
 from nube.tools.cli.core import client, err, out, stdout_text, usage
 
-#: Groups: (service, action prefix) → the command group, the help of each group.
+#: The command groups made from the catalog, and their help.
 GROUPS: dict[str, str] = {
     "containers": "Containers: create, inspect, start, stop, exec, logs, remove ...",
     "images": "Images: pull, build, push, tag, inspect, remove, save, load",
