@@ -6,6 +6,7 @@ Tests that need a real service skip locally when it is missing but fail when ``C
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -183,6 +184,22 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def agent_stack(workdir: Path, **env: str) -> Iterator[Stack]:
+    """A private stack (Redis, the agent, the API; no worker yet) with ``env`` added to its
+    settings, ready for jobs; stopped afterwards."""
+    need(shutil.which("redis-server") is not None, "redis-server")
+    stack = Stack(workdir=workdir, extra_env=env)
+    try:
+        stack.start_redis()
+        stack.start_agent()
+        stack.start_api()
+        stack.wait_ready(["nube.ingress"])
+        yield stack
+    finally:
+        stack.stop_all()
 
 
 def broken_engine_stack(workdir: Path, worker: str) -> Stack:

@@ -13,20 +13,14 @@ import pytest
 from nube.tokens import Scope, TokenStore
 from nube.tools.client import NubeClient
 from nube.tools.devstack import Stack
+from tests.conftest import agent_stack
 from tests.redis_replies import one
 
 
 @pytest.fixture
 def passive_stack(tmp_path: Path) -> Iterator[Stack]:
-    stack = Stack(workdir=tmp_path, extra_env={"NUBE_AGENT_MODE": "passive"})
-    try:
-        stack.start_redis()
-        stack.start_agent()
-        stack.start_api()
-        stack.wait_ready(["nube.ingress"])
+    with agent_stack(tmp_path, NUBE_AGENT_MODE="passive") as stack:
         yield stack
-    finally:
-        stack.stop_all()
 
 
 def test_passive_mode_relays_readable_signed_messages(passive_stack: Stack) -> None:

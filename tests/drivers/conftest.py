@@ -3,8 +3,14 @@
 ``container_driver`` is :class:`FakeContainerDriver` or :class:`DockerDriver` (the engine, with
 ``busybox:latest``); ``hypervisor`` is :class:`FakeHypervisorDriver` or :class:`LibvirtDriver` on
 ``qemu:///system`` with its pools under a private directory in ``/tmp``. The real ones skip
-locally without their backend and fail on CI (``need``). A test speaks only through the driver
-interface; what the real backends made is removed afterwards (by tenant label, by name prefix).
+locally without their backend and fail on CI (``need``). A test drives the steps through the
+driver interface and checks the backend's own view through the observer of the same parameter
+(``engine`` for containers, ``host`` for VMs: :mod:`tests.drivers.backends`). What the real
+backends made is removed afterwards (by tenant label, by name prefix).
+
+``tests/containers`` and ``tests/vms`` (what only a real backend shows) use these fixtures too:
+``make_ctx``, ``ctx``, ``name``, ``pool_root`` and the real drivers of :func:`docker_driver` and
+:func:`libvirt_driver`.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -24,13 +30,27 @@ from tests.conftest import docker_available, libvirt_available, need
 from workers.drivers import ContainerDriver, HypervisorDriver, JobContext
 from workers.drivers.fake import FakeContainerDriver, FakeHypervisorDriver
 
+from .backends import (
+    ContainerBackend,
+    HypervisorBackend,
+    clean_libvirt,
+    container_observer,
+    has_image,
+    hypervisor_observer,
+    remove_docker_resources,
+)
+
+if TYPE_CHECKING:
+    from workers.drivers.docker import DockerDriver
+    from workers.drivers.libvirt import LibvirtDriver
+
 RUN = uuid.uuid4().hex[:8]
 TENANT_A = f"ct-{RUN}-a"
 TENANT_B = f"ct-{RUN}-b"
 IMAGE = "busybox:latest"
 QEMU = "qemu:///system"
 VM_PREFIX = "nubetest-"
-"""What the VM tests name things, so :func:`tests.vms.conftest.clean` finds leftovers too."""
+"""What the tests name things (``name``); this run's leftovers are removed by prefix."""
 
 
 class Progress:
@@ -83,6 +103,20 @@ def name() -> Name:
 # --- containers ----------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def docker_driver() -> Iterator[DockerDriver]:
+    """The Docker driver; every resource of tenants A and B is removed afterwards."""
+    need(docker_available() and has_image(IMAGE), f"the Docker engine with {IMAGE}")
+    from workers.drivers.docker import DockerDriver
+
+    driver = DockerDriver()
+    try:
+        yield driver
+    finally:
+        driver.close()
+        remove_docker_resources((TENANT_A, TENANT_B))
+
+
 @pytest.fixture(
     params=["fake", pytest.param("docker", marks=pytest.mark.docker)],
 )
@@ -91,15 +125,15 @@ def container_driver(request: pytest.FixtureRequest) -> Iterator[ContainerDriver
     if request.param == "fake":
         yield FakeContainerDriver(images=[IMAGE])
         return
-    need(docker_available() and _has_image(IMAGE), f"the Docker engine with {IMAGE}")
-    from workers.drivers.docker import DockerDriver
-
-    driver = DockerDriver()
-    try:
+    with docker_driver() as driver:
         yield driver
-    finally:
-        driver.close()
-        _remove_docker_resources((TENANT_A, TENANT_B))
+
+
+@pytest.fixture
+def engine(container_driver: ContainerDriver) -> Iterator[ContainerBackend]:
+    """The observer of ``container_driver``'s engine: the fake's store, or the Docker SDK."""
+    with contextlib.closing(container_observer(container_driver)) as view:
+        yield view
 
 
 @pytest.fixture
@@ -108,43 +142,6 @@ def push_registry(container_driver: ContainerDriver, request: pytest.FixtureRequ
     if isinstance(container_driver, FakeContainerDriver):
         return "registry.fake:5000"
     return str(request.getfixturevalue("registry"))
-
-
-def _has_image(reference: str) -> bool:
-    import docker
-
-    try:
-        client = docker.from_env(timeout=30)
-        with contextlib.closing(client):
-            client.images.get(reference)
-    except docker.errors.DockerException:
-        return False
-    return True
-
-
-def _remove_docker_resources(tenants: tuple[str, ...]) -> None:
-    """Every container, network, volume and image labelled with one of ``tenants``."""
-    import docker
-
-    client = docker.from_env(timeout=60)
-    with contextlib.closing(client):
-        for tenant in tenants:
-            labels = {"label": [f"nube.tenant={tenant}"]}
-            for container in client.containers.list(all=True, filters=labels):
-                _quietly(container.remove, force=True, v=True)
-            for network in client.networks.list(filters=labels):
-                _quietly(network.remove)
-            for volume in client.volumes.list(filters=labels):
-                _quietly(volume.remove, force=True)
-            for image in client.images.list(filters=labels):
-                _quietly(client.images.remove, image.id, force=True)
-
-
-def _quietly(call: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
-    import docker
-
-    with contextlib.suppress(docker.errors.APIError):
-        call(*args, **kwargs)
 
 
 # --- VMs -----------------------------------------------------------------------------------------
@@ -159,19 +156,34 @@ def pool_root() -> Iterator[Path]:
     shutil.rmtree(root, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def libvirt_driver(pool_root: Path, uri: str = QEMU) -> Iterator[LibvirtDriver]:
+    """The libvirt driver on ``uri`` (qemu:///system needs libvirtd); what this run named is
+    removed afterwards."""
+    if uri == QEMU:
+        need(libvirt_available(), f"libvirtd ({QEMU})")
+    from workers.drivers.libvirt import LibvirtDriver
+
+    driver = LibvirtDriver(uri, node="node-1", pool_root=str(pool_root), backoff=0.05)
+    try:
+        yield driver
+    finally:
+        driver.close()
+        clean_libvirt(uri, prefix=f"{VM_PREFIX}{RUN}-")
+
+
 @pytest.fixture(params=["fake", pytest.param("libvirt", marks=pytest.mark.libvirt)])
 def hypervisor(request: pytest.FixtureRequest, pool_root: Path) -> Iterator[HypervisorDriver]:
     """The driver under test. The fake's guest has no OS (it ignores ACPI), as on QEMU."""
     if request.param == "fake":
         yield FakeHypervisorDriver(node="node-1", pool_root=str(pool_root), guest_powers_off=False)
         return
-    need(libvirt_available(), f"libvirtd ({QEMU})")
-    from tests.vms.conftest import clean
-    from workers.drivers.libvirt import LibvirtDriver
-
-    driver = LibvirtDriver(QEMU, node="node-1", pool_root=str(pool_root), backoff=0.05)
-    try:
+    with libvirt_driver(pool_root) as driver:
         yield driver
-    finally:
-        driver.close()
-        clean(QEMU, prefix=f"{VM_PREFIX}{RUN}-")
+
+
+@pytest.fixture
+def host(hypervisor: HypervisorDriver) -> Iterator[HypervisorBackend]:
+    """The observer of ``hypervisor``'s host: the fake's store, or a raw libvirt connection."""
+    with contextlib.closing(hypervisor_observer(hypervisor, QEMU)) as view:
+        yield view

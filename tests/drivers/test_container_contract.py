@@ -1,7 +1,9 @@
 """The ContainerDriver contract, run on the fake driver and on Docker.
 
-Every test speaks only through the driver interface (``tests/containers`` checks the engine's
-own view with the Docker SDK). Programs are the few shell commands the fake understands.
+Every test drives the steps through the driver interface and checks what the engine itself
+holds through ``engine`` (the fake's store, or the Docker SDK). Programs are the few shell
+commands the fake understands; what only a real engine shows (HTTP on a published port, names
+resolved on a user network, an unreachable registry) is in ``tests/containers``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from nube.catalog import container_models as m
 from nube.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from workers.drivers import ContainerDriver, Driver, JobContext
 
+from .backends import ContainerBackend
 from .conftest import IMAGE, TENANT_B, MakeCtx, Name, Progress
 
 SLEEP = ["sleep", "60"]
@@ -59,20 +62,22 @@ def test_is_a_container_driver(container_driver: ContainerDriver) -> None:
 
 
 def test_run_to_completion_returns_exit_code_and_output_and_removes_it(
-    container_driver: ContainerDriver, ctx: JobContext, make_ctx: MakeCtx
+    container_driver: ContainerDriver, ctx: JobContext, make_ctx: MakeCtx, engine: ContainerBackend
 ) -> None:
     script = "echo out; echo err >&2; exit 3"
     result = run(container_driver, ctx, command=["sh", "-c", script])
     assert (result["exit_code"], result["stdout"], result["stderr"]) == (3, "out\n", "err\n")
     assert result["truncated"] is False
     assert result["id"] not in ids(container_driver, make_ctx())
+    assert engine.container(result["id"]) is None
     with pytest.raises(NotFound):
         container_driver.inspect(m.ContainerRef(id=result["id"]), make_ctx())
 
 
 def test_life_cycle(
-    container_driver: ContainerDriver, ctx: JobContext, make_ctx: MakeCtx, name: Name
+    container_driver: ContainerDriver, make_ctx: MakeCtx, name: Name, engine: ContainerBackend
 ) -> None:
+    ctx = make_ctx()
     spec = m.ContainerCreate(
         image=IMAGE,
         command=SLEEP,
@@ -81,6 +86,9 @@ def test_life_cycle(
         env={"SECRET": "x"},
         memory="32m",
         pids_limit=64,
+        cpus=0.5,
+        restart_policy="on-failure",
+        restart_max_retries=2,
     )
     made = container_driver.create(spec, ctx)
     cid, ref = made["id"], m.ContainerRef(id=made["id"])
@@ -88,6 +96,10 @@ def test_life_cycle(
     assert made["labels"] | ctx.labels == made["labels"] and made["labels"]["app"] == "web"
     assert "SECRET" in made["config"]["env_names"] and "SECRET=x" not in str(made)
     assert made["host_config"]["memory"] == 32 << 20 and made["host_config"]["pids_limit"] == 64
+    seen = engine.container(cid)
+    assert seen is not None and seen.status == "created"
+    assert (seen.labels["nube.tenant"], seen.labels["nube.job"]) == (ctx.tenant, ctx.job_id)
+    assert (seen.memory, seen.pids_limit, seen.restart) == (32 << 20, 64, ("on-failure", 2))
     stop = m.ContainerStop(id=cid, timeout=1)
     for step, expected in [
         (lambda: container_driver.start(ref, make_ctx()), "running"),
@@ -104,17 +116,21 @@ def test_life_cycle(
     ]:
         assert step()["state"] == expected
         assert container_driver.inspect(ref, make_ctx())["state"] == expected
+        assert (seen := engine.container(cid)) is not None and seen.status == expected
     assert container_driver.inspect(ref, make_ctx())["state_detail"]["exit_code"] == 137
+    assert (seen := engine.container(cid)) is not None and seen.exit_code == 137
     renamed = name("renamed")
     assert (
         container_driver.rename(m.ContainerRename(id=cid, name=renamed), make_ctx())["name"]
         == renamed
     )
     assert container_driver.inspect(m.ContainerRef(id=renamed), make_ctx())["id"] == cid
+    assert (seen := engine.container(cid)) is not None and seen.name == renamed
     assert container_driver.remove(m.ContainerRemove(id=renamed), make_ctx()) == {
         "id": cid,
         "removed": True,
     }
+    assert engine.container(cid) is None
     with pytest.raises(NotFound):
         container_driver.inspect(ref, make_ctx())
     with pytest.raises(NotFound):  # a redelivered remove reports it; the effect happened once
@@ -180,7 +196,7 @@ def test_missing_things_are_not_found(container_driver: ContainerDriver, ctx: Jo
 
 
 def test_redelivered_create_and_run_make_one_container(
-    container_driver: ContainerDriver, make_ctx: MakeCtx, name: Name
+    container_driver: ContainerDriver, make_ctx: MakeCtx, name: Name, engine: ContainerBackend
 ) -> None:
     ctx = make_ctx()
     spec = m.ContainerCreate(image=IMAGE, name=name("once"), command=SLEEP)
@@ -192,6 +208,7 @@ def test_redelivered_create_and_run_make_one_container(
     assert one["id"] == two["id"] and two["state"] == "running"
     for job in (ctx.job_id, run_ctx.job_id):
         assert len(ids(container_driver, make_ctx(), label=[f"nube.job={job}"])) == 1
+        assert engine.count("container", f"nube.job={job}") == 1
 
 
 def test_redelivered_run_to_completion_reuses_the_first_container(
@@ -298,12 +315,13 @@ def test_ports_and_stats(
 
 
 def test_auto_remove_container_is_gone_after_stop(
-    container_driver: ContainerDriver, ctx: JobContext, make_ctx: MakeCtx
+    container_driver: ContainerDriver, ctx: JobContext, make_ctx: MakeCtx, engine: ContainerBackend
 ) -> None:
     started = sleeper(container_driver, ctx, auto_remove=True)
     stopped = container_driver.stop(m.ContainerStop(id=started["id"], timeout=0), make_ctx())
     assert stopped["state"] in ("exited", "removing", "removed")
     eventually(lambda: started["id"] not in ids(container_driver, make_ctx()))
+    eventually(lambda: engine.container(started["id"]) is None)
 
 
 # --- tenancy -------------------------------------------------------------------------------------
@@ -387,13 +405,17 @@ def test_tenant_images_are_private_and_shared_images_visible(
 
 
 def test_network_connect_disconnect_remove_prune_and_redelivery(
-    container_driver: ContainerDriver, ctx: JobContext, make_ctx: MakeCtx, name: Name
+    container_driver: ContainerDriver, make_ctx: MakeCtx, name: Name, engine: ContainerBackend
 ) -> None:
+    ctx = make_ctx()
     subnet = f"10.214.{random.randint(1, 250)}.0/24"
     params = m.ContainerNetworkCreate(name=name("net"), subnet=subnet, labels={"app": "demo"})
     net = container_driver.network_create(params, ctx)
     assert container_driver.network_create(params, ctx)["id"] == net["id"]  # redelivered
+    assert engine.count("network", f"nube.job={ctx.job_id}") == 1
     assert net["labels"]["nube.job"] == ctx.job_id and net["labels"]["app"] == "demo"
+    assert (seen := engine.seen("network", net["id"])) is not None
+    assert seen.labels["nube.job"] == ctx.job_id
     assert net["subnets"][0]["subnet"] == subnet and net["containers"] == {}
     with pytest.raises(Conflict):  # another job, same name
         container_driver.network_create(params, make_ctx())
@@ -410,6 +432,8 @@ def test_network_connect_disconnect_remove_prune_and_redelivery(
         container_driver.network_remove(m.ContainerNetworkRef(id=net["id"]), make_ctx())
     leave = m.ContainerNetworkDisconnect(id=net["id"], container=server["id"])
     assert container_driver.network_disconnect(leave, make_ctx())["containers"] == {}
+    net_ref = m.ContainerNetworkRef(id=net["id"])
+    assert container_driver.network_inspect(net_ref, make_ctx())["containers"] == {}
     with pytest.raises(Conflict):
         container_driver.network_disconnect(leave, make_ctx())
     assert container_driver.network_remove(m.ContainerNetworkRef(id=net["id"]), make_ctx())[
@@ -423,12 +447,15 @@ def test_network_connect_disconnect_remove_prune_and_redelivery(
 
 
 def test_volume_shared_between_containers(
-    container_driver: ContainerDriver, ctx: JobContext, make_ctx: MakeCtx, name: Name
+    container_driver: ContainerDriver, make_ctx: MakeCtx, name: Name, engine: ContainerBackend
 ) -> None:
+    ctx = make_ctx()
     params = m.ContainerVolumeCreate(name=name("vol"), labels={"app": "db"})
     vol = container_driver.volume_create(params, ctx)
     assert container_driver.volume_create(params, ctx) == vol  # redelivered
     assert vol["labels"] == ctx.labels | {"app": "db"}
+    assert (seen := engine.seen("volume", vol["name"])) is not None
+    assert seen.labels["nube.tenant"] == ctx.tenant
     with pytest.raises(Conflict):  # another job, same name (the engine alone would hand it back)
         container_driver.volume_create(params, make_ctx())
     write = run(
@@ -449,14 +476,16 @@ def test_volume_shared_between_containers(
 
 
 def test_missing_volume_is_created_and_prune_removes_unused(
-    container_driver: ContainerDriver, ctx: JobContext, make_ctx: MakeCtx, name: Name
+    container_driver: ContainerDriver, make_ctx: MakeCtx, name: Name, engine: ContainerBackend
 ) -> None:
+    ctx = make_ctx()
     auto = name("auto")
     run(container_driver, ctx, volumes=[f"{auto}:/data"], command=["true"])
     assert (
         container_driver.volume_inspect(m.ContainerVolumeRef(name=auto), make_ctx())["labels"]
         == ctx.labels
     )
+    assert (seen := engine.seen("volume", auto)) is not None and seen.labels == ctx.labels
     anon = container_driver.volume_create(m.ContainerVolumeCreate(), make_ctx())
     listed = {
         v["name"] for v in container_driver.volume_list(m.LabelFilter(), make_ctx())["volumes"]
@@ -472,8 +501,9 @@ def test_missing_volume_is_created_and_prune_removes_unused(
 
 
 def test_backup_restore_round_trip(
-    container_driver: ContainerDriver, ctx: JobContext, make_ctx: MakeCtx, name: Name
+    container_driver: ContainerDriver, make_ctx: MakeCtx, name: Name, engine: ContainerBackend
 ) -> None:
+    ctx = make_ctx()
     src, dst = name("src"), name("dst")
     script = "mkdir /data/d && echo one > /data/a && echo two > /data/d/b"
     run(container_driver, ctx, volumes=[f"{src}:/data"], command=["sh", "-c", script])
@@ -493,6 +523,7 @@ def test_backup_restore_round_trip(
         bad = m.ContainerVolumeRestore(name=dst, archive="bm90IGEgdGFy")  # "not a tar"
         container_driver.volume_restore(bad, make_ctx())
     assert ids(container_driver, make_ctx()) == set()  # no helper container is left
+    assert engine.count("container", "nube.helper") == 0
 
 
 # --- images --------------------------------------------------------------------------------------
@@ -507,13 +538,15 @@ def build(driver: ContainerDriver, ctx: JobContext, tag: str) -> dict[str, Any]:
 
 
 def test_build_tag_history_save_remove_load(
-    container_driver: ContainerDriver, make_ctx: MakeCtx, name: Name
+    container_driver: ContainerDriver, make_ctx: MakeCtx, name: Name, engine: ContainerBackend
 ) -> None:
     repo = name("img")
     progress = Progress()
     built = build(container_driver, make_ctx(progress=progress), f"{repo}:v1")
     assert built["tags"] == [f"{repo}:v1"] and "COPY hello.txt" in built["log"]
     assert built["labels"]["app"] == "demo" and built["labels"]["nube.tenant"] == make_ctx().tenant
+    assert (seen := engine.seen("image", f"{repo}:v1")) is not None
+    assert seen.labels["app"] == "demo" and seen.labels["nube.tenant"] == make_ctx().tenant
     last = progress.reports[-1]
     assert last["phase"] == "build" and last["step"] == last["steps"] >= 3
     tag = m.ImageTagParams(id=f"{repo}:v1", repository=repo, tag="v2")
@@ -521,11 +554,13 @@ def test_build_tag_history_save_remove_load(
         "id": built["id"],
         "reference": f"{repo}:v2",
     }
+    assert (seen := engine.seen("image", f"{repo}:v2")) is not None and seen.id == built["id"]
     layers = container_driver.image_history(m.ImageRefParams(id=f"{repo}:v2"), make_ctx())["layers"]
     assert any("built.txt" in str(layer["created_by"]) for layer in layers)
     saved = container_driver.image_save(m.ImageSave(id=f"{repo}:v1"), make_ctx())
-    assert saved["id"] == built["id"] and saved["size"] > 0
-    gone = container_driver.image_remove(m.ImageRemove(id=built["id"], force=True), make_ctx())
+    assert saved["id"] == built["id"] and saved["size"] > 1000
+    short = built["id"].removeprefix("sha256:")[:12]
+    gone = container_driver.image_remove(m.ImageRemove(id=short, force=True), make_ctx())
     assert built["id"] in gone["deleted"]
     with pytest.raises(NotFound):
         container_driver.image_inspect(m.ImageRefParams(id=f"{repo}:v1"), make_ctx())
@@ -544,7 +579,7 @@ def test_build_tag_history_save_remove_load(
 
 
 def test_build_errors_and_redelivery(
-    container_driver: ContainerDriver, make_ctx: MakeCtx, name: Name
+    container_driver: ContainerDriver, make_ctx: MakeCtx, name: Name, engine: ContainerBackend
 ) -> None:
     with pytest.raises(InvalidRequest, match="the build failed"):
         failing = m.ImageBuild(dockerfile=f"FROM {IMAGE}\nRUN exit 7\n")
@@ -555,15 +590,16 @@ def test_build_errors_and_redelivery(
     assert container_driver.image_build(params, ctx)["id"] == first["id"]
     listed = container_driver.image_list(m.ImageList(), make_ctx())["images"]
     assert [i["id"] for i in listed if i["labels"].get("nube.job") == ctx.job_id] == [first["id"]]
+    assert engine.count("image", f"nube.job={ctx.job_id}") == 1
 
 
 def test_list_and_inspect_shared_images(
     container_driver: ContainerDriver, make_ctx: MakeCtx
 ) -> None:
     listed = container_driver.image_list(m.ImageList(name="busybox"), make_ctx())["images"]
-    assert any(IMAGE in i["tags"] for i in listed)
+    assert [IMAGE] in [i["tags"] for i in listed]
     inspected = container_driver.image_inspect(m.ImageRefParams(id=IMAGE), make_ctx())
-    assert inspected["os"] == "linux" and IMAGE in inspected["tags"]
+    assert inspected["os"] == "linux" and inspected["tags"] == [IMAGE]
     assert {"id", "digests", "created", "size", "config", "architecture"} <= set(inspected)
 
 
@@ -594,6 +630,13 @@ def test_push_then_pull_back(
     )
     assert pulled["id"] == built["id"] and pulled["tags"] == [pushed["reference"]]
     assert progress.reports[-1]["done"] is True
+    out = run(
+        container_driver,
+        make_ctx(),
+        image=pushed["reference"],
+        command=["cat", "/hello.txt", "/built.txt"],
+    )
+    assert out["stdout"] == "hello from context\nbuilt\n"
     with pytest.raises(NotFound):
         container_driver.image_pull(
             m.ImagePull(image=f"{push_registry}/nube/absent:v1"), make_ctx()

@@ -1,7 +1,10 @@
 """The HypervisorDriver contract, run on the fake driver and on libvirt (qemu:///system).
 
-Every test speaks only through the driver interface (``tests/vms`` checks libvirt's own view).
-The VMs have no OS: a graceful shutdown never completes, on QEMU as on the fake.
+Every test drives the steps through the driver interface and checks what the hypervisor itself
+holds through ``host`` (the fake's store, or a raw libvirt connection). The VMs have no OS: a
+graceful shutdown never completes, on QEMU as on the fake. What only libvirt shows (the XML it
+keeps, its mock hypervisor, kvm or emulation, a live snapshot, libvirtd going away) is in
+``tests/vms``.
 """
 
 from __future__ import annotations
@@ -18,18 +21,26 @@ from nube.errors import Conflict, Forbidden, NotFound, Timeout
 from workers.drivers import Driver, HypervisorDriver, JobContext
 from workers.drivers.vm_states import VmState, allowed_actions
 
+from .backends import HypervisorBackend
 from .conftest import MakeCtx, Name
+
+LIBVIRT_STATE = {"running": "running", "paused": "paused", "defined": "shutoff", "saved": "shutoff"}
+"""A VM's state in libvirt's words (a saved VM is shut off, with a managed save image)."""
 
 
 def vm_spec(name: str, **extra: Any) -> m.VmDefine:
     return m.VmDefine.model_validate({"name": name, "memory_mib": 64, **extra})
 
 
-def assert_state(vm: dict[str, Any], state: str) -> None:
-    """The representation says ``state`` and offers what the state table allows."""
+def assert_state(host: HypervisorBackend, vm: dict[str, Any], state: str) -> None:
+    """The representation says ``state`` and offers what the state table allows; the
+    hypervisor itself agrees."""
     assert vm["state"] == state
     assert vm["allowed_actions"] == allowed_actions(VmState(state), vm["persistent"])
     assert vm["managed_save"] is (state == "saved")
+    seen = host.domain(vm["name"])
+    assert seen is not None and seen.state == LIBVIRT_STATE[state]
+    assert seen.managed_save is (state == "saved")
 
 
 def make_pool(driver: HypervisorDriver, ctx: JobContext, name: Name) -> str:
@@ -59,16 +70,26 @@ def define_network(driver: HypervisorDriver, ctx: JobContext, name: Name, **extr
 # --- node and domains ----------------------------------------------------------------------------
 
 
-def test_is_a_hypervisor_driver(hypervisor: HypervisorDriver, ctx: JobContext) -> None:
+def test_is_a_hypervisor_driver(
+    hypervisor: HypervisorDriver, ctx: JobContext, host: HypervisorBackend
+) -> None:
     assert isinstance(hypervisor, HypervisorDriver) and isinstance(hypervisor, Driver)
-    assert hypervisor.name in ("fake", "libvirt") and hypervisor.version()
+    assert hypervisor.name in ("fake", "libvirt")
+    assert hypervisor.version().startswith(f"{hypervisor.name} ")
     info = hypervisor.hypervisor_info(NoParams(), ctx)
-    assert info["node"] == "node-1"
+    assert info["node"] == "node-1" and info["uri"] == host.uri
     assert info["domain_type"] in info["capabilities"]["domain_types"]
-    assert info["node_info"]["cpus"] >= 1 and info["max_vcpus"] >= 1
+    assert info["domain_type"] in ("fake", "kvm", "qemu")
+    assert info["capabilities"]["guest_arches"]
+    node = info["node_info"]
+    assert node["cpus"] >= 1 and node["memory_mib"] > 0 and node["sockets"] >= 1
+    assert info["max_vcpus"] >= 1
+    assert info["libvirt_version"].count(".") == 2
 
 
-def test_life_cycle(hypervisor: HypervisorDriver, ctx: JobContext, name: Name) -> None:
+def test_life_cycle(
+    hypervisor: HypervisorDriver, ctx: JobContext, name: Name, host: HypervisorBackend
+) -> None:
     vm = name("vm")
     ref = m.VmRef(name=vm)
     defined = hypervisor.define_domain(vm_spec(vm), ctx)
@@ -77,17 +98,17 @@ def test_life_cycle(hypervisor: HypervisorDriver, ctx: JobContext, name: Name) -
         ctx.tenant,
         ctx.job_id,
     )
-    assert_state(defined, "defined")
-    assert_state(hypervisor.start_domain(ref, ctx), "running")
-    assert_state(hypervisor.suspend_domain(ref, ctx), "paused")
-    assert_state(hypervisor.resume_domain(ref, ctx), "running")
-    assert_state(hypervisor.reboot_domain(m.VmReboot(name=vm, hard=True), ctx), "running")
-    assert_state(hypervisor.reboot_domain(m.VmReboot(name=vm), ctx), "running")
-    assert_state(hypervisor.save_domain(ref, ctx), "saved")
-    assert_state(hypervisor.restore_domain(ref, ctx), "running")
+    assert_state(host, defined, "defined")
+    assert_state(host, hypervisor.start_domain(ref, ctx), "running")
+    assert_state(host, hypervisor.suspend_domain(ref, ctx), "paused")
+    assert_state(host, hypervisor.resume_domain(ref, ctx), "running")
+    assert_state(host, hypervisor.reboot_domain(m.VmReboot(name=vm, hard=True), ctx), "running")
+    assert_state(host, hypervisor.reboot_domain(m.VmReboot(name=vm), ctx), "running")
+    assert_state(host, hypervisor.save_domain(ref, ctx), "saved")
+    assert_state(host, hypervisor.restore_domain(ref, ctx), "running")
     info = hypervisor.domain_info(ref, ctx)
     assert (info["memory_mib"], info["vcpus"]) == (64, 1) and info["cpu_time_ns"] > 0
-    assert_state(hypervisor.destroy_domain(ref, ctx), "defined")
+    assert_state(host, hypervisor.destroy_domain(ref, ctx), "defined")
     gone = hypervisor.undefine_domain(m.VmUndefine(name=vm), ctx)
     assert (gone["state"], gone["allowed_actions"], gone["removed_volumes"]) == (
         "undefined",
@@ -95,21 +116,23 @@ def test_life_cycle(hypervisor: HypervisorDriver, ctx: JobContext, name: Name) -
         [],
     )
     assert vm not in vm_names(hypervisor, ctx)
+    assert host.domain(vm) is None
     with pytest.raises(NotFound):
         hypervisor.domain_info(ref, ctx)
 
 
 def test_save_from_paused_and_start_a_saved_vm(
-    hypervisor: HypervisorDriver, ctx: JobContext, name: Name
+    hypervisor: HypervisorDriver, ctx: JobContext, name: Name, host: HypervisorBackend
 ) -> None:
     vm = name("vm")
     hypervisor.define_domain(vm_spec(vm, start=True), ctx)
     hypervisor.suspend_domain(m.VmRef(name=vm), ctx)
-    assert_state(hypervisor.save_domain(m.VmRef(name=vm), ctx), "saved")
-    assert_state(hypervisor.start_domain(m.VmRef(name=vm), ctx), "running")
+    assert_state(host, hypervisor.save_domain(m.VmRef(name=vm), ctx), "saved")
+    assert_state(host, hypervisor.start_domain(m.VmRef(name=vm), ctx), "running")
     hypervisor.save_domain(m.VmRef(name=vm), ctx)
     hypervisor.undefine_domain(m.VmUndefine(name=vm), ctx)  # a saved VM goes with its image
     assert vm not in vm_names(hypervisor, ctx)
+    assert host.domain(vm) is None
 
 
 @pytest.mark.parametrize(
@@ -132,13 +155,19 @@ def test_save_from_paused_and_start_a_saved_vm(
     ],
 )
 def test_illegal_transitions_conflict(
-    hypervisor: HypervisorDriver, ctx: JobContext, name: Name, setup: list[str], action: str
+    hypervisor: HypervisorDriver,
+    ctx: JobContext,
+    name: Name,
+    host: HypervisorBackend,
+    setup: list[str],
+    action: str,
 ) -> None:
     vm = name("vm")
     hypervisor.define_domain(vm_spec(vm), ctx)
     for step in setup:
         getattr(hypervisor, step)(m.VmRef(name=vm), ctx)
     before = hypervisor.domain_info(m.VmRef(name=vm), ctx)
+    seen_before = host.domain(vm)
     params = {
         "shutdown_domain": m.VmShutdown,
         "reboot_domain": m.VmReboot,
@@ -146,42 +175,51 @@ def test_illegal_transitions_conflict(
     }.get(action, m.VmRef)(name=vm)
     with pytest.raises(Conflict) as err:
         getattr(hypervisor, action)(params, ctx)
+    assert err.value.code == "conflict"
     assert err.value.details["allowed_actions"] == before["allowed_actions"]
     assert hypervisor.domain_info(m.VmRef(name=vm), ctx)["state"] == before["state"]
+    assert host.domain(vm) == seen_before
 
 
-def test_transient_vm(hypervisor: HypervisorDriver, ctx: JobContext, name: Name) -> None:
+def test_transient_vm(
+    hypervisor: HypervisorDriver, ctx: JobContext, name: Name, host: HypervisorBackend
+) -> None:
     vm = name("vm")
     made = hypervisor.define_domain(vm_spec(vm, persistent=False), ctx)
     assert made["persistent"] is False
-    assert_state(made, "running")
+    assert_state(host, made, "running")
     assert "save" not in made["allowed_actions"] and "undefine" not in made["allowed_actions"]
     with pytest.raises(Conflict):
         hypervisor.save_domain(m.VmRef(name=vm), ctx)
     assert hypervisor.destroy_domain(m.VmRef(name=vm), ctx)["state"] == "undefined"
+    assert host.domain(vm) is None
     with pytest.raises(NotFound):
         hypervisor.domain_info(m.VmRef(name=vm), ctx)
 
 
 def test_shutdown_of_a_guest_without_an_os_times_out_then_forces(
-    hypervisor: HypervisorDriver, ctx: JobContext, name: Name
+    hypervisor: HypervisorDriver, ctx: JobContext, name: Name, host: HypervisorBackend
 ) -> None:
     vm = name("vm")
     hypervisor.define_domain(vm_spec(vm, start=True), ctx)
-    with pytest.raises(Timeout) as err:
+    with pytest.raises(Timeout) as err:  # no guest OS answers the ACPI power button
         hypervisor.shutdown_domain(m.VmShutdown(name=vm, timeout=1), ctx)
     assert err.value.code == "timeout"
     assert hypervisor.domain_info(m.VmRef(name=vm), ctx)["state"] == "running"
     done = hypervisor.shutdown_domain(m.VmShutdown(name=vm, timeout=1, force=True), ctx)
     assert (done["state"], done["graceful"], done["forced"]) == ("defined", False, True)
+    assert (seen := host.domain(vm)) is not None and seen.state == "shutoff"
 
 
-def test_autostart(hypervisor: HypervisorDriver, ctx: JobContext, name: Name) -> None:
+def test_autostart(
+    hypervisor: HypervisorDriver, ctx: JobContext, name: Name, host: HypervisorBackend
+) -> None:
     vm = name("vm")
     assert hypervisor.define_domain(vm_spec(vm, autostart=True), ctx)["autostart"] is True
     off = hypervisor.set_domain_autostart(m.VmAutostart(name=vm, enabled=False), ctx)
     assert off["autostart"] is False
     assert hypervisor.domain_info(m.VmRef(name=vm), ctx)["autostart"] is False
+    assert (seen := host.domain(vm)) is not None and seen.autostart is False
 
 
 def test_list_filters_and_tenancy(
@@ -222,8 +260,9 @@ def test_another_tenants_vm_is_not_found(
 
 
 def test_redelivered_define_finds_the_first_domain(
-    hypervisor: HypervisorDriver, ctx: JobContext, make_ctx: MakeCtx, name: Name
+    hypervisor: HypervisorDriver, make_ctx: MakeCtx, name: Name, host: HypervisorBackend
 ) -> None:
+    ctx = make_ctx()
     vm = name("vm")
     pool = make_pool(hypervisor, ctx, name)
     spec = vm_spec(vm, disks=[{"pool": pool, "capacity_mib": 4}])
@@ -231,6 +270,7 @@ def test_redelivered_define_finds_the_first_domain(
     again = hypervisor.define_domain(spec.model_copy(update={"start": True}), ctx)
     assert again["uuid"] == first["uuid"] and again["state"] == "running"
     assert vm_names(hypervisor, ctx) == {vm}
+    assert host.domain_names().count(vm) == 1
     assert len(hypervisor.list_volumes(m.StorageVolumeList(pool=pool), ctx)["volumes"]) == 1
     with pytest.raises(Conflict):
         hypervisor.define_domain(spec, make_ctx())  # another job, same name
@@ -264,7 +304,7 @@ def test_missing_objects_are_not_found(
 
 
 def test_failed_define_leaves_nothing(
-    hypervisor: HypervisorDriver, ctx: JobContext, name: Name
+    hypervisor: HypervisorDriver, ctx: JobContext, name: Name, host: HypervisorBackend
 ) -> None:
     vm = name("vm")
     pool = make_pool(hypervisor, ctx, name)
@@ -276,6 +316,7 @@ def test_failed_define_leaves_nothing(
     assert err.value.details["kind"] == "vm_network"
     assert hypervisor.list_volumes(m.StorageVolumeList(pool=pool), ctx)["volumes"] == []
     assert vm not in vm_names(hypervisor, ctx)
+    assert host.domain(vm) is None
     missing_pool = vm_spec(vm, disks=[{"pool": name("no-pool"), "capacity_mib": 4}])
     with pytest.raises(NotFound) as err:
         hypervisor.define_domain(missing_pool, ctx)
@@ -286,8 +327,9 @@ def test_failed_define_leaves_nothing(
 
 
 def test_snapshots(
-    hypervisor: HypervisorDriver, ctx: JobContext, make_ctx: MakeCtx, name: Name
+    hypervisor: HypervisorDriver, make_ctx: MakeCtx, name: Name, host: HypervisorBackend
 ) -> None:
+    ctx = make_ctx()
     pool = make_pool(hypervisor, ctx, name)
     vm = name("vm")
     hypervisor.define_domain(vm_spec(vm, disks=[{"pool": pool, "capacity_mib": 8}]), ctx)
@@ -309,6 +351,7 @@ def test_snapshots(
     deleted = hypervisor.delete_snapshot(m.SnapshotRef(name=vm, snapshot="s1"), ctx)
     assert deleted == {"name": "s1", "vm": vm, "deleted": True}
     assert hypervisor.list_snapshots(m.VmRef(name=vm), ctx)["snapshots"] == []
+    assert (seen := host.domain(vm)) is not None and seen.snapshots == 0
     with pytest.raises(NotFound):
         hypervisor.delete_snapshot(m.SnapshotRef(name=vm, snapshot="s1"), ctx)
 
@@ -372,7 +415,8 @@ def test_pool_states(hypervisor: HypervisorDriver, ctx: JobContext, name: Name) 
     with pytest.raises(Conflict):
         hypervisor.create_volume(m.StorageVolumeCreate(pool=pool, name="w", capacity_mib=1), ctx)
     assert hypervisor.pool_info(ref, ctx)["volumes"] is None
-    assert hypervisor.start_pool(ref, ctx)["volumes"] == 1
+    started = hypervisor.start_pool(ref, ctx)
+    assert started["active"] is True and started["volumes"] == 1
     hypervisor.delete_volume(m.StorageVolumeRef(pool=pool, name="v"), ctx)
     hypervisor.destroy_pool(ref, ctx)
     undefined = hypervisor.undefine_pool(m.PoolUndefine(name=pool, delete=True), ctx)
@@ -382,14 +426,14 @@ def test_pool_states(hypervisor: HypervisorDriver, ctx: JobContext, name: Name) 
 
 
 def test_vm_with_qcow2_volumes_and_storage_removal(
-    hypervisor: HypervisorDriver, ctx: JobContext, name: Name
+    hypervisor: HypervisorDriver, ctx: JobContext, name: Name, host: HypervisorBackend
 ) -> None:
     pool = make_pool(hypervisor, ctx, name)
     hypervisor.create_volume(m.StorageVolumeCreate(pool=pool, name="data", capacity_mib=8), ctx)
     vm = name("vm")
     disks = [{"pool": pool, "capacity_mib": 16}, {"pool": pool, "volume": "data"}]
     made = hypervisor.define_domain(vm_spec(vm, start=True, disks=disks), ctx)
-    assert_state(made, "running")
+    assert_state(host, made, "running")
     assert [(d["pool"], d["format"], d["device"]) for d in made["disks"]] == [
         (pool, "qcow2", "disk"),
         (pool, "qcow2", "disk"),
@@ -405,17 +449,20 @@ def test_vm_with_qcow2_volumes_and_storage_removal(
 # --- networks ------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("mode", ["nat", "isolated", "route"])
 def test_network_life_cycle_with_a_vm(
-    hypervisor: HypervisorDriver, ctx: JobContext, name: Name
+    hypervisor: HypervisorDriver, ctx: JobContext, name: Name, host: HypervisorBackend, mode: str
 ) -> None:
-    net = define_network(hypervisor, ctx, name)
+    net = define_network(hypervisor, ctx, name, mode=mode)
     ref = m.VmNetworkRef(name=net)
     info = hypervisor.network_info(ref, ctx)
-    assert info["mode"] == "isolated" and info["active"] and info["persistent"]
+    assert info["mode"] == mode and info["active"] and info["persistent"]
     assert info["subnet"].startswith("10.215.") and info["gateway"].endswith(".1")
     assert info["dhcp_start"].endswith(".10") and info["bridge"]
+    assert (seen := host.network(net)) is not None and seen.active
     vm = name("vm")
     made = hypervisor.define_domain(vm_spec(vm, start=True, interfaces=[{"network": net}]), ctx)
+    assert_state(host, made, "running")
     assert [i["network"] for i in made["interfaces"]] == [net]
     assert made["interfaces"][0]["mac"].startswith("52:54:00:")
     assert hypervisor.network_leases(ref, ctx) == {"name": net, "leases": []}  # no guest OS
@@ -432,6 +479,7 @@ def test_network_life_cycle_with_a_vm(
         hypervisor.start_domain(m.VmRef(name=vm), ctx)
     hypervisor.undefine_domain(m.VmUndefine(name=vm), ctx)
     assert hypervisor.undefine_network(ref, ctx) == {"name": net, "undefined": True}
+    assert host.network(net) is None
     with pytest.raises(NotFound):
         hypervisor.network_info(ref, ctx)
 
@@ -458,13 +506,17 @@ def test_network_define_is_idempotent_and_autostarts(
     assert net in {n["name"] for n in hypervisor.list_networks(NoParams(), ctx)["networks"]}
 
 
-def test_transient_network(hypervisor: HypervisorDriver, ctx: JobContext, name: Name) -> None:
+def test_transient_network(
+    hypervisor: HypervisorDriver, ctx: JobContext, name: Name, host: HypervisorBackend
+) -> None:
     net = define_network(hypervisor, ctx, name, persistent=False)
     ref = m.VmNetworkRef(name=net)
     assert hypervisor.network_info(ref, ctx)["persistent"] is False
+    assert (seen := host.network(net)) is not None and seen.persistent is False
     with pytest.raises(Conflict):
         hypervisor.set_network_autostart(m.VmNetworkAutostart(name=net), ctx)
     gone = hypervisor.destroy_network(ref, ctx)
     assert (gone["active"], gone["undefined"]) == (False, True)
+    assert host.network(net) is None
     with pytest.raises(NotFound):
         hypervisor.network_info(ref, ctx)

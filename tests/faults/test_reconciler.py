@@ -15,19 +15,13 @@ from nube.tokens import Scope, TokenStore
 from nube.tools.client import NubeClient
 from nube.tools.devstack import Stack
 from nube.wire import RelayRequest
+from tests.conftest import agent_stack
 
 
 @pytest.fixture
 def reconciling(tmp_path: Path) -> Iterator[Stack]:
-    stack = Stack(workdir=tmp_path, extra_env={"NUBE_RECONCILE_SECONDS": "1"})
-    try:
-        stack.start_redis()
-        stack.start_agent()
-        stack.start_api()
-        stack.wait_ready(["nube.ingress"])
+    with agent_stack(tmp_path, NUBE_RECONCILE_SECONDS="1") as stack:
         yield stack
-    finally:
-        stack.stop_all()
 
 
 def jobs_of(stack: Stack) -> JobStore:

@@ -1,18 +1,14 @@
-"""Fixtures for the VM driver tests: a LibvirtDriver per URI, job contexts, pools, cleanup.
+"""Fixtures for what only a real hypervisor shows, shared with the contract suite.
 
-``test:///default`` is always there (libvirt's in-process mock). ``qemu:///system`` needs a
-running libvirtd with QEMU: without it these tests skip locally and fail when ``CI`` is set.
-Everything a test makes is named ``nubetest-...`` and removed by prefix after each test.
+``ctx``, ``make_ctx``, ``name`` and ``pool_root`` are :mod:`tests.drivers.conftest`'s; ``qemu``
+is its libvirt driver on ``qemu:///system`` (skips locally without libvirtd, fails on CI), and
+``driver`` is that one or a driver on ``test:///default`` (libvirt's in-process mock, always
+there). What a test makes is named by ``name`` and removed by prefix afterwards.
 """
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import os
-import shutil
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,14 +16,15 @@ import libvirt
 import pytest
 
 from nube.catalog import NoParams
+from tests.drivers.conftest import QEMU, libvirt_driver
+from tests.drivers.conftest import ctx as ctx
+from tests.drivers.conftest import make_ctx as make_ctx
+from tests.drivers.conftest import name as name
+from tests.drivers.conftest import pool_root as pool_root
 from workers.drivers import JobContext
 from workers.drivers.libvirt import LibvirtDriver
 
-QEMU = "qemu:///system"
 MOCK = "test:///default"
-PREFIX = "nubetest-"
-CI = bool(os.environ.get("CI"))
-POOL_ROOT = Path("/var/lib/nube-test")
 
 libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
 
@@ -38,15 +35,6 @@ def qemu_reachable() -> bool:
         return True
     except libvirt.libvirtError:
         return False
-
-
-def need_qemu() -> None:
-    """Skip without libvirtd locally; on CI its absence is a failure."""
-    if qemu_reachable():
-        return
-    if CI:
-        pytest.fail(f"libvirtd ({QEMU}) is required on CI but is not reachable")
-    pytest.skip(f"libvirtd ({QEMU}) is not reachable")
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -65,7 +53,8 @@ def _hypervisor_lines() -> list[str]:
         return [f"vms: {QEMU} unreachable; only {MOCK} runs"]
     driver = LibvirtDriver(QEMU, node="test")
     try:
-        info = driver.hypervisor_info(NoParams(), make_ctx())
+        ctx = JobContext(job_id="job-header", tenant="tenant-a", operation="vms.test")
+        info = driver.hypervisor_info(NoParams(), ctx)
     finally:
         driver.close()
     why = "/dev/kvm usable" if info["domain_type"] == "kvm" else "no usable /dev/kvm"
@@ -75,118 +64,22 @@ def _hypervisor_lines() -> list[str]:
     ]
 
 
-def make_ctx(
-    tenant: str = "tenant-a", job_id: str | None = None, admin: bool = False
-) -> JobContext:
-    return JobContext(
-        job_id=job_id or f"job-{uuid.uuid4()}", tenant=tenant, operation="vms.test", admin=admin
-    )
-
-
-def unique(kind: str) -> str:
-    return f"{PREFIX}{kind}-{uuid.uuid4().hex[:6]}"
-
-
-# --- cleanup by prefix ---------------------------------------------------------------------------
-
-
-def _quiet(fn: Callable[[], object]) -> None:
-    with contextlib.suppress(libvirt.libvirtError):
-        fn()
-
-
-def clean(uri: str, prefix: str = PREFIX) -> None:
-    """Destroy and undefine every domain, network and pool (with volumes) named ``prefix...``."""
-    conn = libvirt.open(uri)
-    try:
-        for dom in conn.listAllDomains(0):
-            if dom.name().startswith(prefix):
-                _clean_domain(dom)
-        for net in conn.listAllNetworks(0):
-            if net.name().startswith(prefix):
-                _quiet(net.destroy)
-                _quiet(net.undefine)
-        for pool in conn.listAllStoragePools(0):
-            if pool.name().startswith(prefix):
-                _clean_pool(pool)
-    finally:
-        conn.close()
-
-
-def _clean_domain(dom: libvirt.virDomain) -> None:
-    _quiet(dom.destroy)
-    for snap in _listed(dom.listAllSnapshots):
-        _quiet(functools.partial(snap.delete, libvirt.VIR_DOMAIN_SNAPSHOT_DELETE_METADATA_ONLY))
-    flags = (
-        libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
-    )
-    _quiet(lambda: dom.undefineFlags(flags))
-
-
-def _clean_pool(pool: libvirt.virStoragePool) -> None:
-    _quiet(pool.create)
-    for vol in _listed(pool.listAllVolumes):
-        _quiet(functools.partial(vol.delete, 0))
-    _quiet(pool.destroy)
-    _quiet(lambda: pool.delete(0))
-    _quiet(pool.undefine)
-
-
-def _listed(fn: Callable[[int], list[Any]]) -> list[Any]:
-    try:
-        return fn(0)
-    except libvirt.libvirtError:
-        return []
-
-
-# --- fixtures ------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def pool_root() -> Iterator[Path]:
-    """A private directory for the tests' storage pools (under /var/lib/nube-test)."""
-    root = POOL_ROOT / uuid.uuid4().hex[:8]
-    root.mkdir(parents=True, exist_ok=True)
-    yield root
-    shutil.rmtree(root, ignore_errors=True)
-    with contextlib.suppress(OSError):
-        POOL_ROOT.rmdir()
-
-
-@pytest.fixture(params=[MOCK, QEMU], ids=["test", "qemu"])
-def uri(request: pytest.FixtureRequest) -> str:
-    if request.param == QEMU:
-        need_qemu()
-    return str(request.param)
-
-
-@pytest.fixture
-def driver(uri: str, pool_root: Path) -> Iterator[LibvirtDriver]:
-    """A driver on ``uri``; everything named ``nubetest-`` is removed afterwards."""
-    drv = LibvirtDriver(uri, node="node-1", pool_root=str(pool_root), backoff=0.05)
-    yield drv
-    drv.close()
-    clean(uri)
-
-
 @pytest.fixture
 def qemu(pool_root: Path) -> Iterator[LibvirtDriver]:
     """A driver on qemu:///system only."""
-    need_qemu()
-    drv = LibvirtDriver(QEMU, node="node-1", pool_root=str(pool_root), backoff=0.05)
-    yield drv
-    drv.close()
-    clean(QEMU)
+    with libvirt_driver(pool_root) as drv:
+        yield drv
 
 
 @pytest.fixture
-def raw(uri: str) -> Iterator[libvirt.virConnect]:
-    """libvirt-python directly, to confirm what the driver did."""
-    conn = libvirt.open(uri)
-    yield conn
-    conn.close()
+def mock(pool_root: Path) -> Iterator[LibvirtDriver]:
+    """A driver on libvirt's in-process mock hypervisor (no DHCP server, no QEMU)."""
+    with libvirt_driver(pool_root, MOCK) as drv:
+        yield drv
 
 
-@pytest.fixture
-def ctx() -> JobContext:
-    return make_ctx()
+@pytest.fixture(params=["test", "qemu"])
+def driver(request: pytest.FixtureRequest) -> LibvirtDriver:
+    """The mock's driver, then qemu:///system's."""
+    drv: LibvirtDriver = request.getfixturevalue("mock" if request.param == "test" else "qemu")
+    return drv

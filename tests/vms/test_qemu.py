@@ -1,5 +1,6 @@
-"""What only a real hypervisor shows: a guest without an OS never powers off by itself, a
-running snapshot keeps memory, and libvirtd can go away under a job."""
+"""What only a real hypervisor shows: kvm or plain emulation, a running snapshot keeps memory,
+and libvirtd can go away under a job. (A guest without an OS never powering off by itself is
+the contract's, in ``tests/drivers``: the fake's guest behaves the same.)"""
 
 from __future__ import annotations
 
@@ -15,57 +16,44 @@ import libvirt
 import pytest
 
 from nube.catalog import vm_models as m
-from nube.errors import BackendUnavailable, Timeout
+from nube.errors import BackendUnavailable
+from tests.drivers.conftest import Name
+from tests.drivers.test_hypervisor_contract import make_pool, vm_spec
 from workers.drivers import JobContext
 from workers.drivers.libvirt import LibvirtDriver
 
-from .conftest import QEMU, qemu_reachable, unique
-from .test_libvirt import make_pool
+from .conftest import QEMU, qemu_reachable
 
 pytestmark = pytest.mark.libvirt
 PIDFILE = Path("/run/libvirtd.pid")
 
 
-def vm_spec(name: str, **extra: Any) -> m.VmDefine:
-    return m.VmDefine.model_validate({"name": name, "memory_mib": 64, **extra})
-
-
-def test_domain_type_follows_kvm_availability(qemu: LibvirtDriver, ctx: JobContext) -> None:
+def test_domain_type_follows_kvm_availability(
+    qemu: LibvirtDriver, ctx: JobContext, name: Name
+) -> None:
     info = qemu.hypervisor_info(params=None, ctx=ctx)  # type: ignore[arg-type]
     kvm_usable = "kvm" in info["capabilities"]["domain_types"]
     assert info["domain_type"] == ("kvm" if kvm_usable else "qemu")
     forced = LibvirtDriver(QEMU, node="n", domain_type="qemu")
     try:
-        name = unique("vm")
-        forced.define_domain(vm_spec(name), ctx)
-        assert "type='qemu'" in libvirt.open(QEMU).lookupByName(name).XMLDesc(0)
+        vm = name("vm")
+        forced.define_domain(vm_spec(vm), ctx)
+        assert "type='qemu'" in libvirt.open(QEMU).lookupByName(vm).XMLDesc(0)
     finally:
         forced.close()
 
 
-def test_shutdown_times_out_then_destroys(qemu: LibvirtDriver, ctx: JobContext) -> None:
-    name = unique("vm")
-    qemu.define_domain(vm_spec(name, start=True), ctx)
-    with pytest.raises(Timeout) as err:  # no guest OS answers the ACPI power button
-        qemu.shutdown_domain(m.VmShutdown(name=name, timeout=1), ctx)
-    assert err.value.code == "timeout"
-    assert qemu.domain_info(m.VmRef(name=name), ctx)["state"] == "running"
-    done = qemu.shutdown_domain(m.VmShutdown(name=name, timeout=1, force=True), ctx)
-    assert (done["state"], done["graceful"], done["forced"]) == ("defined", False, True)
-    assert libvirt.open(QEMU).lookupByName(name).state()[0] == libvirt.VIR_DOMAIN_SHUTOFF
-
-
-def test_snapshot_of_a_running_vm(qemu: LibvirtDriver, ctx: JobContext) -> None:
-    pool = make_pool(qemu, ctx)
-    name = unique("vm")
-    qemu.define_domain(vm_spec(name, start=True, disks=[{"pool": pool, "capacity_mib": 8}]), ctx)
-    taken = qemu.create_snapshot(m.SnapshotCreate(name=name, snapshot="live"), ctx)
+def test_snapshot_of_a_running_vm(qemu: LibvirtDriver, ctx: JobContext, name: Name) -> None:
+    pool = make_pool(qemu, ctx, name)
+    vm = name("vm")
+    qemu.define_domain(vm_spec(vm, start=True, disks=[{"pool": pool, "capacity_mib": 8}]), ctx)
+    taken = qemu.create_snapshot(m.SnapshotCreate(name=vm, snapshot="live"), ctx)
     assert taken["state"] == "running"
-    qemu.destroy_domain(m.VmRef(name=name), ctx)
-    reverted = qemu.revert_snapshot(m.SnapshotRef(name=name, snapshot="live"), ctx)
+    qemu.destroy_domain(m.VmRef(name=vm), ctx)
+    reverted = qemu.revert_snapshot(m.SnapshotRef(name=vm, snapshot="live"), ctx)
     assert reverted["vm_state"] == "running"  # memory state came back
-    qemu.delete_snapshot(m.SnapshotRef(name=name, snapshot="live"), ctx)
-    qemu.destroy_domain(m.VmRef(name=name), ctx)
+    qemu.delete_snapshot(m.SnapshotRef(name=vm, snapshot="live"), ctx)
+    qemu.destroy_domain(m.VmRef(name=vm), ctx)
 
 
 # --- libvirtd going away -------------------------------------------------------------------------
@@ -100,14 +88,16 @@ def restartable(qemu: LibvirtDriver) -> Any:
     _start_libvirtd()
 
 
-def test_libvirtd_stopped_mid_job(qemu: LibvirtDriver, ctx: JobContext, restartable: None) -> None:
-    name = unique("vm")
-    qemu.define_domain(vm_spec(name, start=True), ctx)
+def test_libvirtd_stopped_mid_job(
+    qemu: LibvirtDriver, ctx: JobContext, name: Name, restartable: None
+) -> None:
+    vm = name("vm")
+    qemu.define_domain(vm_spec(vm, start=True), ctx)
     outcome: dict[str, BaseException] = {}
 
     def job() -> None:  # waits for a power-off that never comes
         try:
-            qemu.shutdown_domain(m.VmShutdown(name=name, timeout=30, force=True), ctx)
+            qemu.shutdown_domain(m.VmShutdown(name=vm, timeout=30, force=True), ctx)
         except BaseException as err:
             outcome["error"] = err
 
@@ -120,12 +110,12 @@ def test_libvirtd_stopped_mid_job(qemu: LibvirtDriver, ctx: JobContext, restarta
     assert isinstance(error, BackendUnavailable)
     assert error.retryable and error.code == "backend_unavailable"
     with pytest.raises(BackendUnavailable):
-        qemu.domain_info(m.VmRef(name=name), ctx)
+        qemu.domain_info(m.VmRef(name=vm), ctx)
     _start_libvirtd()
     # Reconnected. libvirtd finishes a power-off that was asked for before it stopped, so the
     # VM may be shut off by now (libvirt log: "shutting down, reason=daemon").
-    assert qemu.domain_info(m.VmRef(name=name), ctx)["state"] in ("running", "defined")
-    fresh = unique("vm")  # and the backend works again
+    assert qemu.domain_info(m.VmRef(name=vm), ctx)["state"] in ("running", "defined")
+    fresh = name("vm")  # and the backend works again
     assert qemu.define_domain(vm_spec(fresh, start=True), ctx)["state"] == "running"
     assert qemu.destroy_domain(m.VmRef(name=fresh), ctx)["state"] == "defined"
 
