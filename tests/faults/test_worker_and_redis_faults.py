@@ -343,7 +343,10 @@ def burst(
     on_answer: Callable[[int], None] | None = None,
     backoff: float = 0.5,
 ) -> list[tuple[int, str, dict[str, Any]]]:
-    """``n`` submissions of ``vms.list`` from ``threads`` threads: (status, mimetype, body)."""
+    """``n`` submissions of ``vms.list`` from ``threads`` threads: (status, mimetype, body).
+
+    Each asks ``Prefer: respond-async``: the burst measures acceptance (202 and a job), not the
+    read's answer, which the API would otherwise wait for."""
     local = threading.local()
     answers: list[tuple[int, str, dict[str, Any]]] = []
     lock = threading.Lock()
@@ -352,6 +355,7 @@ def burst(
         if not hasattr(local, "session"):
             local.session = requests.Session()
             local.session.headers["Authorization"] = f"Bearer {token}"
+            local.session.headers["Prefer"] = "respond-async"
         try:
             r = local.session.get(stack.api_url + "/v1/vms", timeout=30)
             answer = (r.status_code, r.headers.get("Content-Type", ""), r.json())
