@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import requests
 
@@ -40,7 +41,9 @@ def test_bad_token_request_is_422(stack: Stack, make_client: ClientFactory) -> N
     assert r.status_code == 422
 
 
-def test_cli_manages_tokens(stack: Stack) -> None:
+def test_cli_manages_tokens(stack: Stack, tmp_path: Path) -> None:
+    # with the stack's Redis settings and no API configured (run away from any .nube/local.env
+    # a `make up` left in the checkout), the CLI manages tokens in Redis directly
     env = stack.env()
     create = subprocess.run(
         [
@@ -55,6 +58,7 @@ def test_cli_manages_tokens(stack: Stack) -> None:
             "read",
         ],
         env=env,
+        cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=60,
@@ -67,15 +71,17 @@ def test_cli_manages_tokens(stack: Stack) -> None:
     listing = subprocess.run(
         [sys.executable, "-m", "nube.tools.cli", "tokens", "list"],
         env={**env, "COLUMNS": "200"},
+        cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=60,
     )
     line = next(row for row in listing.stdout.splitlines() if "clitenant" in row)
-    token_id = line.split("│")[1].strip()
+    token_id = line.split()[0]  # the first column: ID
     revoke = subprocess.run(
         [sys.executable, "-m", "nube.tools.cli", "tokens", "revoke", token_id],
         env=env,
+        cwd=tmp_path,
         capture_output=True,
         text=True,
         timeout=60,
