@@ -173,8 +173,10 @@ def compose_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeS
             "compose-test",
             timeout=60,
         ).stdout
-        stack.token = out.strip().splitlines()[0].strip()
-        assert stack.token.startswith("nube_"), out
+        # the secret is on stdout, its id on stderr: `exec` may interleave them in any order
+        secrets_out = [line.strip() for line in out.splitlines() if line.startswith("nube_")]
+        assert len(secrets_out) == 1, out
+        stack.token = secrets_out[0]
         yield stack
     except BaseException:
         logs = stack.run("logs", "--no-color", "--tail", "60", check=False, timeout=60).stdout
