@@ -31,7 +31,11 @@ from tests.conftest import docker_available, need, remove_docker_resources
 
 if importlib.util.find_spec("selenium") is not None:
     from selenium import webdriver
-    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    from selenium.common.exceptions import (
+        NoSuchElementException,
+        StaleElementReferenceException,
+        TimeoutException,
+    )
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.chromium.webdriver import ChromiumDriver
     from selenium.webdriver.common.by import By
@@ -119,7 +123,18 @@ def until(driver: WebDriver, what: str, check: Callable[[], T | None], timeout: 
         poll_frequency=0.1,
         ignored_exceptions=(NoSuchElementException, StaleElementReferenceException),
     )
-    result: T = waiter.until(lambda _: check() or False, message=f"waiting for {what}")
+    try:
+        result: T = waiter.until(lambda _: check() or False, message=f"waiting for {what}")
+    except TimeoutException as e:
+        # say what the page showed instead: the sections' status lines and the jobs table
+        try:
+            seen = driver.execute_script(
+                "return Array.from(document.querySelectorAll('[id$=\"-status\"], #jobs-body'))"
+                ".map(e => e.id + ': ' + e.innerText.slice(0, 400)).join('\\n')"
+            )
+        except Exception as unreadable:  # the page itself may be gone
+            seen = f"(unreadable: {type(unreadable).__name__})"
+        raise TimeoutException(f"waiting for {what}; the page showed:\n{seen}") from e
     return result
 
 
