@@ -28,6 +28,7 @@ from nube.errors import Conflict, InvalidRequest, NotFound, NubeError, Timeout
 from nube.wire import Hardening
 from workers.drivers.base import JobContext, Result, name_taken
 from workers.drivers.fake import container_views as views
+from workers.drivers.fake import effects
 from workers.drivers.fake.common import hex_id, now_iso
 from workers.drivers.fake.container_store import (
     PREDEFINED_NETWORKS,
@@ -168,6 +169,7 @@ class FakeLifecycleMixin(FakeEngineBase):
             endpoints={network: Endpoint(self._network_id(network), list(spec.network_aliases))},
         )
         self.containers[container.id] = container
+        effects.container_made(container.labels)
         return container
 
     def _prepare_volumes(self, spec: ContainerSpec, ctx: JobContext) -> None:
