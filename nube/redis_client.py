@@ -17,7 +17,7 @@ REDIS_ERRORS: tuple[type[BaseException], ...] = (
 def connect(settings: Settings) -> redis.Redis:
     """A client on the settings' Redis with short timeouts, so a dead Redis fails fast."""
     return redis.Redis.from_url(
-        settings.broker_url,
+        settings.redis_dsn,
         decode_responses=True,
         socket_connect_timeout=settings.publish_timeout,
         socket_timeout=settings.publish_timeout + settings.max_wait_seconds,

@@ -16,6 +16,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 PREFIX = "NUBE_"
+#: The schemes of a RabbitMQ ``NUBE_BROKER_URL`` (kombu's py-amqp transport).
+AMQP_SCHEMES = ("amqp://", "amqps://")
 
 
 class Settings(BaseModel):
@@ -28,6 +30,14 @@ class Settings(BaseModel):
         description="Redis for the broker, results, jobs, tokens and audit",
     )
     redis_password: str | None = Field(default=None, description="Redis password (secret)")
+    broker_url: str | None = Field(
+        default=None,
+        repr=False,
+        description="The message broker (secret: it may hold a password). Unset: the Redis of "
+        "`NUBE_REDIS_URL`. `amqp://user:password@host:5672/vhost` (or `amqps://`): RabbitMQ, "
+        "with quorum queues and publisher confirms; job records, idempotency keys, results, "
+        "tokens and the audit log stay on Redis",
+    )
     node: str = Field(
         default_factory=lambda: os.uname().nodename,
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
@@ -114,6 +124,8 @@ class Settings(BaseModel):
     def _check_redis(self) -> Settings:
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("NUBE_REDIS_URL must be a redis:// or rediss:// URL")
+        if self.broker_url is not None and not self.broker_url.startswith(AMQP_SCHEMES):
+            raise ValueError("NUBE_BROKER_URL must be an amqp:// or amqps:// URL (or unset)")
         return self
 
     @model_validator(mode="after")
@@ -126,7 +138,17 @@ class Settings(BaseModel):
         return self
 
     @property
-    def broker_url(self) -> str:
+    def amqp(self) -> bool:
+        """Whether the broker is RabbitMQ (``NUBE_BROKER_URL``) rather than Redis."""
+        return self.broker_url is not None
+
+    @property
+    def broker(self) -> str:
+        """The URL Celery's messages go through: ``NUBE_BROKER_URL``, else :attr:`redis_dsn`."""
+        return self.broker_url or self.redis_dsn
+
+    @property
+    def redis_dsn(self) -> str:
         """The Redis URL with the password (if any) filled in."""
         if not self.redis_password or "@" in self.redis_url:
             return self.redis_url

@@ -23,7 +23,7 @@ def test_secret_from_file(tmp_path: Path) -> None:
     secret.write_text("s3cret\n")
     s = load_settings({"NUBE_REDIS_PASSWORD_FILE": str(secret), "NUBE_REDIS_URL": "redis://h:1/0"})
     assert s.redis_password == "s3cret"
-    assert s.broker_url == "redis://:s3cret@h:1/0"
+    assert s.redis_dsn == s.broker == "redis://:s3cret@h:1/0"
 
 
 def test_unreadable_secret_file_names_the_variable() -> None:
