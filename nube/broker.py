@@ -2,11 +2,15 @@
 
 See docs/architecture.md ("Delivery guarantees") for why each setting is there. Messages are
 published through :mod:`nube.publish`.
+
+The broker is Redis (``NUBE_REDIS_URL``) or RabbitMQ (``NUBE_BROKER_URL=amqp://...``, see
+:func:`amqp_options`); results, job records and everything else stay on Redis either way.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from celery import Celery
 from kombu.exceptions import OperationalError
@@ -50,10 +54,36 @@ def check_visibility_timeout(settings: Settings, catalog: Catalog = CATALOG) -> 
         )
 
 
+def amqp_options() -> dict[str, Any]:
+    """Celery's settings for RabbitMQ (kombu's py-amqp transport).
+
+    - Task queues are quorum queues (replicated, durable; they requeue an unacknowledged
+      message as soon as its consumer's connection or channel closes), declared so whether
+      listed (``nube.ingress``) or made on first use (every service queue, ``vms.<node>``).
+      Celery's own pidbox (control) and event queues are not task queues: they stay classic,
+      auto-delete and non-durable, as quorum queues cannot be.
+    - Their exchanges are topic exchanges, so a retry's countdown goes through RabbitMQ's
+      native delayed delivery (``celery_delayed_*``) instead of being held by the worker
+      (quorum queues have no global QoS to make room for held messages).
+    - Publisher confirms: a publish returns once RabbitMQ has the message (the quorum queue's
+      majority has written it), or raises what RabbitMQ refused.
+    """
+    return {
+        "broker_transport_options": {"confirm_publish": True},
+        "task_default_queue_type": "quorum",
+        "task_create_missing_queue_type": "quorum",
+        "task_default_exchange_type": "topic",
+        "task_create_missing_queue_exchange_type": "topic",
+        "broker_native_delayed_delivery_queue_type": "quorum",
+        "worker_detect_quorum_queues": True,
+    }
+
+
 def make_celery(settings: Settings, main: str, catalog: Catalog = CATALOG) -> Celery:
-    """A Celery app on the settings' Redis, configured for at-least-once, effectively-once."""
+    """A Celery app on the settings' broker, configured for at-least-once, effectively-once;
+    its results on Redis."""
     check_visibility_timeout(settings, catalog)
-    app = Celery(main, broker=settings.broker_url, backend=settings.broker_url)
+    app = Celery(main, broker=settings.broker, backend=settings.redis_dsn)
     transport = {"visibility_timeout": settings.visibility_timeout}
     app.conf.update(
         task_serializer=SERIALIZER,
@@ -93,6 +123,8 @@ def make_celery(settings: Settings, main: str, catalog: Catalog = CATALOG) -> Ce
         task_create_missing_queues=True,
         worker_hijack_root_logger=False,
     )
+    if settings.amqp:
+        app.conf.update(amqp_options())
     return app
 
 
