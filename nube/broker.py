@@ -95,7 +95,7 @@ def make_celery(settings: Settings, main: str, catalog: Catalog = CATALOG) -> Ce
         task_reject_on_worker_lost=True,
         task_acks_on_failure_or_timeout=True,
         worker_prefetch_multiplier=1,
-        task_track_started=True,
+        task_track_started=False,  # the job record says running; no backend write
         result_expires=timedelta(days=settings.result_expires_days),
         result_extended=True,
         broker_transport_options=transport,
@@ -107,9 +107,9 @@ def make_celery(settings: Settings, main: str, catalog: Catalog = CATALOG) -> Ce
         redis_socket_timeout=30,
         worker_cancel_long_running_tasks_on_connection_loss=True,
         worker_soft_shutdown_timeout=10.0,
-        worker_deduplicate_successful_tasks=True,
+        worker_deduplicate_successful_tasks=False,  # the job record dedupes (terminal = skip)
         worker_send_task_events=True,
-        task_send_sent_event=True,
+        task_send_sent_event=False,  # Flower starts at task-received; one seal less per hop
         task_publish_retry=True,
         task_publish_retry_policy={
             "max_retries": 3,
