@@ -31,6 +31,7 @@ def register_operation(app: Celery, op: Operation, runtime: Runtime) -> Task:
         max_retries=op.max_retries,
         acks_late=True,
         reject_on_worker_lost=True,
+        ignore_result=True,  # the job record holds the result (sealed): no second copy
         typing=False,
         resultrepr_maxsize=0,  # events and Flower never show a result (it may hold secrets)
         # nube's errors are expected outcomes (the job record says why): Celery logs them at
