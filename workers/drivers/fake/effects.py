@@ -2,17 +2,19 @@
 
 The fake driver keeps its state in the worker process, so a second run of one job in another
 process (a twin) would make a second container nobody could see from outside. With
-``NUBE_FAKE_EFFECTS=<key>`` every container the fake driver really makes adds 1 to the field
-``<job id>`` of the Redis hash ``<key>`` (the worker's own Redis, ``NUBE_REDIS_URL``): the fault
-tests count effects per job there, not messages.
+``NUBE_FAKE_EFFECTS=<key>`` every container the fake driver really makes appends
+``<job id> <pid>`` to the Redis list ``<key>`` (the worker's own Redis, ``NUBE_REDIS_URL``): the
+fault tests count effects per job there, not messages (:func:`read_effects`), and the pid tells
+a job made again after its maker was killed (its in-memory container died with it) from a twin.
 
 With ``NUBE_FAKE_STALL_SECONDS=<s>``, a create whose container is labelled ``fake.stall`` holds
 the call that long after the container is made, like a backend call that hangs:
 
 - ``fake.stall=soft``: an ordinary wait, which the task's soft time limit interrupts;
-- ``fake.stall=hard``: a wait with the soft limit's signal (``SIGUSR1``) blocked, as a call stuck
-  in C code (libvirt waiting on a hung QEMU monitor) is deaf to it: only the hard limit, which
-  kills the pool child, ends it.
+- ``fake.stall=hard``: a wait with every signal blocked, as a call stuck in C code (libvirt
+  waiting on a hung QEMU monitor) runs no Python signal handler: neither the soft limit's
+  ``SIGUSR1`` nor the ``SIGTERM`` the pool sends first at the hard limit interrupts it; only the
+  ``SIGKILL`` that follows ends it.
 
 Both are off unless their variable is set; nothing here runs in production configurations.
 """
@@ -38,7 +40,7 @@ JOB_LABEL = "nube.job"
 @cache
 def _redis(pid: int) -> redis.Redis:
     """A client of the worker's Redis, one per process (a connection does not cross a fork)."""
-    return redis.Redis.from_url(load_settings().broker_url, socket_timeout=10)
+    return redis.Redis.from_url(load_settings().redis_dsn, socket_timeout=10)
 
 
 def container_made(labels: Mapping[str, str]) -> None:
@@ -46,7 +48,7 @@ def container_made(labels: Mapping[str, str]) -> None:
     key = os.environ.get(EFFECTS_ENV)
     job_id = labels.get(JOB_LABEL)
     if key and job_id:
-        _redis(os.getpid()).hincrby(key, job_id, 1)
+        _redis(os.getpid()).rpush(key, f"{job_id} {os.getpid()}")
     seconds = float(os.environ.get(STALL_ENV) or 0)
     mode = labels.get(STALL_LABEL)
     if seconds > 0 and mode in ("soft", "hard"):
@@ -54,12 +56,21 @@ def container_made(labels: Mapping[str, str]) -> None:
 
 
 def stall(seconds: float, deaf: bool) -> None:
-    """Wait ``seconds``; with ``deaf``, with ``SIGUSR1`` (the soft time limit) blocked."""
+    """Wait ``seconds``; with ``deaf``, with every signal blocked (``SIGKILL`` cannot be)."""
     if not deaf:
         time.sleep(seconds)
         return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
     try:
         time.sleep(seconds)
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def read_effects(client: redis.Redis, key: str) -> dict[str, list[int]]:
+    """Each job's effects in ``key``: the pids of the processes that made its containers."""
+    made: dict[str, list[int]] = {}
+    for entry in client.lrange(key, 0, -1):
+        job_id, pid = (entry.decode() if isinstance(entry, bytes) else str(entry)).split()
+        made.setdefault(job_id, []).append(int(pid))
+    return made
