@@ -24,8 +24,10 @@ import secrets
 import tempfile
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from nube.errors import KeyringInvalid
 
@@ -36,16 +38,22 @@ _SEPARATORS = re.compile(r"[\s,]+")
 
 @dataclass(frozen=True)
 class Key:
-    """One AES-256 key and its id. ``repr`` never shows the key bytes."""
+    """One AES-256 key and its id. ``repr`` never shows the key bytes.
+
+    ``cipher`` is the key's prepared AES-256-GCM object, made once: every seal and open reuses
+    it (making one per message costs more than the encryption of a small message).
+    """
 
     kid: str
     secret: bytes
+    cipher: AESGCM = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not KID_PATTERN.match(self.kid):
             raise KeyringInvalid(why=f"key id {self.kid!r} must match {KID_PATTERN.pattern}")
         if len(self.secret) != KEY_BYTES:
             raise KeyringInvalid(why=f"key '{self.kid}' is {len(self.secret)} bytes, not 32")
+        object.__setattr__(self, "cipher", AESGCM(self.secret))
 
     def __repr__(self) -> str:
         return f"Key(kid={self.kid!r})"

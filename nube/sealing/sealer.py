@@ -22,7 +22,6 @@ guard (:mod:`nube.sealing.replay`), so nothing unauthenticated ever reaches the 
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
 import hmac
@@ -32,11 +31,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from json.encoder import encode_basestring_ascii as _json_str
+from typing import Any, NamedTuple
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from nube.errors import KeyUnknown, MessageNotSealed, MessageTampered, ModeNotAllowed
@@ -73,9 +72,8 @@ class Binding:
         return {"task": self.task, "job": self.job, "tenant": self.tenant}
 
 
-@dataclass(frozen=True)
-class Header:
-    """The authenticated, readable part of an envelope."""
+class Header(NamedTuple):
+    """The authenticated, readable part of an envelope (a tuple: cheap to build per message)."""
 
     v: int
     alg: str
@@ -91,15 +89,17 @@ class Header:
         return Binding(self.task, self.job, self.tenant)
 
     def as_dict(self) -> dict[str, Any]:
-        # not dataclasses.asdict: its deepcopy is most of the cost of sealing a small message
-        return {name: getattr(self, name) for name in _HEADER_FIELDS}
+        return dict(zip(_HEADER_FIELDS, self, strict=True))
 
     def aad(self) -> bytes:
         """Canonical bytes of the header: the GCM associated data / HMAC prefix."""
-        return _canonical(self.as_dict())
+        try:
+            return _aad(self.alg, _tail(*self)).encode("ascii")
+        except TypeError:  # not plain str/int fields (e.g. a bool ``ts``): the generic encoder
+            return _canonical(self.as_dict())
 
 
-_HEADER_FIELDS = ("v", "alg", "kid", "ts", "nonce", "task", "job", "tenant")
+_HEADER_FIELDS = Header._fields
 
 
 @dataclass(frozen=True)
@@ -114,14 +114,53 @@ def _canonical(obj: dict[str, Any]) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
 
 
+# The canonical header is built by formatting, not by json.dumps(sort_keys=True): the key order
+# is fixed (alg, [ct,] job, kid, nonce, task, tenant, ts, v) and each string goes through the
+# same escaping function json uses for ensure_ascii; tests/sealing check the two agree byte for
+# byte. Only exact ints take the fast path: json writes a bool as true/false, not 1/0.
+
+
+def _tail(v: int, alg: str, kid: str, ts: int, nonce: str, task: str, job: str, tenant: str) -> str:
+    """The canonical header after ``alg``: ``"job":...,"v":1}`` (TypeError if not str/int)."""
+    if type(ts) is not int or type(v) is not int:
+        raise TypeError("not an int")
+    return (
+        f'"job":{_json_str(job)},"kid":{_json_str(kid)},"nonce":{_json_str(nonce)},'
+        f'"task":{_json_str(task)},"tenant":{_json_str(tenant)},"ts":{ts},"v":{v}}}'
+    )
+
+
+def _aad(alg: str, tail: str) -> str:
+    return f'{{"alg":{_json_str(alg)},{tail}'
+
+
+_STD_TO_URL = bytes.maketrans(b"+/", b"-_")
+_URL_TO_STD = bytes.maketrans(b"-_+/=", b"+/!!!")
+"""base64url to standard; ``+ / =`` become ``!``, which strict decoding refuses."""
+_PAD = (b"", b"", b"==", b"=")
+_B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+_CANONICAL_LAST = (
+    frozenset(_B64_ALPHABET),
+    frozenset(),
+    frozenset(_B64_ALPHABET[::16]),
+    frozenset(_B64_ALPHABET[::4]),
+)
+"""Allowed last characters by ``len % 4``: a canonical encoding's unused low bits are zero."""
+
+
 def _b64e(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return binascii.b2a_base64(raw, newline=False).translate(_STD_TO_URL).rstrip(b"=").decode()
 
 
 def _b64d(text: str) -> bytes:
     """Strict base64url: the text must be the canonical encoding of what it decodes to."""
-    raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    if _b64e(raw) != text:
+    return _b64d_bytes(text.encode("ascii"))  # UnicodeEncodeError is a ValueError
+
+
+def _b64d_bytes(data: bytes) -> bytes:
+    tail = len(data) % 4
+    raw = binascii.a2b_base64(data.translate(_URL_TO_STD) + _PAD[tail], strict_mode=True)
+    if data and data[-1] not in _CANONICAL_LAST[tail]:
         raise ValueError("non-canonical base64")
     return raw
 
@@ -165,13 +204,17 @@ class Sealer:
             binding.job,
             binding.tenant,
         )
-        out: dict[str, Any] = header.as_dict()
-        if alg is Alg.A256GCM:
-            out["ct"] = _b64e(AESGCM(key.secret).encrypt(nonce, body, header.aad()))
-        else:
-            out["body"] = body.decode("utf-8")
-            out["sig"] = _mac(key, header.aad(), body)
-        return _canonical(out)
+        if alg is not Alg.A256GCM:
+            signed = {"body": body.decode("utf-8"), "sig": _mac(key, header.aad(), body)}
+            return _canonical({**header.as_dict(), **signed})
+        try:
+            tail = _tail(*header).encode("ascii")
+        except TypeError:
+            ct = _b64e(key.cipher.encrypt(nonce, body, header.aad()))
+            return _canonical({**header.as_dict(), "ct": ct})
+        ct_bytes = key.cipher.encrypt(nonce, body, _ACTIVE_AAD_HEAD + tail)
+        ct_text = binascii.b2a_base64(ct_bytes, newline=False).translate(_STD_TO_URL).rstrip(b"=")
+        return b"".join((_ACTIVE_ENVELOPE_HEAD, ct_text, b'",', tail))
 
     def open(self, data: bytes | str) -> Opened:
         """Authenticate and decrypt an envelope; raise an ``EnvelopeError`` leaf if it fails."""
@@ -187,6 +230,10 @@ class Sealer:
         return Opened(header, _verify_mac(key, header, raw))
 
 
+_ACTIVE_AAD_HEAD = b'{"alg":"A256GCM",'
+_ACTIVE_ENVELOPE_HEAD = b'{"alg":"A256GCM","ct":"'
+
+
 def header_ids(header: Header) -> dict[str, str]:
     """What names a message in an error's details: key id, task, job, tenant (never the body)."""
     return {"kid": header.kid, "task": header.task, "job": header.job, "tenant": header.tenant}
@@ -197,7 +244,7 @@ def _decrypt(key: Key, header: Header, ct: object) -> bytes:
         raise MessageNotSealed(why="no ciphertext")
     try:
         nonce, data = _b64d(header.nonce), _b64d(ct)
-        return AESGCM(key.secret).decrypt(nonce, data, header.aad())
+        return key.cipher.decrypt(nonce, data, header.aad())
     except (InvalidTag, binascii.Error, ValueError):
         raise MessageTampered(**header_ids(header)) from None
 
@@ -220,25 +267,41 @@ def parse_envelope(data: bytes | str) -> dict[str, Any]:
         raise MessageNotSealed(why="not JSON") from None
     if not isinstance(raw, dict) or raw.get("v") != VERSION:
         raise MessageNotSealed(why="no envelope version")
-    extra = set(raw) - _ENVELOPE_FIELDS
-    if extra:
-        raise MessageNotSealed(why=f"unknown field(s) {', '.join(sorted(extra))}")
+    if not raw.keys() <= _ENVELOPE_FIELDS:
+        extra = sorted(set(raw) - _ENVELOPE_FIELDS)
+        raise MessageNotSealed(why=f"unknown field(s) {', '.join(extra)}")
     return raw
 
 
-_ENVELOPE_FIELDS = {*_HEADER_FIELDS, "ct", "body", "sig"}
+_ENVELOPE_FIELDS = frozenset({*_HEADER_FIELDS, "ct", "body", "sig"})
+_ALGS = frozenset(a.value for a in Alg)
 
 
 def _header_of(raw: dict[str, Any]) -> Header:
     try:
-        header = Header(**{name: raw[name] for name in _HEADER_FIELDS})
+        header = Header(
+            raw["v"],
+            raw["alg"],
+            raw["kid"],
+            raw["ts"],
+            raw["nonce"],
+            raw["task"],
+            raw["job"],
+            raw["tenant"],
+        )
     except KeyError as e:
         raise MessageNotSealed(why=f"missing header field {e.args[0]}") from None
-    text_fields = ("alg", "kid", "nonce", "task", "job", "tenant")
-    types_ok = isinstance(header.ts, int) and all(
-        isinstance(getattr(header, f), str) for f in text_fields
-    )
-    if not types_ok or header.alg not in {a.value for a in Alg}:
+    _, alg, kid, ts, nonce, task, job, tenant = header
+    if not (
+        isinstance(ts, int)
+        and isinstance(alg, str)
+        and isinstance(kid, str)
+        and isinstance(nonce, str)
+        and isinstance(task, str)
+        and isinstance(job, str)
+        and isinstance(tenant, str)
+        and alg in _ALGS
+    ):
         raise MessageNotSealed(why="malformed header")
     return header
 
