@@ -139,7 +139,7 @@ _URL_TO_STD = bytes.maketrans(b"-_+/=", b"+/!!!")
 """base64url to standard; ``+ / =`` become ``!``, which strict decoding refuses."""
 _PAD = (b"", b"", b"==", b"=")
 _B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-_CANONICAL_LAST = (
+_CANONICAL_LAST: tuple[frozenset[int], ...] = (
     frozenset(_B64_ALPHABET),
     frozenset(),
     frozenset(_B64_ALPHABET[::16]),
