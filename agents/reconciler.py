@@ -1,12 +1,33 @@
-"""The reconciler: republishes accepted jobs whose messages were lost.
+"""The reconciler: republishes accepted jobs whose messages were lost, and (on Redis) hands a
+dead worker's unacknowledged messages back to their queues without waiting for the visibility
+timeout.
 
-Redis keeps every acknowledged write (AOF ``appendfsync always``), yet a message can still
-vanish: a task running in the agent or a worker when the broker connection died is neither
-acknowledged nor requeued by Celery. The job record and its kept relay request survive, so the
-agent looks, every ``NUBE_RECONCILE_SECONDS``, for jobs that are not terminal and whose messages
-are in no queue and not held unacknowledged; a job found so on two scans in a row, and unchanged
-for a while, is relayed again (its effects are keyed by the job id, so a second delivery makes no
-second resource). One agent reconciles at a time.
+Lost messages (Redis). Redis keeps every acknowledged write (AOF ``appendfsync always``), yet a
+message can still vanish: a task running in the agent or a worker when the broker connection
+died is neither acknowledged nor requeued by Celery. The job record and its kept relay request
+survive, so the agent looks, every ``NUBE_RECONCILE_SECONDS``, for jobs that are not terminal and
+whose messages are in no queue and not held unacknowledged; a job found so on two scans in a row,
+and unchanged for a while, is relayed again (its effects are keyed by the job id, so a second
+delivery makes no second resource).
+
+Dead holders (Redis). kombu's Redis transport keeps a delivered, unacknowledged message in the
+``unacked`` hash and puts it back on its queue only once ``NUBE_VISIBILITY_TIMEOUT`` (an hour by
+default) has passed: a worker killed cold leaves its job stuck that long. Every
+:data:`SWEEP_SECONDS` the reconciler asks every service over the sealed control channel which of
+those messages it holds (Celery's ``query_task``: active, reserved or scheduled). A message that
+no service holds, on sweeps where every live service (those whose heartbeat key has not expired,
+:mod:`nube.registry`) answered, for :data:`ORPHAN_SECONDS`, is held by a process that is dead:
+it goes back to its queue (kombu's own ``restore_by_tag``). A service that
+is merely slow still heartbeats; one that heartbeats but does not answer in time stops the sweep
+(nothing is restored until every live service answers), so a slow worker's message is never
+handed to another worker.
+
+On RabbitMQ neither is needed, nor could be seen from Redis: the broker holds each message until
+its consumer acknowledges it and requeues it as soon as that consumer's channel closes (a dead
+worker's job is redelivered at once), and publisher confirms make a publish either stored or an
+error. The reconciler does nothing there.
+
+One agent reconciles at a time.
 """
 
 from __future__ import annotations
@@ -14,18 +35,30 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import redis
 from celery import Celery
+from kombu import Connection
 
 from nube.broker import relay_task_id
 from nube.jobs import Job, JobStore
 from nube.publish import publish_request
+from nube.registry import Registry
+from nube.settings import AMQP_SCHEMES
 
 log = logging.getLogger(__name__)
 LOCK = "nube:reconciler"
+UNACKED, UNACKED_INDEX = "unacked", "unacked_index"
+#: How often the dead-holder sweep runs (at most ``NUBE_RECONCILE_SECONDS``).
+SWEEP_SECONDS = 2.0
+#: How long the sweep waits for the services' answers.
+QUERY_TIMEOUT = 1.5
+#: How long a message must have been held by no live service before it is restored.
+ORPHAN_SECONDS = 4.0
 
 
 def message_ids(client: redis.Redis) -> set[str]:
@@ -33,7 +66,7 @@ def message_ids(client: redis.Redis) -> set[str]:
     ids: set[str] = set()
     for queue in client.scan_iter(count=500, _type="list"):
         ids.update(_ids(client.lrange(queue, 0, -1)))
-    ids.update(_ids(client.hvals("unacked"), unacked=True))
+    ids.update(_ids(client.hvals(UNACKED), unacked=True))
     return ids
 
 
@@ -46,25 +79,102 @@ def _ids(raws: Iterable[str | bytes], unacked: bool = False) -> Iterable[str]:
             continue
 
 
+@dataclass(frozen=True)
+class Delivery:
+    """A message delivered to some consumer and not acknowledged yet (kombu's Redis QoS)."""
+
+    tag: str
+    task_id: str
+
+
+def unacked_deliveries(client: redis.Redis) -> list[Delivery]:
+    out = []
+    for tag, raw in client.hgetall(UNACKED).items():
+        for task_id in _ids([raw], unacked=True):
+            out.append(Delivery(_text(tag), task_id))
+    return out
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def held_by_the_living(app: Celery, names: list[str], task_ids: list[str]) -> set[str] | None:
+    """Which of ``task_ids`` the services hold (active, reserved or scheduled), asked of all of
+    them (also one too new to heartbeat yet); None when one of the live services ``names`` did
+    not answer in :data:`QUERY_TIMEOUT`."""
+    inspect = app.control.inspect(timeout=QUERY_TIMEOUT)
+    replies = inspect.query_task(*task_ids) or {}
+    if set(names) - set(replies):
+        return None
+    return {task_id for reply in replies.values() for task_id in (reply or {})}
+
+
 class Reconciler(threading.Thread):
-    """Scans for lost jobs until stopped."""
+    """Scans for lost jobs and dead holders until stopped."""
 
     def __init__(self, app: Celery, jobs: JobStore, interval: float) -> None:
         super().__init__(name="nube-reconciler", daemon=True)
         self.app, self.jobs, self.interval = app, jobs, interval
+        self.on_redis = not str(app.conf.broker_url or "").startswith(AMQP_SCHEMES)
+        self.tick = min(interval, SWEEP_SECONDS)
         self.suspects: set[str] = set()
+        self.orphans: dict[Delivery, float] = {}
         self._stop_event = threading.Event()
 
     def run(self) -> None:
-        while not self._stop_event.wait(self.interval):
+        if not self.on_redis:
+            log.info("reconciler: the broker is RabbitMQ, which requeues for itself; idle")
+            return
+        next_scan = time.monotonic() + self.interval
+        while not self._stop_event.wait(self.tick):
             try:
-                if self.jobs.redis.set(LOCK, "1", nx=True, ex=max(1, int(self.interval))):
+                if not self.jobs.redis.set(LOCK, "1", nx=True, ex=max(1, int(self.tick))):
+                    continue
+                self.sweep()
+                if time.monotonic() >= next_scan:
+                    next_scan = time.monotonic() + self.interval
                     self.scan()
             except redis.RedisError as e:
-                log.warning(
-                    "reconciler: Redis unavailable (%s); next scan in %s s", e, self.interval
-                )
+                log.warning("reconciler: Redis unavailable (%s); next try in %s s", e, self.tick)
 
+    # --- dead holders ---------------------------------------------------------------------------
+    def sweep(self) -> list[str]:
+        """One pass over the unacknowledged messages; returns the tags it restored."""
+        deliveries = unacked_deliveries(self.jobs.redis)
+        if not deliveries:
+            self.orphans = {}
+            return []
+        names = [i.name for i in Registry(self.jobs.redis).live()]
+        try:
+            held = held_by_the_living(self.app, names, sorted({d.task_id for d in deliveries}))
+        except Exception as e:  # the control channel is down: decide nothing
+            log.warning("reconciler: cannot ask the live services what they hold: %s", e)
+            held = None
+        if held is None:
+            self.orphans = {}
+            return []
+        now = time.monotonic()
+        self.orphans = {d: self.orphans.get(d, now) for d in deliveries if d.task_id not in held}
+        restore = sorted(
+            (d for d, since in self.orphans.items() if now - since >= ORPHAN_SECONDS),
+            key=lambda d: d.tag,
+        )
+        for delivery in restore:
+            self._restore(delivery)
+        return [d.tag for d in restore]
+
+    def _restore(self, delivery: Delivery) -> None:
+        log.warning(
+            "message %s (task %s) is held by no live service: its consumer died; requeued",
+            delivery.tag,
+            delivery.task_id,
+        )
+        with Connection(self.app.conf.broker_url) as conn:
+            conn.default_channel.qos.restore_by_tag(delivery.tag)
+        self.orphans.pop(delivery, None)
+
+    # --- lost messages --------------------------------------------------------------------------
     def scan(self) -> list[str]:
         """One pass; returns the ids of the jobs it republished."""
         present = message_ids(self.jobs.redis)

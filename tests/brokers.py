@@ -1,0 +1,234 @@
+"""The brokers the message-path, agent and fault suites run on: ``redis`` (each stack's own
+Redis, as always) and ``rabbitmq`` (a private RabbitMQ node for the test session).
+
+The node is Debian's ``rabbitmq-server`` (installed by ``scripts/setup.sh``) run by this module,
+never the system service: its own node name, AMQP port, distribution port and epmd port (so it
+meets no other Erlang node on the machine), its Erlang cookie, Mnesia and log directories in a
+tmp dir, no plugins. Its definitions file makes one user and :data:`VHOSTS` virtual hosts up
+front; each stack takes a fresh one (:meth:`RabbitNode.take_vhost`), so no message of one test
+reaches another's services (adding a vhost with ``rabbitmqctl`` costs a second or two each).
+
+A test takes the ``broker`` fixture (parametrized ``redis``/``rabbitmq``) and starts its stack with
+``**broker.env()``; the ``rabbitmq`` half skips locally without ``rabbitmq-server`` and fails on
+CI (like every other real service, :func:`tests.conftest.need`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from kombu import Connection
+
+from nube.tools.devstack import free_port
+
+RABBIT_BIN = Path("/usr/lib/rabbitmq/bin")
+EPMD = shutil.which("epmd") or "/usr/bin/epmd"
+BROKERS = ["redis", "rabbitmq"]
+#: Virtual hosts made at boot: one per stack a session starts on RabbitMQ.
+VHOSTS = 48
+
+
+def rabbitmq_available() -> bool:
+    return (RABBIT_BIN / "rabbitmq-server").exists()
+
+
+@dataclass
+class RabbitNode:
+    """A private RabbitMQ node on 127.0.0.1; ``start``/``stop`` it."""
+
+    workdir: Path
+    port: int = field(default_factory=free_port)
+    dist_port: int = field(default_factory=free_port)
+    epmd_port: int = field(default_factory=free_port)
+    password: str = field(default_factory=lambda: secrets.token_hex(12), repr=False)
+    user: str = "nube"
+    proc: subprocess.Popen[bytes] | None = None
+    taken: int = 0
+
+    @property
+    def nodename(self) -> str:
+        return f"nube-test-{self.port}@localhost"
+
+    def url(self, vhost: str) -> str:
+        return f"amqp://{self.user}:{self.password}@127.0.0.1:{self.port}/{vhost}"
+
+    def take_vhost(self) -> str:
+        """The URL of a virtual host no stack has used."""
+        if self.taken >= VHOSTS:
+            raise RuntimeError(f"all {VHOSTS} test vhosts are taken; raise tests.brokers.VHOSTS")
+        self.taken += 1
+        return self.url(f"t{self.taken}")
+
+    def env(self) -> dict[str, str]:
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("RABBITMQ_", "ERL_"))}
+        return base | {
+            "HOME": str(self.workdir / "home"),
+            "RABBITMQ_NODENAME": self.nodename,
+            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+            "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
+            "ERL_EPMD_PORT": str(self.epmd_port),
+            "ERL_EPMD_ADDRESS": "127.0.0.1",
+            "RABBITMQ_MNESIA_BASE": str(self.workdir / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(self.workdir / "log"),
+            "RABBITMQ_CONFIG_FILE": str(self.workdir / "rabbitmq.conf"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.workdir / "enabled_plugins"),
+            "RABBITMQ_PID_FILE": str(self.workdir / "rabbitmq.pid"),
+        }
+
+    def _write_config(self) -> None:
+        for sub in ("home", "mnesia", "log"):
+            (self.workdir / sub).mkdir(parents=True, exist_ok=True)
+        cookie = self.workdir / "home" / ".erlang.cookie"
+        cookie.write_text(secrets.token_hex(16))
+        cookie.chmod(0o400)
+        (self.workdir / "enabled_plugins").write_text("[].\n")
+        vhosts = [f"t{i}" for i in range(1, VHOSTS + 1)]
+        definitions = {
+            "users": [{"name": self.user, "password": self.password, "tags": ["administrator"]}],
+            "vhosts": [{"name": v} for v in vhosts],
+            "permissions": [
+                {"user": self.user, "vhost": v, "configure": ".*", "write": ".*", "read": ".*"}
+                for v in vhosts
+            ],
+        }
+        defs = self.workdir / "definitions.json"
+        defs.write_text(json.dumps(definitions))
+        defs.chmod(0o600)
+        (self.workdir / "rabbitmq.conf").write_text(
+            f"listeners.tcp.default = 127.0.0.1:{self.port}\n"
+            f"load_definitions = {defs}\n"
+            "loopback_users = none\n"
+            # nube's longest operation (900 s) plus its retries' countdowns hold a delivery well
+            # under an hour; RabbitMQ's default would close a channel holding one for 30 min.
+            "consumer_timeout = 3600000\n"
+            "disk_free_limit.absolute = 50MB\n"
+            "log.console = false\n"
+            "log.file.level = warning\n"
+        )
+
+    def start(self, timeout: float = 90) -> None:
+        self._write_config()
+        log = open(self.workdir / "server.log", "ab")  # noqa: SIM115 - lives with the process
+        self.proc = subprocess.Popen(
+            [str(RABBIT_BIN / "rabbitmq-server")],
+            env=self.env(),
+            cwd=self.workdir,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with Connection(self.url("t1"), connect_timeout=2) as conn:
+                    conn.connect()
+                return
+            except Exception:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    tail = (self.workdir / "server.log").read_text(errors="replace")[-2000:]
+                    raise RuntimeError(f"rabbitmq-server did not start:\n{tail}") from None
+                time.sleep(0.2)
+
+    def ctl(self, *args: str, timeout: float = 60) -> str:
+        """``rabbitmqctl -n <node> args...`` (an Erlang VM of its own: a second or two)."""
+        done = subprocess.run(
+            [str(RABBIT_BIN / "rabbitmqctl"), "-n", self.nodename, *args],
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"rabbitmqctl {' '.join(args)}: {done.stderr.strip()}")
+        return done.stdout
+
+    def queues(self, url: str) -> dict[str, dict[str, str]]:
+        """The queues of ``url``'s vhost: name → type, durable, auto_delete, messages,
+        messages_unacknowledged, consumers (as rabbitmqctl prints them)."""
+        vhost = url.rsplit("/", 1)[1]
+        columns = [
+            "name",
+            "type",
+            "durable",
+            "auto_delete",
+            "exclusive",
+            "messages_ready",
+            "messages_unacknowledged",
+            "consumers",
+        ]
+        out = self.ctl("list_queues", "-q", "--no-table-headers", "-p", vhost, *columns)
+        rows = [line.split("\t") for line in out.splitlines() if line.strip()]
+        return {row[0]: dict(zip(columns[1:], row[1:], strict=True)) for row in rows}
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        # the node started its own epmd (on its private port): it outlives the node
+        subprocess.run(
+            [EPMD, "-kill"],
+            env={**os.environ, "ERL_EPMD_PORT": str(self.epmd_port)},
+            capture_output=True,
+            timeout=10,
+        )
+
+
+@dataclass
+class Broker:
+    """One of :data:`BROKERS`; :meth:`env` is what a stack needs to use it."""
+
+    name: str
+    node: RabbitNode | None = None
+
+    @property
+    def amqp(self) -> bool:
+        return self.node is not None
+
+    def env(self) -> dict[str, str]:
+        """``{}`` on Redis (the stack's own); ``NUBE_BROKER_URL`` of a fresh vhost on RabbitMQ."""
+        return {"NUBE_BROKER_URL": self.node.take_vhost()} if self.node else {}
+
+    def __str__(self) -> str:
+        return self.name
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RabbitNode]:
+    """The session's private RabbitMQ node (started on first use)."""
+    from tests.conftest import need
+
+    need(rabbitmq_available(), "rabbitmq-server")
+    node = RabbitNode(tmp_path_factory.mktemp("rabbitmq"))
+    started = time.monotonic()
+    node.start()
+    print(f"\nrabbitmq-server ready in {time.monotonic() - started:.1f} s")
+    try:
+        yield node
+    finally:
+        node.stop()
+
+
+@pytest.fixture(params=BROKERS)
+def broker(request: pytest.FixtureRequest) -> Broker:
+    """``redis`` or ``rabbitmq`` (each test that takes it runs on both)."""
+    if request.param == "redis":
+        return Broker("redis")
+    return Broker("rabbitmq", request.getfixturevalue("rabbitmq_node"))
