@@ -23,6 +23,8 @@ that the broker's pub/sub channels carry nothing readable and a forged event is 
 
 from __future__ import annotations
 
+import json
+import re
 import uuid
 from typing import Any
 
@@ -60,17 +62,52 @@ def binding_of_body(body: Any) -> Binding:
     if not (isinstance(body, (list, tuple)) and len(body) == 3 and isinstance(body[2], dict)):
         raise EncodeError("nube-sealed encodes protocol-2 task bodies (args, kwargs, embed) only")
     bound = body[2].get(BINDING_KEY)
-    if not isinstance(bound, dict) or not all(
-        isinstance(bound.get(f), str) for f in ("task", "job", "tenant")
-    ):
-        raise EncodeError("task body without a nube binding (embed['nube'] = {task, job, tenant})")
-    return Binding(bound["task"], bound["job"], bound["tenant"])
+    if isinstance(bound, dict):
+        task, job, tenant = bound.get("task"), bound.get("job"), bound.get("tenant")
+        if isinstance(task, str) and isinstance(job, str) and isinstance(tenant, str):
+            return Binding(task, job, tenant)
+    raise EncodeError("task body without a nube binding (embed['nube'] = {task, job, tenant})")
 
 
-def _without_seal(body: Any, binding: Binding) -> list[Any]:
-    """A copy of the body whose binding holds only task/job/tenant (a retry drops old seals)."""
+def _without_seal(body: Any, binding: Binding) -> Any:
+    """The body with a binding of only task/job/tenant (a retry drops old seals): the body
+    itself if that is what it holds already, else a copy."""
     args, kwargs, embed = body
+    if len(embed[BINDING_KEY]) == 3:  # binding_of_body found task, job and tenant in it
+        return body
     return [args, kwargs, {**embed, BINDING_KEY: binding.as_dict()}]
+
+
+def _dumps(obj: Any) -> bytes:
+    """JSON bytes, as kombu's ``json`` serializer writes them.
+
+    kombu's encoder is the stdlib's with a ``default`` for datetimes, UUIDs, Decimals and bytes;
+    for plain JSON types the two write the same text, so the stdlib's (cheaper to call) goes first
+    and kombu's only when the stdlib refuses a type.
+    """
+    try:
+        return json.dumps(obj).encode()
+    except TypeError:
+        return json_dumps(obj).encode()
+
+
+_MAYBE_TYPED = re.compile(rb'"__type__"|\\u00[5-7]')
+"""Where kombu's ``object_hook`` might act: a ``"__type__"`` key, or an escaped character that
+could spell one (each of ``_ t y p e`` escaped is a backslash, ``u00`` and 5x, 6x or 7x)."""
+
+
+def _loads(raw: bytes) -> Any:
+    """The body as kombu's ``json`` serializer reads it (its ``__type__`` objects decoded).
+
+    kombu's hook changes only objects with the keys ``__type__`` and ``__value__``: text without
+    such a key is read by the stdlib decoder alone, with the same result.
+    """
+    try:
+        if _MAYBE_TYPED.search(raw) is None:
+            return json.loads(raw.decode("utf-8"))
+        return json_loads(raw)
+    except ValueError:
+        raise MessageNotSealed(why="sealed body is not JSON") from None
 
 
 class SealedCodec:
@@ -89,7 +126,7 @@ class SealedCodec:
 
     def encode_task(self, body: Any) -> bytes:
         binding = binding_of_body(body)
-        return self.sealer.seal(json_dumps(_without_seal(body, binding)).encode(), binding)
+        return self.sealer.seal(_dumps(_without_seal(body, binding)), binding)
 
     def decode_task(self, data: bytes | str) -> Any:
         opened = self.sealer.open(data)
@@ -108,7 +145,7 @@ class SealedCodec:
     def encode_control(self, body: Any) -> bytes:
         command = body.get("method") if isinstance(body, dict) else None
         binding = Binding(CONTROL_TASK, str(command or "reply"), "-")
-        return self.sealer.seal(json_dumps(body).encode(), binding)
+        return self.sealer.seal(_dumps(body), binding)
 
     def decode_control(self, data: bytes | str) -> Any:
         opened = self._open_as(data, CONTROL_TASK)
@@ -118,7 +155,7 @@ class SealedCodec:
 
     def encode_event(self, event: Any) -> bytes:
         kind = event.get("type") if isinstance(event, dict) else "multi"
-        return self.sealer.seal(json_dumps(event).encode(), Binding(EVENT_TASK, str(kind), "-"))
+        return self.sealer.seal(_dumps(event), Binding(EVENT_TASK, str(kind), "-"))
 
     def decode_event(self, data: bytes | str) -> Any:
         opened = self._open_as(data, EVENT_TASK)
@@ -133,7 +170,7 @@ class SealedCodec:
         return opened
 
     def encode_result(self, meta: Any) -> bytes:
-        return self.sealer.seal(json_dumps(meta).encode(), result_binding(meta))
+        return self.sealer.seal(_dumps(meta), result_binding(meta))
 
     def decode_result(self, data: bytes | str) -> Any:
         opened = self.sealer.open(data)
@@ -150,18 +187,16 @@ def result_binding(meta: Any) -> Binding:
     return Binding(str(meta.get("name") or ""), str(job), "")
 
 
-def _loads(raw: bytes) -> Any:
-    try:
-        return json_loads(raw)
-    except ValueError:
-        raise MessageNotSealed(why="sealed body is not JSON") from None
-
-
 def _check_same(header: Header, inner: Binding) -> None:
-    for field in ("task", "job", "tenant"):
-        sealed, actual = getattr(inner, field), getattr(header, field)
-        if sealed != actual:
-            raise MessageMisbound(field=field, sealed=sealed, actual=actual, job=header.job)
+    if inner.task != header.task:
+        field, sealed, actual = "task", inner.task, header.task
+    elif inner.job != header.job:
+        field, sealed, actual = "job", inner.job, header.job
+    elif inner.tenant != header.tenant:
+        field, sealed, actual = "tenant", inner.tenant, header.tenant
+    else:
+        return
+    raise MessageMisbound(field=field, sealed=sealed, actual=actual, job=header.job)
 
 
 def register(sealer: Sealer, guard: ReplayGuard | None) -> SealedCodec:
