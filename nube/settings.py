@@ -95,6 +95,12 @@ class Settings(BaseModel):
         description="How often the agent looks for accepted jobs whose messages were lost "
         "(0: never)",
     )
+    node_lost_seconds: int = Field(
+        default=300,
+        ge=0,
+        description="How long a node's workers may all be silent (no heartbeat) before the agent "
+        "declares the node lost and fails the jobs pinned to it `node_lost` (0: never)",
+    )
     retry_backoff_max: int = Field(default=30, ge=1, description="Longest retry backoff (s)")
     publish_timeout: float = Field(default=5.0, gt=0, description="Broker publish timeout (s)")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
