@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -337,7 +338,8 @@ def hypervisor_observer(driver: HypervisorDriver, uri: str) -> HypervisorBackend
 
 
 def clean_libvirt(uri: str, prefix: str) -> None:
-    """Destroy and undefine every domain, network and pool (with volumes) named ``prefix...``."""
+    """Destroy and undefine every domain, network and pool (with volumes) named ``prefix...``
+    (a domain's name as its tenant gave it: behind any tenant's prefix, ``n<tag>-prefix...``)."""
     import libvirt
 
     def quiet(fn: Callable[[], object]) -> None:
@@ -355,8 +357,9 @@ def clean_libvirt(uri: str, prefix: str) -> None:
     )
     conn = libvirt.open(uri)
     try:
+        scoped = re.compile(rf"^(?:n[0-9a-f]{{8}}-)?{re.escape(prefix)}")
         for dom in conn.listAllDomains(0):
-            if dom.name().startswith(prefix):
+            if scoped.match(dom.name()):
                 quiet(dom.destroy)
                 for snap in listed(dom.listAllSnapshots):
                     meta_only = libvirt.VIR_DOMAIN_SNAPSHOT_DELETE_METADATA_ONLY

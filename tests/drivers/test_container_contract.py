@@ -21,9 +21,10 @@ import pytest
 from nube.catalog import container_models as m
 from nube.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from workers.drivers import ContainerDriver, Driver, JobContext
+from workers.drivers.names import backend_name
 
 from .backends import ContainerBackend
-from .conftest import IMAGE, TENANT_B, MakeCtx, Name, Progress
+from .conftest import IMAGE, TENANT_A, TENANT_B, MakeCtx, Name, Progress
 
 SLEEP = ["sleep", "60"]
 
@@ -125,7 +126,8 @@ def test_life_cycle(
         == renamed
     )
     assert container_driver.inspect(m.ContainerRef(id=renamed), make_ctx())["id"] == cid
-    assert (seen := engine.container(cid)) is not None and seen.name == renamed
+    assert (seen := engine.container(cid)) is not None
+    assert seen.name == backend_name(TENANT_A, renamed)
     assert container_driver.remove(m.ContainerRemove(id=renamed), make_ctx()) == {
         "id": cid,
         "removed": True,
@@ -362,23 +364,35 @@ def test_another_tenants_network_and_volume_are_not_found(
         container_driver.volume_inspect(m.ContainerVolumeRef(name=vol["name"]), other)
     with pytest.raises(NotFound):
         container_driver.volume_backup(m.ContainerVolumeRef(name=vol["name"]), other)
-    with pytest.raises(NotFound):  # cannot mount it, nor join the network
-        container_driver.create(
-            m.ContainerCreate(image=IMAGE, volumes=[f"{vol['name']}:/data"]), other
-        )
-    with pytest.raises(NotFound):
+    with pytest.raises(NotFound):  # cannot join the network
         container_driver.create(m.ContainerCreate(image=IMAGE, network=net["name"]), other)
-    with pytest.raises(NotFound):
-        archive = base64.b64encode(bytes(1024)).decode()  # an empty tar: two zero blocks
-        container_driver.volume_restore(
-            m.ContainerVolumeRestore(name=vol["name"], archive=archive), other
-        )
-    theirs = container_driver.create(m.ContainerCreate(image=IMAGE), other)
+    for ref in (vol["name"], backend_name(TENANT_A, vol["name"])):  # nor reach it by any name
+        with pytest.raises(NotFound):
+            container_driver.volume_inspect(m.ContainerVolumeRef(name=ref), other)
+        with pytest.raises(NotFound):
+            container_driver.network_inspect(m.ContainerNetworkRef(id=ref), other)
+    # names are the tenant's own: mounting "its" name makes B a volume of its own
+    archive = base64.b64encode(bytes(1024)).decode()  # an empty tar: two zero blocks
+    restore = m.ContainerVolumeRestore(name=vol["name"], archive=archive)
+    assert container_driver.volume_restore(restore, other)["name"] == vol["name"]
+    theirs = container_driver.create(
+        m.ContainerCreate(image=IMAGE, volumes=[f"{vol['name']}:/data"]), other
+    )
+    assert theirs["mounts"][0]["volume"] == vol["name"]
+    assert [
+        v["labels"]["nube.tenant"]
+        for v in container_driver.volume_list(m.LabelFilter(), other)["volumes"]
+    ] == [TENANT_B]
     with pytest.raises(NotFound):  # cannot attach its container to my network either
         connect = m.ContainerNetworkConnect(id=net["id"], container=theirs["id"])
         container_driver.network_connect(connect, make_ctx())
     assert container_driver.network_prune(m.LabelFilter(), other)["deleted"] == []
+    container_driver.remove(m.ContainerRemove(id=theirs["id"]), other)
+    # B removing its volume of that name leaves A's alone
+    container_driver.volume_remove(m.ContainerVolumeRemove(name=vol["name"]), other)
     assert container_driver.volume_prune(m.LabelFilter(), other)["deleted"] == []
+    mine = container_driver.volume_inspect(m.ContainerVolumeRef(name=vol["name"]), make_ctx())
+    assert mine["labels"]["nube.tenant"] == TENANT_A
     assert (
         container_driver.network_inspect(m.ContainerNetworkRef(id=net["id"]), make_ctx())["name"]
         == net["name"]
@@ -454,7 +468,7 @@ def test_volume_shared_between_containers(
     vol = container_driver.volume_create(params, ctx)
     assert container_driver.volume_create(params, ctx) == vol  # redelivered
     assert vol["labels"] == ctx.labels | {"app": "db"}
-    assert (seen := engine.seen("volume", vol["name"])) is not None
+    assert (seen := engine.seen("volume", backend_name(ctx.tenant, vol["name"]))) is not None
     assert seen.labels["nube.tenant"] == ctx.tenant
     with pytest.raises(Conflict):  # another job, same name (the engine alone would hand it back)
         container_driver.volume_create(params, make_ctx())
@@ -485,7 +499,8 @@ def test_missing_volume_is_created_and_prune_removes_unused(
         container_driver.volume_inspect(m.ContainerVolumeRef(name=auto), make_ctx())["labels"]
         == ctx.labels
     )
-    assert (seen := engine.seen("volume", auto)) is not None and seen.labels == ctx.labels
+    seen = engine.seen("volume", backend_name(ctx.tenant, auto))
+    assert seen is not None and seen.labels == ctx.labels
     anon = container_driver.volume_create(m.ContainerVolumeCreate(), make_ctx())
     listed = {
         v["name"] for v in container_driver.volume_list(m.LabelFilter(), make_ctx())["volumes"]

@@ -19,10 +19,11 @@ from nube.catalog import NoParams
 from nube.catalog import vm_models as m
 from nube.errors import Conflict, Forbidden, NotFound, Timeout
 from workers.drivers import Driver, HypervisorDriver, JobContext
+from workers.drivers.names import backend_name
 from workers.drivers.vm_states import VmState, allowed_actions
 
 from .backends import HypervisorBackend
-from .conftest import MakeCtx, Name
+from .conftest import TENANT_A, MakeCtx, Name
 
 LIBVIRT_STATE = {"running": "running", "paused": "paused", "defined": "shutoff", "saved": "shutoff"}
 """A VM's state in libvirt's words (a saved VM is shut off, with a managed save image)."""
@@ -38,7 +39,7 @@ def assert_state(host: HypervisorBackend, vm: dict[str, Any], state: str) -> Non
     assert vm["state"] == state
     assert vm["allowed_actions"] == allowed_actions(VmState(state), vm["persistent"])
     assert vm["managed_save"] is (state == "saved")
-    seen = host.domain(vm["name"])
+    seen = host.domain(backend_name(vm["tenant"], vm["name"]))
     assert seen is not None and seen.state == LIBVIRT_STATE[state]
     assert seen.managed_save is (state == "saved")
 
@@ -116,7 +117,7 @@ def test_life_cycle(
         [],
     )
     assert vm not in vm_names(hypervisor, ctx)
-    assert host.domain(vm) is None
+    assert host.domain(backend_name(TENANT_A, vm)) is None
     with pytest.raises(NotFound):
         hypervisor.domain_info(ref, ctx)
 
@@ -132,7 +133,7 @@ def test_save_from_paused_and_start_a_saved_vm(
     hypervisor.save_domain(m.VmRef(name=vm), ctx)
     hypervisor.undefine_domain(m.VmUndefine(name=vm), ctx)  # a saved VM goes with its image
     assert vm not in vm_names(hypervisor, ctx)
-    assert host.domain(vm) is None
+    assert host.domain(backend_name(TENANT_A, vm)) is None
 
 
 @pytest.mark.parametrize(
@@ -167,7 +168,7 @@ def test_illegal_transitions_conflict(
     for step in setup:
         getattr(hypervisor, step)(m.VmRef(name=vm), ctx)
     before = hypervisor.domain_info(m.VmRef(name=vm), ctx)
-    seen_before = host.domain(vm)
+    seen_before = host.domain(backend_name(TENANT_A, vm))
     params = {
         "shutdown_domain": m.VmShutdown,
         "reboot_domain": m.VmReboot,
@@ -178,7 +179,7 @@ def test_illegal_transitions_conflict(
     assert err.value.code == "conflict"
     assert err.value.details["allowed_actions"] == before["allowed_actions"]
     assert hypervisor.domain_info(m.VmRef(name=vm), ctx)["state"] == before["state"]
-    assert host.domain(vm) == seen_before
+    assert host.domain(backend_name(TENANT_A, vm)) == seen_before
 
 
 def test_transient_vm(
@@ -192,7 +193,7 @@ def test_transient_vm(
     with pytest.raises(Conflict):
         hypervisor.save_domain(m.VmRef(name=vm), ctx)
     assert hypervisor.destroy_domain(m.VmRef(name=vm), ctx)["state"] == "undefined"
-    assert host.domain(vm) is None
+    assert host.domain(backend_name(TENANT_A, vm)) is None
     with pytest.raises(NotFound):
         hypervisor.domain_info(m.VmRef(name=vm), ctx)
 
@@ -208,7 +209,7 @@ def test_shutdown_of_a_guest_without_an_os_times_out_then_forces(
     assert hypervisor.domain_info(m.VmRef(name=vm), ctx)["state"] == "running"
     done = hypervisor.shutdown_domain(m.VmShutdown(name=vm, timeout=1, force=True), ctx)
     assert (done["state"], done["graceful"], done["forced"]) == ("defined", False, True)
-    assert (seen := host.domain(vm)) is not None and seen.state == "shutoff"
+    assert (seen := host.domain(backend_name(TENANT_A, vm))) is not None and seen.state == "shutoff"
 
 
 def test_autostart(
@@ -219,7 +220,7 @@ def test_autostart(
     off = hypervisor.set_domain_autostart(m.VmAutostart(name=vm, enabled=False), ctx)
     assert off["autostart"] is False
     assert hypervisor.domain_info(m.VmRef(name=vm), ctx)["autostart"] is False
-    assert (seen := host.domain(vm)) is not None and seen.autostart is False
+    assert (seen := host.domain(backend_name(TENANT_A, vm))) is not None and seen.autostart is False
 
 
 def test_list_filters_and_tenancy(
@@ -253,10 +254,16 @@ def test_another_tenants_vm_is_not_found(
         hypervisor.undefine_domain(m.VmUndefine(name=vm), other)
     with pytest.raises(NotFound):
         hypervisor.create_snapshot(m.SnapshotCreate(name=vm, snapshot="s1"), other)
-    with pytest.raises(Conflict):  # names are unique per node
-        hypervisor.define_domain(vm_spec(vm), other)
+    # an admin of another tenant finds it by its name while one tenant alone has that name
     admin = make_ctx(tenant="ops", admin=True)
     assert hypervisor.domain_info(m.VmRef(name=vm), admin)["tenant"] == ctx.tenant
+    # names are per tenant: B gets a VM of its own under that name
+    theirs = hypervisor.define_domain(vm_spec(vm), other)
+    assert theirs["tenant"] == "tenant-b" and theirs["name"] == vm
+    with pytest.raises(Conflict):  # ... and then an admin must say whose: the backend name
+        hypervisor.domain_info(m.VmRef(name=vm), admin)
+    by_backend = m.VmRef(name=backend_name(ctx.tenant, vm))
+    assert hypervisor.domain_info(by_backend, admin)["tenant"] == ctx.tenant
 
 
 def test_redelivered_define_finds_the_first_domain(
@@ -270,7 +277,7 @@ def test_redelivered_define_finds_the_first_domain(
     again = hypervisor.define_domain(spec.model_copy(update={"start": True}), ctx)
     assert again["uuid"] == first["uuid"] and again["state"] == "running"
     assert vm_names(hypervisor, ctx) == {vm}
-    assert host.domain_names().count(vm) == 1
+    assert host.domain_names().count(backend_name(ctx.tenant, vm)) == 1
     assert len(hypervisor.list_volumes(m.StorageVolumeList(pool=pool), ctx)["volumes"]) == 1
     with pytest.raises(Conflict):
         hypervisor.define_domain(spec, make_ctx())  # another job, same name
@@ -284,7 +291,7 @@ def test_domain_xml_is_for_admins(
     with pytest.raises(Forbidden):
         hypervisor.domain_xml(m.VmRef(name=vm), ctx)
     xml = hypervisor.domain_xml(m.VmRef(name=vm), make_ctx(tenant=ctx.tenant, admin=True))
-    assert xml["name"] == vm and f"<name>{vm}</name>" in xml["xml"]
+    assert xml["name"] == vm and f"<name>{backend_name(ctx.tenant, vm)}</name>" in xml["xml"]
 
 
 def test_missing_objects_are_not_found(
@@ -316,7 +323,7 @@ def test_failed_define_leaves_nothing(
     assert err.value.details["kind"] == "vm_network"
     assert hypervisor.list_volumes(m.StorageVolumeList(pool=pool), ctx)["volumes"] == []
     assert vm not in vm_names(hypervisor, ctx)
-    assert host.domain(vm) is None
+    assert host.domain(backend_name(TENANT_A, vm)) is None
     missing_pool = vm_spec(vm, disks=[{"pool": name("no-pool"), "capacity_mib": 4}])
     with pytest.raises(NotFound) as err:
         hypervisor.define_domain(missing_pool, ctx)
@@ -351,7 +358,7 @@ def test_snapshots(
     deleted = hypervisor.delete_snapshot(m.SnapshotRef(name=vm, snapshot="s1"), ctx)
     assert deleted == {"name": "s1", "vm": vm, "deleted": True}
     assert hypervisor.list_snapshots(m.VmRef(name=vm), ctx)["snapshots"] == []
-    assert (seen := host.domain(vm)) is not None and seen.snapshots == 0
+    assert (seen := host.domain(backend_name(TENANT_A, vm))) is not None and seen.snapshots == 0
     with pytest.raises(NotFound):
         hypervisor.delete_snapshot(m.SnapshotRef(name=vm, snapshot="s1"), ctx)
 

@@ -45,13 +45,13 @@ class JobContext:
 
 
 def name_taken(kind: str, name: str) -> Conflict:
-    """The one answer to a create (or rename) whose name is not free, whoever holds it: the
-    caller, another tenant, or something nube did not make.
+    """The answer to a create (or rename) with a name the caller's tenant already holds.
 
-    Names are per backend (a Docker engine's containers, networks and volumes; a libvirt
-    connection's domains), so a name another tenant holds cannot be used; the answer says only
-    that, never who holds it, its id, or its state (the backend's own message would)."""
-    return Conflict(f"the {kind} name '{name}' is not available", kind=kind, name=name)
+    Names are scoped per tenant (:mod:`workers.drivers.names`): another tenant's ``web`` is
+    another backend name, so this is only ever about the caller's own names (or, once in four
+    billion, a tenant whose prefix collides: the same answer, naming nobody). It says the user's
+    name only, never an id or state (the backend's own message would name the holder's id)."""
+    return Conflict(f"the {kind} name '{name}' is already in use", kind=kind, name=name)
 
 
 def job_tag(job_id: str) -> str:

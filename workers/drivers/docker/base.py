@@ -13,6 +13,7 @@ from docker.models.volumes import Volume
 from nube.errors import NotFound
 from workers.drivers.base import JobContext
 from workers.drivers.docker.errors import translated
+from workers.drivers.names import backend_name
 
 TENANT = "nube.tenant"
 JOB = "nube.job"
@@ -74,30 +75,38 @@ class DockerBase:
 
     def container(self, id: str, ctx: JobContext) -> Container:
         """The tenant's container by id or name, else ``NotFound``."""
-        with translated("container", id):
-            found = self.client.containers.get(id)
+        found = self._lookup(self.client.containers, "container", id, ctx)
         if not self.owned(found.labels, ctx):
             raise NotFound(kind="container", id=id)
         return found
 
     def network(self, id: str, ctx: JobContext) -> Network:
         """The tenant's network by id or name, else ``NotFound``."""
-        with translated("network", id):
-            found = self.client.networks.get(id)
+        found = self._lookup(self.client.networks, "network", id, ctx)
         if not self.owned(found.attrs.get("Labels"), ctx):
             raise NotFound(kind="network", id=id)
         return found
 
     def volume(self, name: str, ctx: JobContext) -> Volume:
         """The tenant's volume, else ``NotFound``."""
-        with translated("volume", name):
-            found = self.client.volumes.get(name)
+        found = self._lookup(self.client.volumes, "volume", name, ctx)
         if not self.owned(found.attrs.get("Labels"), ctx):
             raise NotFound(kind="volume", id=name)
         return found
 
+    def _lookup(self, collection: Any, kind: str, ref: str, ctx: JobContext) -> Any:
+        """What ``ref`` names for the caller: the tenant's ``ref`` (its backend name) first,
+        else ``ref`` as the engine knows it (an id, or a name nube did not prefix: an unnamed
+        container's or an anonymous volume's; the caller's ownership is checked after)."""
+        try:
+            with translated(kind, ref):
+                return collection.get(backend_name(ctx.tenant, ref))
+        except NotFound:
+            with translated(kind, ref):
+                return collection.get(ref)
+
     def volume_exists(self, name: str) -> bool:
-        """Whether a volume of that exact name exists, whoever owns it."""
+        """Whether a volume of that exact backend name exists, whoever owns it."""
         try:
             with translated("volume", name):
                 self.client.volumes.get(name)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import requests.exceptions
 from docker.models.containers import Container
@@ -14,6 +14,9 @@ from workers.drivers.docker import output, views
 from workers.drivers.docker.base import HELPER, DockerBase
 from workers.drivers.docker.errors import translated
 from workers.drivers.docker.specs import create_kwargs
+from workers.drivers.names import backend_name
+
+S = TypeVar("S", bound=m.ContainerSpec)
 
 _PREDEFINED_NETWORKS = {"bridge", "none"}
 #: States ``stop`` acts on; the engine answers any other with "304 Not Modified", no error.
@@ -41,12 +44,12 @@ class ContainersMixin(DockerBase):
         filters = self.label_filter(ctx, params.label)
         if params.status:
             filters["status"] = params.status
-        if params.name:
-            filters["name"] = params.name
         # The list payload itself: inspecting each one would race with removals.
         found = self.client.api.containers(all=params.all, filters=filters)
-        entries = [c for c in found if HELPER not in (c.get("Labels") or {})]
-        return {"containers": [views.container_entry(c) for c in entries]}
+        entries = [views.container_entry(c) for c in found if HELPER not in (c.get("Labels") or {})]
+        if params.name:  # on the user's names (the engine's filter would see the prefix)
+            entries = [e for e in entries if params.name in e["name"]]
+        return {"containers": entries}
 
     def inspect(self, params: m.ContainerRef, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`ContainerDriver.inspect`."""
@@ -101,7 +104,7 @@ class ContainersMixin(DockerBase):
         container = self.container(params.id, ctx)
         try:
             with translated("container", params.id):
-                container.rename(params.name)
+                container.rename(backend_name(ctx.tenant, params.name))
         except Conflict:
             raise name_taken("container", params.name) from None
         return self._state(container) | {"name": params.name}
@@ -115,9 +118,9 @@ class ContainersMixin(DockerBase):
 
     def _create(self, spec: m.ContainerSpec, ctx: JobContext) -> Container:
         self.image(spec.image, ctx)
-        self._prepare_volumes(spec, ctx)
-        kwargs = create_kwargs(spec, self.new_labels(ctx, spec.labels), ctx.hardening)
-        kwargs |= self._network_kwargs(spec, ctx)
+        backend = self._in_backend_names(spec, ctx)
+        kwargs = create_kwargs(backend, self.new_labels(ctx, spec.labels), ctx.hardening)
+        kwargs |= self._network_kwargs(backend)
         try:
             with translated("image", spec.image):
                 return self.client.containers.create(**kwargs)
@@ -127,21 +130,34 @@ class ContainersMixin(DockerBase):
             # the engine's message names the holder's id: say only that the name is taken
             raise name_taken("container", spec.name) from None
 
-    def _prepare_volumes(self, spec: m.ContainerSpec, ctx: JobContext) -> None:
-        """Check each named volume is the tenant's; create the missing ones, labelled."""
-        for mount in spec.volumes:
-            try:
-                self.volume(mount.volume, ctx)
-            except NotFound:
-                if self.volume_exists(mount.volume):
-                    raise
-                self.client.volumes.create(mount.volume, labels=self.new_labels(ctx))
+    def _in_backend_names(self, spec: S, ctx: JobContext) -> S:
+        """``spec`` as the engine must see it: the container, its volumes and its network by
+        their backend names (:mod:`workers.drivers.names`), the user's name an alias on a user
+        network (so that its neighbours reach it as ``name`` through Docker's DNS). Each named
+        volume must be the tenant's; missing ones are created, labelled."""
+        update: dict[str, Any] = {"volumes": [self._volume_mount(v, ctx) for v in spec.volumes]}
+        if spec.name is not None:
+            update["name"] = backend_name(ctx.tenant, spec.name)
+        if spec.network is not None and spec.network not in _PREDEFINED_NETWORKS:
+            update["network"] = self.network(spec.network, ctx).name
+            aliases = [spec.name] if spec.name is not None else []
+            update["network_aliases"] = list(dict.fromkeys([*aliases, *spec.network_aliases]))
+        return spec.model_copy(update=update)
 
-    def _network_kwargs(self, spec: m.ContainerSpec, ctx: JobContext) -> dict[str, Any]:
+    def _volume_mount(self, mount: m.VolumeMount, ctx: JobContext) -> m.VolumeMount:
+        try:
+            volume = self.volume(mount.volume, ctx)
+        except NotFound:
+            name = backend_name(ctx.tenant, mount.volume)
+            if self.volume_exists(name):
+                raise
+            volume = self.client.volumes.create(name, labels=self.new_labels(ctx))
+        return mount.model_copy(update={"volume": volume.name})
+
+    def _network_kwargs(self, spec: m.ContainerSpec) -> dict[str, Any]:
+        """``spec`` in backend names (:meth:`_in_backend_names`)."""
         if spec.network is None:
             return {}
-        if spec.network not in _PREDEFINED_NETWORKS:
-            self.network(spec.network, ctx)
         if not spec.network_aliases:
             return {"network": spec.network}
         endpoint = self.client.api.create_endpoint_config(aliases=spec.network_aliases)
@@ -209,14 +225,14 @@ class ContainersMixin(DockerBase):
         except NotFound:  # auto_remove took it away once it stopped
             return {
                 "id": container.id,
-                "name": container.name,
+                "name": views.shown(container.name, container.labels),
                 "state": "removed",
                 "exit_code": None,
             }
         state = container.attrs.get("State", {})
         return {
             "id": container.id,
-            "name": container.name,
+            "name": views.shown(container.name, container.labels),
             "state": container.status,
             "exit_code": state.get("ExitCode"),
         }

@@ -26,6 +26,8 @@ from nube.errors import (
     NotFound,
     NubeError,
 )
+from workers.drivers.base import JobContext
+from workers.drivers.names import unscoped
 
 #: Engine faults that are worth retrying: the daemon is down, restarting or too slow.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
@@ -144,8 +146,13 @@ def translating(method: F) -> F:
 
     @functools.wraps(method)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        with translated():
-            return method(*args, **kwargs)
+        try:
+            with translated():
+                return method(*args, **kwargs)
+        except NubeError as err:
+            # the engine's messages name the caller's resources by their backend names
+            ctx = next((a for a in (*args, *kwargs.values()) if isinstance(a, JobContext)), None)
+            raise err if ctx is None else unscoped(err, ctx.tenant) from err.__cause__
 
     return wrapper  # type: ignore[return-value]
 

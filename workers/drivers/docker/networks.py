@@ -12,6 +12,7 @@ from workers.drivers.base import JobContext, name_taken
 from workers.drivers.docker import views
 from workers.drivers.docker.base import DockerBase
 from workers.drivers.docker.errors import translated
+from workers.drivers.names import backend_name, user_name
 
 
 class NetworksMixin(DockerBase):
@@ -22,11 +23,12 @@ class NetworksMixin(DockerBase):
         earlier = self.client.networks.list(filters=self.job_filter(ctx))
         if earlier:
             return self._network_view(earlier[0])
-        if self._network_named(params.name):
+        name = backend_name(ctx.tenant, params.name)
+        if self._network_named(name):
             raise name_taken("network", params.name)
         with translated("network", params.name):
             network = self.client.networks.create(
-                params.name,
+                name,
                 driver="bridge",
                 internal=params.internal,
                 ipam=_ipam(params),
@@ -48,7 +50,10 @@ class NetworksMixin(DockerBase):
         """See :meth:`ContainerDriver.network_connect`."""
         network = self.network(params.id, ctx)
         container = self.container(params.container, ctx)
-        network.connect(container, aliases=params.aliases or None)
+        # reachable by its user name too, as a container created on the network is
+        named = views.shown(container.name, container.labels)
+        aliases = list(dict.fromkeys([named, *params.aliases]))
+        network.connect(container, aliases=aliases)
         return self._network_view(network)
 
     def network_disconnect(
@@ -64,15 +69,19 @@ class NetworksMixin(DockerBase):
         """See :meth:`ContainerDriver.network_remove`."""
         network = self.network(params.id, ctx)
         network.remove()
-        return {"id": network.id, "name": network.name, "removed": True}
+        return {
+            "id": network.id,
+            "name": views.shown(network.name, network.attrs.get("Labels")),
+            "removed": True,
+        }
 
     def network_prune(self, params: m.LabelFilter, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`ContainerDriver.network_prune`."""
         pruned = self.client.networks.prune(filters=self.label_filter(ctx, params.label))
-        return {"deleted": pruned.get("NetworksDeleted") or []}
+        return {"deleted": [user_name(n, ctx.tenant) for n in pruned.get("NetworksDeleted") or []]}
 
     def _network_named(self, name: str) -> bool:
-        """Whether a network of exactly that name exists, whoever owns it (the engine's
+        """Whether a network of exactly that backend name exists, whoever owns it (the engine's
         ``name`` filter matches substrings)."""
         return any(n.get("Name") == name for n in self.client.api.networks(names=[name]))
 

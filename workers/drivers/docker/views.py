@@ -9,7 +9,15 @@ from docker.models.images import Image
 from docker.models.networks import Network
 from docker.models.volumes import Volume
 
+from workers.drivers.names import user_name
+
 _DIFF_KINDS = {0: "changed", 1: "added", 2: "deleted"}
+_TENANT = "nube.tenant"
+
+
+def shown(name: str, labels: dict[str, str] | None) -> str:
+    """The user's name of a resource the engine calls ``name`` (its owner from its labels)."""
+    return user_name(name, (labels or {}).get(_TENANT))
 
 
 def ports(raw: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -41,14 +49,15 @@ def container_entry(raw: dict[str, Any]) -> dict[str, Any]:
         for p in raw.get("Ports") or []
         if p.get("PublicPort")
     ]
+    labels = raw.get("Labels") or {}
     return {
         "id": raw.get("Id"),
-        "name": (raw.get("Names") or ["/"])[0].lstrip("/"),
+        "name": shown((raw.get("Names") or ["/"])[0].lstrip("/"), labels),
         "image": raw.get("Image"),
         "state": raw.get("State"),
         "status": raw.get("Status"),
         "created": raw.get("Created"),
-        "labels": raw.get("Labels") or {},
+        "labels": labels,
         "ports": mapped,
     }
 
@@ -58,7 +67,7 @@ def container_summary(container: Container) -> dict[str, Any]:
     attrs = container.attrs
     return {
         "id": container.id,
-        "name": container.name,
+        "name": shown(container.name, container.labels),
         "image": attrs.get("Config", {}).get("Image") or attrs.get("Image"),
         "state": container.status,
         "created": attrs.get("Created"),
@@ -71,12 +80,13 @@ def container_view(container: Container) -> dict[str, Any]:
     """``docker inspect``, curated; environment values are left out (names only)."""
     attrs = container.attrs
     config, host = attrs.get("Config", {}), attrs.get("HostConfig", {})
+    labels = container.labels  # its networks and volumes are its tenant's: the same prefix
     return container_summary(container) | {
         "state_detail": _state(attrs.get("State", {})),
         "config": _config(config),
-        "host_config": _host_config(host),
-        "networks": _networks(attrs.get("NetworkSettings", {}).get("Networks")),
-        "mounts": [_mount(m) for m in attrs.get("Mounts") or []],
+        "host_config": _host_config(host, labels),
+        "networks": _networks(attrs.get("NetworkSettings", {}).get("Networks"), labels),
+        "mounts": [_mount(m, labels) for m in attrs.get("Mounts") or []],
     }
 
 
@@ -106,7 +116,7 @@ def _config(config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _host_config(host: dict[str, Any]) -> dict[str, Any]:
+def _host_config(host: dict[str, Any], labels: dict[str, str]) -> dict[str, Any]:
     policy = host.get("RestartPolicy") or {}
     return {
         "memory": host.get("Memory") or None,
@@ -115,13 +125,13 @@ def _host_config(host: dict[str, Any]) -> dict[str, Any]:
         "auto_remove": host.get("AutoRemove"),
         "restart_policy": policy.get("Name") or "no",
         "restart_max_retries": policy.get("MaximumRetryCount", 0),
-        "network_mode": host.get("NetworkMode"),
+        "network_mode": shown(host.get("NetworkMode") or "", labels) or None,
     }
 
 
-def _networks(raw: dict[str, Any] | None) -> dict[str, Any]:
+def _networks(raw: dict[str, Any] | None, labels: dict[str, str]) -> dict[str, Any]:
     return {
-        name: {
+        shown(name, labels): {
             "ipv4": net.get("IPAddress"),
             "aliases": net.get("Aliases") or [],
             "network_id": net.get("NetworkID"),
@@ -130,10 +140,11 @@ def _networks(raw: dict[str, Any] | None) -> dict[str, Any]:
     }
 
 
-def _mount(mount: dict[str, Any]) -> dict[str, Any]:
+def _mount(mount: dict[str, Any], labels: dict[str, str]) -> dict[str, Any]:
+    name = mount.get("Name")
     return {
         "type": mount.get("Type"),
-        "volume": mount.get("Name"),
+        "volume": shown(name, labels) if name else name,
         "target": mount.get("Destination"),
         "read_only": not mount.get("RW", True),
     }
@@ -153,16 +164,17 @@ def network_view(network: Network) -> dict[str, Any]:
     """``docker network inspect``, curated."""
     attrs = network.attrs
     ipam = (attrs.get("IPAM") or {}).get("Config") or []
+    labels = attrs.get("Labels") or {}  # its containers are its tenant's: the same prefix
     return {
         "id": network.id,
-        "name": network.name,
+        "name": shown(network.name or "", labels),
         "driver": attrs.get("Driver"),
         "internal": attrs.get("Internal", False),
         "created": attrs.get("Created"),
-        "labels": attrs.get("Labels") or {},
+        "labels": labels,
         "subnets": [{"subnet": c.get("Subnet"), "gateway": c.get("Gateway")} for c in ipam],
         "containers": {
-            cid: {"name": c.get("Name"), "ipv4": c.get("IPv4Address")}
+            cid: {"name": shown(c.get("Name") or "", labels), "ipv4": c.get("IPv4Address")}
             for cid, c in (attrs.get("Containers") or {}).items()
         },
     }
@@ -171,11 +183,12 @@ def network_view(network: Network) -> dict[str, Any]:
 def volume_view(volume: Volume) -> dict[str, Any]:
     """``docker volume inspect``, curated."""
     attrs = volume.attrs
+    labels = attrs.get("Labels") or {}
     return {
-        "name": volume.name,
+        "name": shown(volume.name or "", labels),
         "driver": attrs.get("Driver"),
         "created": attrs.get("CreatedAt"),
-        "labels": attrs.get("Labels") or {},
+        "labels": labels,
         "mountpoint": attrs.get("Mountpoint"),
     }
 

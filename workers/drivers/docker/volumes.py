@@ -18,6 +18,7 @@ from workers.drivers.docker import views
 from workers.drivers.docker.base import HELPER, DockerBase
 from workers.drivers.docker.errors import translated
 from workers.drivers.docker.images import decode_archive, read_capped
+from workers.drivers.names import backend_name, user_name
 
 _MOUNT = "/volume"
 
@@ -30,10 +31,13 @@ class VolumesMixin(DockerBase):
         earlier = self.client.volumes.list(filters=self.job_filter(ctx))
         if earlier:
             return views.volume_view(earlier[0])
-        if params.name and self.volume_exists(params.name):
-            raise name_taken("volume", params.name)
+        name = None  # unnamed: the engine picks a (hex) name, shown as it is
+        if params.name is not None:
+            name = backend_name(ctx.tenant, params.name)
+            if self.volume_exists(name):
+                raise name_taken("volume", params.name)
         volume = self.client.volumes.create(
-            params.name, driver="local", labels=self.new_labels(ctx, params.labels)
+            name, driver="local", labels=self.new_labels(ctx, params.labels)
         )
         return views.volume_view(volume)
 
@@ -51,13 +55,13 @@ class VolumesMixin(DockerBase):
         volume = self.volume(params.name, ctx)
         with translated("volume", params.name):
             volume.remove(force=params.force)
-        return {"name": volume.name, "removed": True}
+        return {"name": views.shown(volume.name, volume.attrs.get("Labels")), "removed": True}
 
     def volume_prune(self, params: m.LabelFilter, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`ContainerDriver.volume_prune`."""
         pruned = self.client.volumes.prune(filters=self.label_filter(ctx, params.label))
         return {
-            "deleted": pruned.get("VolumesDeleted") or [],
+            "deleted": [user_name(v, ctx.tenant) for v in pruned.get("VolumesDeleted") or []],
             "space_reclaimed": pruned.get("SpaceReclaimed", 0),
         }
 
@@ -67,7 +71,7 @@ class VolumesMixin(DockerBase):
         with self._helper(volume, ctx, read_only=True) as helper:
             chunks, _ = helper.get_archive(f"{_MOUNT}/.")
             raw = read_capped(chunks)
-        return {"name": volume.name, "size": len(raw), "archive": base64.b64encode(raw).decode()}
+        return {"name": params.name, "size": len(raw), "archive": base64.b64encode(raw).decode()}
 
     def volume_restore(self, params: m.ContainerVolumeRestore, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`ContainerDriver.volume_restore`."""
@@ -79,7 +83,7 @@ class VolumesMixin(DockerBase):
         ):
             if not helper.put_archive(_MOUNT, raw):
                 raise BackendFailed(reason="the engine refused the archive")
-        return {"name": volume.name, "size": len(raw)}
+        return {"name": params.name, "size": len(raw)}
 
     # --- helpers -------------------------------------------------------------------------------
 
@@ -87,9 +91,10 @@ class VolumesMixin(DockerBase):
         try:
             return self.volume(name, ctx)
         except NotFound:
-            if self.volume_exists(name):
+            scoped = backend_name(ctx.tenant, name)
+            if self.volume_exists(scoped):
                 raise
-            return self.client.volumes.create(name, driver="local", labels=self.new_labels(ctx))
+            return self.client.volumes.create(scoped, driver="local", labels=self.new_labels(ctx))
 
     @contextmanager
     def _helper(self, volume: Volume, ctx: JobContext, read_only: bool) -> Iterator[Container]:

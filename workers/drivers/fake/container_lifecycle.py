@@ -37,6 +37,7 @@ from workers.drivers.fake.container_store import (
     FakeEngineBase,
 )
 from workers.drivers.fake.programs import FileSystem, Mount, NotExecutable, Outcome, run
+from workers.drivers.names import backend_name
 
 _KILLED = 137
 _FIRST_HOST_PORT = 32768
@@ -66,7 +67,7 @@ class FakeLifecycleMixin(FakeEngineBase):
             if self.mine(c.labels, ctx, params.label)
             and (params.all or c.live)
             and params.status in (None, c.status)
-            and (params.name is None or params.name in c.name)
+            and (params.name is None or params.name in views.shown(c.name, c.labels))
         ]
         return {"containers": [views.container_entry(c) for c in found]}
 
@@ -137,8 +138,8 @@ class FakeLifecycleMixin(FakeEngineBase):
     def rename(self, params: ContainerRename, ctx: JobContext) -> Result:
         """See :meth:`ContainerDriver.rename`."""
         container = self.container(params.id, ctx)
-        self._require_free_name(params.name, container.id)
-        container.name = params.name
+        self._require_free_name(params.name, ctx, container.id)
+        container.name = backend_name(ctx.tenant, params.name)
         return self._state(container) | {"name": params.name}
 
     # --- helpers ---------------------------------------------------------------------------------
@@ -150,10 +151,11 @@ class FakeLifecycleMixin(FakeEngineBase):
     def create_container(self, spec: ContainerSpec, ctx: JobContext) -> FakeContainer:
         """A new container of ``spec`` (not started), labelled with the tenant and job."""
         image = self.image(spec.image, ctx)
-        self._prepare_volumes(spec, ctx)
-        network = self._network_name(spec, ctx)
-        if spec.name:
-            self._require_free_name(spec.name)
+        user = spec.name
+        spec = self._in_backend_names(spec, ctx)
+        if user:
+            self._require_free_name(user, ctx)
+        network = spec.network or "bridge"
         entrypoint = spec.entrypoint or image.config.get("Entrypoint") or []
         command = spec.command or ([] if spec.entrypoint else image.config.get("Cmd") or [])
         image_env = dict(e.partition("=")[::2] for e in image.config.get("Env") or [])
@@ -166,33 +168,41 @@ class FakeLifecycleMixin(FakeEngineBase):
             argv=[*entrypoint, *command],
             env=image_env | dict(spec.env),
             host_config=_host_config(spec, network, ctx.hardening),
-            endpoints={network: Endpoint(self._network_id(network), list(spec.network_aliases))},
+            endpoints={network: Endpoint(self._network_id(network), _aliases(network, user, spec))},
         )
         self.containers[container.id] = container
         effects.container_made(container.labels)
         return container
 
-    def _prepare_volumes(self, spec: ContainerSpec, ctx: JobContext) -> None:
-        """Check each named volume is the tenant's; create the missing ones, labelled."""
+    def _in_backend_names(self, spec: ContainerSpec, ctx: JobContext) -> ContainerSpec:
+        """``spec`` with the container, its volumes and its network in backend names (as the
+        Docker driver gives them to the engine). Each named volume must be the tenant's;
+        missing ones are created, labelled."""
+        mounts = []
         for mount in spec.volumes:
             try:
-                self.volume(mount.volume, ctx)
+                volume = self.volume(mount.volume, ctx)
             except NotFound:
-                if mount.volume in self.volumes:
+                name = backend_name(ctx.tenant, mount.volume)
+                if name in self.volumes:
                     raise
-                self.make_volume(mount.volume, self.new_labels(ctx))
-
-    def _network_name(self, spec: ContainerSpec, ctx: JobContext) -> str:
-        if spec.network is None or spec.network in PREDEFINED_NETWORKS:
-            return spec.network or "bridge"
-        return self.network(spec.network, ctx).name
+                volume = self.make_volume(name, self.new_labels(ctx))
+            mounts.append(mount.model_copy(update={"volume": volume.name}))
+        update: dict[str, Any] = {"volumes": mounts}
+        if spec.name:
+            update["name"] = backend_name(ctx.tenant, spec.name)
+        if spec.network is not None and spec.network not in PREDEFINED_NETWORKS:
+            update["network"] = self.network(spec.network, ctx).name
+        return spec.model_copy(update=update)
 
     def _network_id(self, name: str) -> str:
         found = [n.id for n in self.networks.values() if n.name == name]
         return found[0] if found else name
 
-    def _require_free_name(self, name: str, owner: str | None = None) -> None:
-        taken = next((c for c in self.containers.values() if c.name == name), None)
+    def _require_free_name(self, name: str, ctx: JobContext, owner: str | None = None) -> None:
+        """The tenant's ``name`` is free (or held by ``owner``), else ``name_taken``."""
+        scoped = backend_name(ctx.tenant, name)
+        taken = next((c for c in self.containers.values() if c.name == scoped), None)
         if taken is not None and taken.id != owner:
             raise name_taken("container", name)
 
@@ -324,6 +334,12 @@ def _port(container_port: int, protocol: str, host_ip: str, host_port: int) -> d
         "host_ip": host_ip,
         "host_port": host_port,
     }
+
+
+def _aliases(network: str, name: str | None, spec: ContainerSpec) -> list[str]:
+    """On a user network a container is reachable by its user name too (as on the engine)."""
+    named = [name] if name and network not in PREDEFINED_NETWORKS else []
+    return list(dict.fromkeys([*named, *spec.network_aliases]))
 
 
 def _host_config(spec: ContainerSpec, network: str, hardening: Hardening) -> dict[str, Any]:

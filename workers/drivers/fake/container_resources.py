@@ -32,6 +32,7 @@ from workers.drivers.fake.container_store import (
     FakeNetwork,
     FakeVolume,
 )
+from workers.drivers.names import backend_name
 
 
 class FakeResourcesMixin(FakeEngineBase):
@@ -44,14 +45,15 @@ class FakeResourcesMixin(FakeEngineBase):
         earlier = [n for n in self.networks.values() if self.made_by_job(n.labels, ctx)]
         if earlier:
             return self._network_view(earlier[0])
-        if any(n.name == params.name for n in self.networks.values()):
+        name = backend_name(ctx.tenant, params.name)
+        if any(n.name == name for n in self.networks.values()):
             raise name_taken("network", params.name)
         subnet = params.subnet or self._free_subnet()
         if any(subnet.overlaps(n.subnet) for n in self.networks.values()):
             raise Conflict("Pool overlaps with other one on this address space")
         gateway = params.gateway or next(subnet.hosts())
         labels = self.new_labels(ctx, params.labels)
-        network = FakeNetwork(hex_id(), params.name, subnet, gateway, params.internal, labels)
+        network = FakeNetwork(hex_id(), name, subnet, gateway, params.internal, labels)
         self.networks[network.id] = network
         return self._network_view(network)
 
@@ -76,11 +78,11 @@ class FakeResourcesMixin(FakeEngineBase):
         """See :meth:`ContainerDriver.network_connect`."""
         network = self.network(params.id, ctx)
         container = self.container(params.container, ctx)
+        named, net = views.shown(container.name, container.labels), params.id
         if network.name in container.endpoints:
-            raise Conflict(
-                f"endpoint with name {container.name} already exists in network {network.name}"
-            )
-        endpoint = Endpoint(network.id, list(params.aliases))
+            raise Conflict(f"endpoint with name {named} already exists in network {net}")
+        # reachable by its user name too, as a container created on the network is
+        endpoint = Endpoint(network.id, list(dict.fromkeys([named, *params.aliases])))
         container.endpoints[network.name] = endpoint
         if container.live:
             endpoint.ipv4 = self.address_for(network.name, container)
@@ -91,7 +93,7 @@ class FakeResourcesMixin(FakeEngineBase):
         network = self.network(params.id, ctx)
         container = self.container(params.container, ctx)
         if network.name not in container.endpoints:
-            raise Conflict(f"container {container.id} is not connected to network {network.name}")
+            raise Conflict(f"container {container.id} is not connected to network {params.id}")
         del container.endpoints[network.name]
         return self._network_view(network)
 
@@ -100,11 +102,15 @@ class FakeResourcesMixin(FakeEngineBase):
         network = self.network(params.id, ctx)
         if self._members(network):
             raise Conflict(
-                f"error while removing network: network {network.name} id {network.id} "
+                f"error while removing network: network {params.id} id {network.id} "
                 "has active endpoints"
             )
         del self.networks[network.id]
-        return {"id": network.id, "name": network.name, "removed": True}
+        return {
+            "id": network.id,
+            "name": views.shown(network.name, network.labels),
+            "removed": True,
+        }
 
     def network_prune(self, params: LabelFilter, ctx: JobContext) -> Result:
         """See :meth:`ContainerDriver.network_prune`."""
@@ -115,7 +121,7 @@ class FakeResourcesMixin(FakeEngineBase):
         ]
         for network in unused:
             del self.networks[network.id]
-        return {"deleted": [n.name for n in unused]}
+        return {"deleted": [views.shown(n.name, n.labels) for n in unused]}
 
     def _members(self, network: FakeNetwork) -> list[FakeContainer]:
         """The running containers attached to ``network`` (the engine's active endpoints)."""
@@ -131,9 +137,12 @@ class FakeResourcesMixin(FakeEngineBase):
         earlier = [v for v in self.volumes.values() if self.made_by_job(v.labels, ctx)]
         if earlier:
             return views.volume_view(earlier[0])
-        if params.name and params.name in self.volumes:
-            raise name_taken("volume", params.name)
-        volume = self.make_volume(params.name, self.new_labels(ctx, params.labels))
+        name = None  # unnamed: the engine's own (hex) name, shown as it is
+        if params.name is not None:
+            name = backend_name(ctx.tenant, params.name)
+            if name in self.volumes:
+                raise name_taken("volume", params.name)
+        volume = self.make_volume(name, self.new_labels(ctx, params.labels))
         return views.volume_view(volume)
 
     def volume_list(self, params: LabelFilter, ctx: JobContext) -> Result:
@@ -150,9 +159,9 @@ class FakeResourcesMixin(FakeEngineBase):
         volume = self.volume(params.name, ctx)
         users = self.users_of_volume(volume.name)
         if users:
-            raise Conflict(f"remove {volume.name}: volume is in use - [{users[0].id}]")
+            raise Conflict(f"remove {params.name}: volume is in use - [{users[0].id}]")
         del self.volumes[volume.name]
-        return {"name": volume.name, "removed": True}
+        return {"name": views.shown(volume.name, volume.labels), "removed": True}
 
     def volume_prune(self, params: LabelFilter, ctx: JobContext) -> Result:
         """See :meth:`ContainerDriver.volume_prune`."""
@@ -164,7 +173,8 @@ class FakeResourcesMixin(FakeEngineBase):
         for volume in unused:
             del self.volumes[volume.name]
         reclaimed = sum(len(d) for v in unused for d in v.files.values())
-        return {"deleted": [v.name for v in unused], "space_reclaimed": reclaimed}
+        deleted = [views.shown(v.name, v.labels) for v in unused]
+        return {"deleted": deleted, "space_reclaimed": reclaimed}
 
     def volume_backup(self, params: ContainerVolumeRef, ctx: JobContext) -> Result:
         """See :meth:`ContainerDriver.volume_backup`."""
@@ -172,22 +182,23 @@ class FakeResourcesMixin(FakeEngineBase):
         raw = _tar(volume.files)
         if len(raw) > ARCHIVE_LIMIT:
             raise PayloadTooLarge(limit=ARCHIVE_LIMIT)
-        return {"name": volume.name, "size": len(raw), "archive": base64.b64encode(raw).decode()}
+        return {"name": params.name, "size": len(raw), "archive": base64.b64encode(raw).decode()}
 
     def volume_restore(self, params: ContainerVolumeRestore, ctx: JobContext) -> Result:
         """See :meth:`ContainerDriver.volume_restore`."""
         raw = decode_archive(params.archive)
         volume = self._volume_for_restore(params.name, ctx)
         volume.files.update(_untar(raw))
-        return {"name": volume.name, "size": len(raw)}
+        return {"name": params.name, "size": len(raw)}
 
     def _volume_for_restore(self, name: str, ctx: JobContext) -> FakeVolume:
         try:
             return self.volume(name, ctx)
         except NotFound:
-            if name in self.volumes:
+            scoped = backend_name(ctx.tenant, name)
+            if scoped in self.volumes:
                 raise
-            return self.make_volume(name, self.new_labels(ctx))
+            return self.make_volume(scoped, self.new_labels(ctx))
 
 
 def decode_archive(data: str) -> bytes:

@@ -17,6 +17,7 @@ from nube.catalog.container_models import ContainerSpec
 from nube.errors import Conflict, NotFound
 from workers.drivers.base import JobContext
 from workers.drivers.fake.common import FakeBase, hex_id, now_iso
+from workers.drivers.names import backend_name
 
 TENANT = "nube.tenant"
 JOB = "nube.job"
@@ -139,7 +140,7 @@ class FakeEngineBase(FakeBase):
 
     def container(self, key: str, ctx: JobContext) -> FakeContainer:
         """The tenant's container by id, unique id prefix or name, else ``NotFound``."""
-        found = self.find_container(key)
+        found = self.find_container(backend_name(ctx.tenant, key)) or self.find_container(key)
         if found is None or not self.owned(found.labels, ctx):
             raise NotFound(kind="container", id=key)
         return found
@@ -153,7 +154,9 @@ class FakeEngineBase(FakeBase):
 
     def network(self, key: str, ctx: JobContext) -> FakeNetwork:
         """The tenant's network by id, unique id prefix or name, else ``NotFound``."""
-        found = [n for n in self.networks.values() if key in (n.id, n.name)]
+        scoped = backend_name(ctx.tenant, key)
+        found = [n for n in self.networks.values() if n.name == scoped]
+        found = found or [n for n in self.networks.values() if key in (n.id, n.name)]
         found = found or [n for n in self.networks.values() if n.id.startswith(key)]
         if len(found) != 1 or not self.owned(found[0].labels, ctx):
             raise NotFound(kind="network", id=key)
@@ -161,7 +164,7 @@ class FakeEngineBase(FakeBase):
 
     def volume(self, name: str, ctx: JobContext) -> FakeVolume:
         """The tenant's volume, else ``NotFound``."""
-        found = self.volumes.get(name)
+        found = self.volumes.get(backend_name(ctx.tenant, name)) or self.volumes.get(name)
         if found is None or not self.owned(found.labels, ctx):
             raise NotFound(kind="volume", id=name)
         return found

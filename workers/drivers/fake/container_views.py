@@ -5,11 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 from workers.drivers.fake.container_store import (
+    TENANT,
     FakeContainer,
     FakeImage,
     FakeNetwork,
     FakeVolume,
 )
+from workers.drivers.names import user_name
+
+
+def shown(name: str, labels: dict[str, str]) -> str:
+    """The user's name of what the engine calls ``name`` (its owner from its labels)."""
+    return user_name(name, labels.get(TENANT))
+
 
 _STATUS_TEXT = {
     "created": "Created",
@@ -23,7 +31,7 @@ def container_entry(c: FakeContainer) -> dict[str, Any]:
     exited = f"Exited ({c.exit_code}) Less than a second ago"
     return {
         "id": c.id,
-        "name": c.name,
+        "name": shown(c.name, c.labels),
         "image": c.spec.image,
         "state": c.status,
         "status": _STATUS_TEXT.get(c.status, exited),
@@ -36,9 +44,11 @@ def container_entry(c: FakeContainer) -> dict[str, Any]:
 def container_view(c: FakeContainer, image: FakeImage | None) -> dict[str, Any]:
     """``docker inspect``, curated; environment values are left out (names only)."""
     config = image.config if image else {}
+    host = {k: v for k, v in c.host_config.items() if k in _HOST_CONFIG_KEYS}
+    host["network_mode"] = shown(host["network_mode"], c.labels)
     return {
         "id": c.id,
-        "name": c.name,
+        "name": shown(c.name, c.labels),
         "image": c.spec.image,
         "state": c.status,
         "created": c.created,
@@ -63,13 +73,22 @@ def container_view(c: FakeContainer, image: FakeImage | None) -> dict[str, Any]:
             "env_names": list(c.env),
             "hostname": c.id[:12],
         },
-        "host_config": {k: v for k, v in c.host_config.items() if k in _HOST_CONFIG_KEYS},
+        "host_config": host,
         "networks": {
-            name: {"ipv4": ep.ipv4, "aliases": list(ep.aliases), "network_id": ep.network_id}
+            shown(name, c.labels): {
+                "ipv4": ep.ipv4,
+                "aliases": list(ep.aliases),
+                "network_id": ep.network_id,
+            }
             for name, ep in c.endpoints.items()
         },
         "mounts": [
-            {"type": "volume", "volume": m.volume, "target": m.target, "read_only": m.read_only}
+            {
+                "type": "volume",
+                "volume": shown(m.volume, c.labels),
+                "target": m.target,
+                "read_only": m.read_only,
+            }
             for m in c.spec.volumes
         ],
     }
@@ -88,9 +107,10 @@ _HOST_CONFIG_KEYS = (
 
 def state(c: FakeContainer, removed: bool = False) -> dict[str, Any]:
     """``{"id", "name", "state", "exit_code"}`` after an action."""
+    name = shown(c.name, c.labels)
     if removed:  # auto_remove took it away once it stopped
-        return {"id": c.id, "name": c.name, "state": "removed", "exit_code": None}
-    return {"id": c.id, "name": c.name, "state": c.status, "exit_code": c.exit_code}
+        return {"id": c.id, "name": name, "state": "removed", "exit_code": None}
+    return {"id": c.id, "name": name, "state": c.status, "exit_code": c.exit_code}
 
 
 def network_view(net: FakeNetwork, members: list[FakeContainer]) -> dict[str, Any]:
@@ -98,14 +118,17 @@ def network_view(net: FakeNetwork, members: list[FakeContainer]) -> dict[str, An
     prefix = net.subnet.prefixlen
     return {
         "id": net.id,
-        "name": net.name,
+        "name": shown(net.name, net.labels),
         "driver": "bridge",
         "internal": net.internal,
         "created": net.created,
         "labels": dict(net.labels),
         "subnets": [{"subnet": str(net.subnet), "gateway": str(net.gateway)}],
         "containers": {
-            c.id: {"name": c.name, "ipv4": f"{c.endpoints[net.name].ipv4}/{prefix}"}
+            c.id: {
+                "name": shown(c.name, c.labels),
+                "ipv4": f"{c.endpoints[net.name].ipv4}/{prefix}",
+            }
             for c in members
         },
     }
@@ -114,7 +137,7 @@ def network_view(net: FakeNetwork, members: list[FakeContainer]) -> dict[str, An
 def volume_view(volume: FakeVolume) -> dict[str, Any]:
     """``docker volume inspect``, curated."""
     return {
-        "name": volume.name,
+        "name": shown(volume.name, volume.labels),
         "driver": "local",
         "created": volume.created,
         "labels": dict(volume.labels),

@@ -37,6 +37,7 @@ from workers.drivers.base import JobContext, Result, job_tag, name_taken
 from workers.drivers.fake.common import serialized
 from workers.drivers.fake.vm_infra import FakeVmInfraMixin
 from workers.drivers.hypervisor import HypervisorDriver
+from workers.drivers.names import backend_name, only_one, user_name
 from workers.drivers.vm_states import VmAction, VmState, allowed_actions, require, target_state
 
 S = VmState
@@ -138,8 +139,13 @@ class FakeHypervisorDriver(FakeVmInfraMixin, HypervisorDriver):
     # --- reads -----------------------------------------------------------------------------------
 
     def owned(self, name: str, ctx: JobContext) -> FakeDomain:
-        """The tenant's domain ``name``; another tenant's is ``NotFound`` exactly like none."""
-        dom = self.domains.get(name)
+        """The tenant's domain ``name``; another tenant's is ``NotFound`` exactly like none. An
+        admin also reaches another tenant's by its name (:func:`~workers.drivers.names.only_one`)
+        or by its backend name."""
+        dom = self.domains.get(backend_name(ctx.tenant, name)) or self.domains.get(name)
+        if dom is None and ctx.admin:
+            named = [d for d in self.domains.values() if user_name(d.name, d.tenant) == name]
+            dom = only_one(named, "VM", name)
         if dom is None or not (ctx.admin or dom.tenant == ctx.tenant):
             raise NotFound(kind="vm", id=name)
         return dom
@@ -165,7 +171,7 @@ class FakeHypervisorDriver(FakeVmInfraMixin, HypervisorDriver):
         if live:  # the pretend guest burns a little CPU between two looks
             dom.cpu_time_ns += 1_000_000
         return {
-            "name": dom.name,
+            "name": user_name(dom.name, dom.tenant),
             "uuid": dom.uuid,
             "node": dom.node,
             "tenant": dom.tenant,
@@ -198,7 +204,7 @@ class FakeHypervisorDriver(FakeVmInfraMixin, HypervisorDriver):
             self._check_networks(dom)
         dom.state = target_state(action, dom.state, dom.persistent)
         if dom.state is S.UNDEFINED:
-            del self.domains[name]
+            del self.domains[dom.name]
             return self._gone(name)
         return self._view(dom)
 
@@ -275,8 +281,9 @@ class FakeHypervisorDriver(FakeVmInfraMixin, HypervisorDriver):
 
     def define_domain(self, params: VmDefine, ctx: JobContext) -> Result:
         """See :meth:`HypervisorDriver.define_domain`."""
-        if params.name in self.domains:
-            return self._adopt(self.domains[params.name], params, ctx)
+        held = self.domains.get(backend_name(ctx.tenant, params.name))
+        if held is not None:
+            return self._adopt(held, params, ctx)
         made: list[tuple[str, str]] = []
         try:
             dom = self._new_domain(params, ctx, made)
@@ -306,7 +313,7 @@ class FakeHypervisorDriver(FakeVmInfraMixin, HypervisorDriver):
             self.vm_network(nic.network)
         nics = [{"network": n.network, "mac": (n.mac or _mac()).lower()} for n in p.interfaces]
         return FakeDomain(
-            name=p.name,
+            name=backend_name(ctx.tenant, p.name),
             tenant=ctx.tenant,
             job=ctx.job_id,
             node=self.node,
@@ -358,7 +365,7 @@ class FakeHypervisorDriver(FakeVmInfraMixin, HypervisorDriver):
         require(VmAction.SNAPSHOT_CREATE, dom.state, dom.persistent, params.name)
         disks = [d for d in dom.disks if d["device"] == "disk"]
         if not disks or any(d["format"] != "qcow2" for d in disks):
-            raise Conflict(f"VM '{dom.name}' needs qcow2 disks (and at least one) for snapshots")
+            raise Conflict(f"VM '{params.name}' needs qcow2 disks (and at least one) for snapshots")
         snap = FakeSnapshot(params.snapshot, _SNAPSHOT_STATES[dom.state], description)
         dom.snapshots[snap.name], dom.current = snap, snap.name
         return _snapshot_view(dom, snap)
@@ -409,7 +416,7 @@ def _mac() -> str:
 def _snapshot_view(dom: FakeDomain, snap: FakeSnapshot) -> dict[str, Any]:
     return {
         "name": snap.name,
-        "vm": dom.name,
+        "vm": user_name(dom.name, dom.tenant),
         "created_at": snap.created_at,
         "state": snap.vm_state,
         "current": dom.current == snap.name,

@@ -15,10 +15,12 @@ from workers.drivers.libvirt.networks import NetworksMixin
 from workers.drivers.libvirt.provision import ProvisionMixin
 from workers.drivers.libvirt.snapshots import SnapshotsMixin
 from workers.drivers.libvirt.storage import StorageMixin
+from workers.drivers.names import unscoping
 
 __all__ = ["LibvirtDriver"]
 
 
+@unscoping(HypervisorDriver.__abstractmethods__ - {"version"})
 class LibvirtDriver(
     HostMixin,
     DomainsMixin,

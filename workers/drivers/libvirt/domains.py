@@ -22,6 +22,7 @@ from workers.drivers.libvirt.guests import (
     state_of,
 )
 from workers.drivers.libvirt.xml import parse_domain
+from workers.drivers.names import user_name
 from workers.drivers.vm_states import VmAction, VmState, require
 
 _LIST_FLAGS = {
@@ -96,7 +97,7 @@ class DomainsMixin(LibvirtBase):
         except libvirt.libvirtError as err:
             if error_code(err) != libvirt.VIR_ERR_NO_DOMAIN:
                 raise
-            return gone(dom.name(), self.node)
+            return gone(user_name(dom.name(), owner.tenant if owner else None), self.node)
 
     def start_domain(self, params: m.VmRef, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`HypervisorDriver.start_domain`."""

@@ -11,6 +11,7 @@ from nube.errors import NotFound
 from workers.drivers.base import JobContext
 from workers.drivers.libvirt.base import error_code
 from workers.drivers.libvirt.xml import NS, Owner, parse_domain, parse_owner
+from workers.drivers.names import backend_name, only_one, user_name
 from workers.drivers.vm_states import VmState, allowed_actions
 
 _PAUSED = {libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_PMSUSPENDED}
@@ -46,12 +47,23 @@ def visible(owner: Owner | None, ctx: JobContext) -> bool:
 def owned_domain(
     conn: libvirt.virConnect, name: str, ctx: JobContext
 ) -> tuple[libvirt.virDomain, Owner | None]:
-    """The tenant's domain ``name``; another tenant's is ``NotFound`` exactly like none."""
-    dom = find_domain(conn, name)
+    """The tenant's domain ``name``; another tenant's is ``NotFound`` exactly like none. An
+    admin also reaches another tenant's by its name (:func:`workers.drivers.names.only_one`)
+    or by its backend name."""
+    dom = find_domain(conn, backend_name(ctx.tenant, name)) or find_domain(conn, name)
+    if dom is None and ctx.admin:
+        named = [d for d in conn.listAllDomains(0) if vm_name(d) == name]
+        dom = only_one(named, "VM", name)
     owner = owner_of(dom) if dom is not None else None
     if dom is None or not visible(owner, ctx):
         raise NotFound(kind="vm", id=name)
     return dom, owner
+
+
+def vm_name(dom: libvirt.virDomain) -> str:
+    """The user's name of ``dom`` (its owner's, from its metadata)."""
+    owner = owner_of(dom)
+    return user_name(dom.name(), owner.tenant if owner else None)
 
 
 def state_of(dom: libvirt.virDomain) -> VmState:
@@ -71,7 +83,7 @@ def describe(dom: libvirt.virDomain, owner: Owner | None, node: str) -> dict[str
     _, max_kib, kib, vcpus, cpu_ns = dom.info()
     spec = parse_domain(dom.XMLDesc(0))
     return {
-        "name": dom.name(),
+        "name": user_name(dom.name(), owner.tenant if owner else None),
         "uuid": dom.UUIDString(),
         "node": (owner.node if owner and owner.node else node),
         "tenant": owner.tenant if owner else None,

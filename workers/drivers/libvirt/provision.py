@@ -27,6 +27,7 @@ from workers.drivers.libvirt.xml import (
     parse_volume,
     volume_xml,
 )
+from workers.drivers.names import backend_name
 from workers.drivers.vm_states import VmState
 
 
@@ -56,7 +57,7 @@ class ProvisionMixin(LibvirtBase):
         return self._run(lambda c: self._define(c, params, ctx))
 
     def _define(self, conn: libvirt.virConnect, p: VmDefine, ctx: JobContext) -> dict[str, Any]:
-        existing = find_domain(conn, p.name)
+        existing = find_domain(conn, backend_name(ctx.tenant, p.name))
         if existing is not None:
             return self._adopt(existing, p, ctx)
         made: list[libvirt.virStorageVol] = []
@@ -88,7 +89,7 @@ class ProvisionMixin(LibvirtBase):
         for nic in p.interfaces:
             _require_network(conn, nic.network)
         return DomainSpec(
-            name=p.name,
+            name=backend_name(ctx.tenant, p.name),
             memory_mib=p.memory_mib,
             vcpus=p.vcpus,
             disks=tuple(disks),

@@ -11,7 +11,7 @@ from nube.catalog.vm_models import SnapshotCreate, SnapshotRef, VmRef
 from nube.errors import Conflict, NotFound
 from workers.drivers.base import JobContext
 from workers.drivers.libvirt.base import LibvirtBase, error_code
-from workers.drivers.libvirt.guests import owned_domain, state_of
+from workers.drivers.libvirt.guests import owned_domain, state_of, vm_name
 from workers.drivers.libvirt.xml import parse_domain, snapshot_xml
 from workers.drivers.vm_states import VmAction, require
 
@@ -32,7 +32,7 @@ def _snapshot(dom: libvirt.virDomain, name: str) -> libvirt.virDomainSnapshot:
         return dom.snapshotLookupByName(name, 0)
     except libvirt.libvirtError as err:
         if error_code(err) == libvirt.VIR_ERR_NO_DOMAIN_SNAPSHOT:
-            raise NotFound(kind="snapshot", id=f"{dom.name()}/{name}") from err
+            raise NotFound(kind="snapshot", id=f"{vm_name(dom)}/{name}") from err
         raise
 
 
@@ -42,7 +42,7 @@ def _describe(snap: libvirt.virDomainSnapshot) -> dict[str, Any]:
     state = root.findtext("state") or ""
     return {
         "name": snap.getName(),
-        "vm": snap.getDomain().name(),
+        "vm": vm_name(snap.getDomain()),
         "created_at": created,
         "state": _STATE_NAMES.get(state, state),
         "current": bool(snap.isCurrent(0)),
@@ -53,7 +53,7 @@ def _describe(snap: libvirt.virDomainSnapshot) -> dict[str, Any]:
 def _require_qcow2(dom: libvirt.virDomain) -> None:
     disks = [d for d in parse_domain(dom.XMLDesc(0)).disks if d.device == "disk"]
     if not disks or any(d.format != "qcow2" for d in disks):
-        raise Conflict(f"VM '{dom.name()}' needs qcow2 disks (and at least one) for snapshots")
+        raise Conflict(f"VM '{vm_name(dom)}' needs qcow2 disks (and at least one) for snapshots")
 
 
 class SnapshotsMixin(LibvirtBase):
