@@ -203,9 +203,10 @@ def agent_stack(workdir: Path, **env: str) -> Iterator[Stack]:
         stack.stop_all()
 
 
-def broken_engine_stack(workdir: Path, worker: str) -> Stack:
+def broken_engine_stack(workdir: Path, worker: str, **env: str) -> Stack:
     """A private stack (Redis, agent, API) whose only container worker, named ``worker``,
-    cannot reach its engine: every container job retries with a backoff of at most 1 s."""
+    cannot reach its engine: every container job retries with a backoff of at most 1 s.
+    ``env`` is added to its settings (``broker.env()``)."""
     need(shutil.which("redis-server") is not None, "redis-server")
     (workdir / "policy.yaml").write_text(TEST_POLICY)
     stack = Stack(
@@ -214,6 +215,7 @@ def broken_engine_stack(workdir: Path, worker: str) -> Stack:
             "NUBE_RETRY_BACKOFF_MAX": "1",
             "NUBE_POLICY_FILE": str(workdir / "policy.yaml"),
             "NUBE_AUDIT_FILE": str(workdir / "audit.jsonl"),
+            **env,
         },
     )
     try:
