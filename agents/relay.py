@@ -21,7 +21,7 @@ from agents.policy import Counts, Policy
 from nube.audit.log import AuditEvent, AuditLog, Decision
 from nube.catalog import CATALOG, Operation
 from nube.errors import InvalidRequest, NubeError
-from nube.jobs import JobStore
+from nube.jobs import Job, JobStore
 from nube.placement import Placements
 from nube.publish import publish_operation
 from nube.sealing.sealer import Mode
@@ -170,9 +170,9 @@ class Relay:
             return
         try:
             self.chain.before(message)
-            self._forward(message)
+            self._forward(message, job)
         except NubeError as e:
-            self.jobs.fail(message.job_id, e.to_dict())
+            self.jobs.fail(message.job_id, e.to_dict(), base=job)
             self.chain.after(message, e)
             return
         self.chain.after(message, None)
@@ -188,10 +188,10 @@ class Relay:
                 self.jobs.fail(str(job_id), InvalidRequest(f"malformed request: {why}").to_dict())
             return None
 
-    def _forward(self, message: RelayMessage) -> None:
+    def _forward(self, message: RelayMessage, job: Job) -> None:
         assert message.queue is not None
         self.jobs.update(
-            message.job_id, "relayed", f"to queue {message.queue}", queue=message.queue
+            message.job_id, "relayed", f"to queue {message.queue}", base=job, queue=message.queue
         )
         publish_operation(
             self.app,

@@ -35,7 +35,8 @@ def submit(
         target=target_of(op.name, params),
         submitted_at=now_iso(),
     )
-    svc.jobs.create(job)
+    request = request_of(job, params, token)
+    svc.jobs.create(job, request)
     if idempotency_key:
         bound = svc.jobs.claim_idempotency_key(
             token.tenant, idempotency_key, job, body_fingerprint(op.name, params)
@@ -44,7 +45,7 @@ def submit(
             svc.jobs.discard(job)
             return bound, False
     try:
-        publish_request(svc.celery, svc.jobs, job, request_of(job, params, token))
+        publish_request(svc.celery, svc.jobs, job, request, kept=True)
     except Exception:
         svc.jobs.discard(job)
         if idempotency_key:

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 import redis
 from pydantic import BaseModel, Field, PrivateAttr
@@ -94,6 +94,9 @@ class Job(BaseModel):
     error: JobError | None = None
     history: list[JobEvent] = Field(default_factory=list)
     seq: int = 0
+    #: SHA-1 of the record as last read or written by this process: what a transition from this
+    #: copy expects to replace (:meth:`JobStore.mutate`). Not part of the job.
+    _digest: str | None = PrivateAttr(default=None)
 
 
 def now_iso() -> str:
@@ -120,6 +123,23 @@ class RecordSealer(Protocol):
 
 SEALED = "$sealed"
 
+#: One transition in one round trip: replace the record if it is still the one the change was
+#: computed from (its SHA-1), drop the kept relay request when the job ends, and publish the
+#: event for waiters. Returns 1 when stored, 0 for an unknown job, -1 when the record changed.
+_TRANSITION = """
+local current = redis.call('GET', KEYS[1])
+if not current then return 0 end
+if redis.sha1hex(current) ~= ARGV[1] then return -1 end
+redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
+if ARGV[3] == '1' then redis.call('DEL', KEYS[2]) end
+redis.call('PUBLISH', ARGV[4], ARGV[5])
+return 1
+"""
+
+
+def _sha1(raw: str | bytes) -> str:
+    return hashlib.sha1(raw.encode() if isinstance(raw, str) else raw).hexdigest()
+
 
 class JobStore:
     """Job records in Redis: ``nube:job:<id>`` (JSON) and a per-tenant index for listing.
@@ -135,6 +155,7 @@ class JobStore:
     def __init__(self, client: redis.Redis, sealer: RecordSealer | None = None) -> None:
         self.redis = client
         self.sealer = sealer
+        self._transition = client.register_script(_TRANSITION)
 
     def _dump(self, job: Job) -> str:
         if self.sealer is None or (job.result is None and job.error is None):
@@ -169,6 +190,7 @@ class JobStore:
         job = Job.model_validate(data)
         if job.error is not None and title is not None:
             job.error._title = title
+        job._digest = _sha1(raw)
         return job
 
     def _open(self, data: dict[str, Any], sealed: str) -> bytes:
@@ -190,14 +212,19 @@ class JobStore:
         return f"nube:jobs:{tenant}"
 
     # --- create and read ----------------------------------------------------------------------
-    def create(self, job: Job) -> Job:
-        """Store a new queued job and index it for its tenant (newest first by ``seq``)."""
+    def create(self, job: Job, request: RelayRequest | None = None) -> Job:
+        """Store a new queued job and index it for its tenant (newest first by ``seq``); with
+        ``request``, keep it too (:meth:`keep_request`), in the same round trip."""
         job.seq = int(self.redis.incr("nube:job-seq"))
         job.history = [JobEvent(event="queued", at=job.submitted_at)]
-        pipe = self.redis.pipeline()
-        pipe.set(self.key(job.id), self._dump(job), ex=JOB_TTL)
+        dumped = self._dump(job)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.set(self.key(job.id), dumped, ex=JOB_TTL)
         pipe.zadd(self.index(job.tenant), {job.id: job.seq})
+        if request is not None:
+            pipe.set(self.request_key(job.id), self._sealed_request(job, request), ex=JOB_TTL)
         pipe.execute()
+        job._digest = _sha1(dumped)
         return job
 
     # --- relay requests: what a lost message is published again from --------------------------
@@ -207,9 +234,11 @@ class JobStore:
 
     def keep_request(self, job: Job, request: RelayRequest) -> None:
         """Keep the job's relay request (sealed when a sealer is set) until the job ends."""
+        self.redis.set(self.request_key(job.id), self._sealed_request(job, request), ex=JOB_TTL)
+
+    def _sealed_request(self, job: Job, request: RelayRequest) -> str:
         raw = request.model_dump_json().encode()
-        value = self.sealer.seal(job.id, job.tenant, raw) if self.sealer else raw.decode()
-        self.redis.set(self.request_key(job.id), value, ex=JOB_TTL)
+        return self.sealer.seal(job.id, job.tenant, raw) if self.sealer else raw.decode()
 
     def kept_request(self, job_id: str) -> RelayRequest | None:
         """The relay request kept for a job that has not ended (None once it has)."""
@@ -282,11 +311,18 @@ class JobStore:
 
     # --- transitions --------------------------------------------------------------------------
     def update(
-        self, job_id: str, event: str, detail: str | None = None, **changes: Any
+        self,
+        job_id: str,
+        event: str,
+        detail: str | None = None,
+        *,
+        base: Job | None = None,
+        **changes: Any,
     ) -> Job | None:
         """Apply ``changes`` and record ``event``, atomically; never changes a terminal job.
 
-        Returns the updated job, or None when the job is unknown or already terminal.
+        Returns the updated job, or None when the job is unknown or already terminal. ``base``:
+        see :meth:`mutate`.
         """
 
         def apply(job: Job) -> str | None:
@@ -294,37 +330,53 @@ class JobStore:
                 setattr(job, name, value)
             return detail
 
-        return self.mutate(job_id, event, apply)
+        return self.mutate(job_id, event, apply, base=base)
 
-    def mutate(self, job_id: str, event: str, change: Callable[[Job], str | None]) -> Job | None:
-        """Run ``change`` on the current record and store it (optimistic transaction).
+    def mutate(
+        self,
+        job_id: str,
+        event: str,
+        change: Callable[[Job], str | None],
+        *,
+        base: Job | None = None,
+    ) -> Job | None:
+        """Run ``change`` on the current record and store it (compare-and-set, one round trip).
 
         ``change`` edits the job in place and returns the event's detail. Terminal jobs are
-        never changed: the result is None for them and for unknown ids.
+        never changed: the result is None for them and for unknown ids. ``base`` is a copy of
+        the record this process read or wrote last (a job this store returned): the change is
+        computed from it without reading the record again, and stored only if the record is
+        still that one; if it changed meanwhile (a cancel, a progress report), the change is
+        computed again from the current record.
         """
-
-        def apply(pipe: Any) -> Job | None:
-            raw = pipe.get(self.key(job_id))
-            if raw is None:
-                return None
-            job = self._load(raw)
+        job = base.model_copy(deep=True) if base is not None and base._digest else None
+        while True:
+            if job is None:
+                raw = self.redis.get(self.key(job_id))
+                if raw is None:
+                    return None
+                job = self._load(raw)
             if job.status.terminal:
                 return None
             detail = change(job)
             job.history.append(JobEvent(event=event, at=now_iso(), detail=detail))
-            pipe.multi()
-            pipe.set(self.key(job_id), self._dump(job), keepttl=True)
-            if job.status.terminal:
-                pipe.delete(self.request_key(job_id))
-            pipe.publish(self.channel(job_id), json.dumps({"event": event, "status": job.status}))
-            return job
-
-        job = self.redis.transaction(
-            apply,  # type: ignore[arg-type]
-            self.key(job_id),
-            value_from_callable=True,
-        )
-        return cast(Job | None, job)
+            dumped = self._dump(job)
+            stored = self._transition(
+                keys=[self.key(job_id), self.request_key(job_id)],
+                args=[
+                    job._digest or "",
+                    dumped,
+                    "1" if job.status.terminal else "0",
+                    self.channel(job_id),
+                    json.dumps({"event": event, "status": job.status}),
+                ],
+            )
+            if stored == 1:
+                job._digest = _sha1(dumped)
+                return job
+            if stored == 0:
+                return None
+            job = None  # the record changed since it was read: compute the change again
 
     def mark_running(self, job_id: str, node: str) -> Job | None:
         """Count one more delivery of the job and mark it running on ``node``."""
@@ -338,18 +390,24 @@ class JobStore:
 
         return self.mutate(job_id, "running", start)
 
-    def finish(self, job_id: str, result: Any) -> Job | None:
+    def finish(self, job_id: str, result: Any, *, base: Job | None = None) -> Job | None:
         return self.update(
-            job_id, "succeeded", status=JobStatus.SUCCEEDED, result=result, finished_at=now_iso()
+            job_id,
+            "succeeded",
+            base=base,
+            status=JobStatus.SUCCEEDED,
+            result=result,
+            finished_at=now_iso(),
         )
 
-    def fail(self, job_id: str, error: dict[str, Any]) -> Job | None:
+    def fail(self, job_id: str, error: dict[str, Any], *, base: Job | None = None) -> Job | None:
         """Fail the job with ``error`` (:meth:`NubeError.to_dict`); the history says its code."""
         job_error = JobError.of(error)
         return self.update(
             job_id,
             "failed",
             job_error.code,
+            base=base,
             status=JobStatus.FAILED,
             error=job_error,
             finished_at=now_iso(),

@@ -30,11 +30,15 @@ def binding_header(tenant: str, job_id: str, operation: str, target: str | None)
     return {PUBLISH_HEADER: {"tenant": tenant, "job": job_id, "op": operation, "target": target}}
 
 
-def publish_request(app: Celery, jobs: JobStore, job: Job, request: RelayRequest) -> None:
-    """Send ``request`` to the agent, keeping it until the job ends (for the reconciler);
-    ``BrokerUnavailable`` when Redis cannot take it."""
+def publish_request(
+    app: Celery, jobs: JobStore, job: Job, request: RelayRequest, *, kept: bool = False
+) -> None:
+    """Send ``request`` to the agent, keeping it until the job ends (for the reconciler; ``kept``
+    when :meth:`~nube.jobs.JobStore.create` kept it already); ``BrokerUnavailable`` when Redis
+    cannot take it."""
     try:
-        jobs.keep_request(job, request)
+        if not kept:
+            jobs.keep_request(job, request)
         app.send_task(
             RELAY_TASK,
             args=(request.model_dump(mode="json"),),

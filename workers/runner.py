@@ -26,7 +26,7 @@ from pydantic import ValidationError
 
 from nube.catalog import Operation
 from nube.errors import InvalidRequest, NubeError, Timeout, WorkerLost
-from nube.jobs import JobStatus, JobStore
+from nube.jobs import Job, JobStatus, JobStore
 from nube.placement import Placements
 from nube.settings import Settings
 from nube.wire import JobMeta, field_error
@@ -64,11 +64,11 @@ class Runtime:
             return self._skip(job_id)
         lost = job.attempts - 1 - task.request.retries
         if lost >= self.settings.max_attempts:
-            return self._fail(job_id, WorkerLost(attempts=lost))
+            return self._fail(job_id, WorkerLost(attempts=lost), job)
         try:
             meta = JobMeta.model_validate(job_meta)
         except ValidationError as e:
-            return self._fail(job_id, InvalidRequest(f"malformed job: {field_error(e)}"))
+            return self._fail(job_id, InvalidRequest(f"malformed job: {field_error(e)}"), job)
         ctx = JobContext(
             job_id=job_id,
             tenant=meta.tenant,
@@ -83,10 +83,10 @@ class Runtime:
             error = e
         else:
             self._place(op, params, ctx)
-            self.jobs.finish(job_id, result)
+            self.jobs.finish(job_id, result, base=job)
             return result
         # outside the except block: nothing raised from here on carries the error as context
-        return self._handle_error(task, op, job_id, error)
+        return self._handle_error(task, op, job, error)
 
     def _place(self, op: Operation, params: dict[str, Any], ctx: JobContext) -> None:
         """Record (or drop) where the resource an operation made (or removed) lives."""
@@ -121,8 +121,10 @@ class Runtime:
             log.debug("operation %s of job %s failed", op.name, ctx.job_id, exc_info=True)
             raise NubeError(f"unexpected error: {type(e).__name__}") from e
 
-    def _handle_error(self, task: Task, op: Operation, job_id: str, error: NubeError) -> Any:
-        retries = task.request.retries
+    def _handle_error(self, task: Task, op: Operation, job: Job, error: NubeError) -> Any:
+        """Retry a retryable error (the job is queued again) or fail the job. ``job`` is the
+        record as this worker marked it running."""
+        job_id, retries = job.id, task.request.retries
         if error.retryable and retries < op.max_retries:
             countdown = get_exponential_backoff_interval(
                 factor=1, retries=retries, maximum=self.settings.retry_backoff_max, full_jitter=True
@@ -131,6 +133,7 @@ class Runtime:
                 job_id,
                 "retrying",
                 f"{error.code}; retry {retries + 1} in {countdown} s",
+                base=job,
                 status=JobStatus.QUEUED,
             )
             log.info(
@@ -145,11 +148,11 @@ class Runtime:
                 exc=error.redacted(), countdown=countdown, max_retries=op.max_retries, throw=False
             )
             raise retry from None
-        return self._fail(job_id, error)
+        return self._fail(job_id, error, job)
 
-    def _fail(self, job_id: str, error: NubeError) -> Any:
+    def _fail(self, job_id: str, error: NubeError, job: Job | None = None) -> Any:
         log.info("job %s failed: %s (%s)", job_id, error.code, type(error).__name__)
-        self.jobs.fail(job_id, error.to_dict())
+        self.jobs.fail(job_id, error.to_dict(), base=job)
         raise error.redacted() from None
 
     def _skip(self, job_id: str) -> Any:
