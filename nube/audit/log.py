@@ -16,6 +16,8 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -30,6 +32,18 @@ from nube.errors import AuditUnavailable
 
 if TYPE_CHECKING:
     from nube.audit.verifier import VerifyReport
+
+#: Append one record if the head is still at the seq it was built on (ARGV[1]); else answer
+#: the head as it is, so the caller rebuilds without reading it again.
+_APPEND = """
+local seq = redis.call('HGET', KEYS[1], 'seq') or '0'
+if seq ~= ARGV[1] then
+    return {0, seq, redis.call('HGET', KEYS[1], 'hash') or ARGV[4]}
+end
+local id = redis.call('XADD', KEYS[2], '*', 'r', ARGV[2])
+redis.call('HSET', KEYS[1], 'seq', tonumber(ARGV[1]) + 1, 'hash', ARGV[3])
+return {1, id}
+"""
 
 STREAM = "nube:audit"
 HEAD = "nube:audit:head"
@@ -152,6 +166,9 @@ class AuditLog:
         self.stream = stream
         self.head = head
         self._clock = clock
+        self._append_script = client.register_script(_APPEND)
+        self._lock = threading.Lock()
+        self._head: tuple[int, str] | None = None
 
     def append(self, event: AuditEvent) -> dict[str, Any]:
         """Append one record after the current head; return it (with ``id``, its entry id).
@@ -164,25 +181,27 @@ class AuditLog:
                 return self._append(event)
             with _locked(self.mirror):
                 record = self._append(event)
-                self._sync_mirror_locked()
+                self._mirror_locked(record)
                 return record
         except redis.RedisError as e:
             raise AuditUnavailable(why=str(e)) from e
 
     def _append(self, event: AuditEvent) -> dict[str, Any]:
-        with self.redis.pipeline() as pipe:
+        """Chain ``event`` after the head this process saw last, in one round trip when no
+        other appender came between (:data:`_APPEND`); otherwise after the head the script
+        answers with. Appends of one process are serialized (threads share the cached head)."""
+        with self._lock:
+            seq, prev = self._head if self._head is not None else self.head_state()
             while True:
-                try:
-                    pipe.watch(self.head)
-                    seq, prev = _head_of(pipe.hgetall(self.head))
-                    record = build_record(event, seq + 1, prev, _now_iso(self._clock))
-                    pipe.multi()
-                    pipe.xadd(self.stream, {"r": canonical(record)})
-                    pipe.hset(self.head, mapping={"seq": seq + 1, "hash": record["hash"]})
-                    entry_id, _ = pipe.execute()
-                    return {**record, "id": _s(entry_id)}
-                except redis.WatchError:
-                    continue
+                record = build_record(event, seq + 1, prev, _now_iso(self._clock))
+                done, *rest = self._append_script(
+                    keys=[self.head, self.stream],
+                    args=[seq, canonical(record), record["hash"], GENESIS],
+                )
+                if done == 1:
+                    self._head = (seq + 1, record["hash"])
+                    return {**record, "id": _s(rest[0])}
+                seq, prev = int(rest[0]), _s(rest[1])  # another appender came first
 
     def entries(self, start: str = "-", end: str = "+", page: int = 500) -> Iterator[Entry]:
         """Every stream entry from ``start`` to ``end``, in order, as :class:`Entry`."""
@@ -226,17 +245,29 @@ class AuditLog:
 
     def _sync_mirror_locked(self) -> int:
         assert self.mirror is not None
-        last = _last_seq(self.mirror)
+        last_seq, last_id = _last_mirrored(self.mirror)
+        start = f"({last_id}" if last_id else "-"
         lines = [
             canonical({**e.record, "id": e.id}).decode() + "\n"
-            for e in self.entries()
+            for e in self.entries(start)
             if e.record is not None
             and isinstance(e.record.get("seq"), int)
-            and e.record["seq"] > last
+            and e.record["seq"] > last_seq
         ]
         with self.mirror.open("a") as f:
             f.writelines(lines)
         return len(lines)
+
+    def _mirror_locked(self, record: dict[str, Any]) -> None:
+        """Mirror the record just appended: straight after the mirror's last line when it is
+        its predecessor, else by a sync of everything the mirror lacks."""
+        assert self.mirror is not None
+        last_seq, _ = _last_mirrored(self.mirror)
+        if last_seq == record["seq"] - 1:
+            with self.mirror.open("a") as f:
+                f.write(canonical(record).decode() + "\n")
+        else:
+            self._sync_mirror_locked()
 
 
 @dataclass(frozen=True)
@@ -290,13 +321,40 @@ class _locked:
         self._f.close()
 
 
-def _last_seq(path: Path) -> int:
-    last = 0
-    if path.exists():
-        for entry in file_entries(path):
-            if entry.record is not None and isinstance(entry.record.get("seq"), int):
-                last = max(last, entry.record["seq"])
-    return last
+def _last_mirrored(path: Path) -> tuple[int, str | None]:
+    """The seq and stream entry id of the mirror's last record, read from the file's end;
+    (0, None) for an empty or missing mirror. A last line that is not a record reads the whole
+    file for the highest seq (and no id: the stream is then read from its start)."""
+    if not path.exists():
+        return 0, None
+    with path.open("rb") as f:
+        f.seek(0, os.SEEK_END)
+        end = f.tell()
+        f.seek(max(0, end - _TAIL_BYTES))
+        tail = f.read().splitlines()
+    lines = [line for line in tail if line.strip()]
+    whole = end <= _TAIL_BYTES or len(lines) > 1  # else the last line may be cut at its start
+    last = _json_object(lines[-1]) if lines and whole else None
+    if last is not None and isinstance(last.get("seq"), int) and isinstance(last.get("id"), str):
+        return last["seq"], last["id"]
+    if not lines:
+        return 0, None
+    highest = 0
+    for entry in file_entries(path):
+        if entry.record is not None and isinstance(entry.record.get("seq"), int):
+            highest = max(highest, entry.record["seq"])
+    return highest, None
+
+
+_TAIL_BYTES = 64 * 1024
+
+
+def _json_object(line: bytes) -> dict[str, Any] | None:
+    try:
+        obj = json.loads(line)
+    except ValueError:
+        return None
+    return obj if isinstance(obj, dict) else None
 
 
 def file_entries(path: Path) -> Iterator[Entry]:

@@ -204,3 +204,30 @@ def test_query_times_before_the_epoch_are_clamped(redis_url: str) -> None:
     records, _ = log.query(Query(since=-86400.0, until=None))
     assert len(records) == 1
     assert log.query(Query(since=-2.0, until=-1.0)) == ([], None)
+
+
+def test_an_appender_whose_cached_head_is_stale_chains_after_the_real_head(
+    redis_url: str,
+) -> None:
+    """Each appender remembers the head it wrote last; another appender moves it on."""
+    first, second = (AuditLog(redis.Redis.from_url(redis_url)) for _ in range(2))
+    for log in (first, second, first, first, second):
+        log.append(AuditEvent(operation="op", outcome="ok"))
+    report = first.verify()
+    assert report.ok and report.checked == 5
+    assert [e.record["seq"] for e in first.entries() if e.record] == [1, 2, 3, 4, 5]
+
+
+def test_mirror_catches_up_from_its_last_line(redis_url: str, tmp_path: Path) -> None:
+    """Records appended without the mirror (another host's appender) reach it on the next
+    append, read from after the mirror's last entry id, in order."""
+    path = tmp_path / "audit.jsonl"
+    mirrored = AuditLog(redis.Redis.from_url(redis_url), mirror=path)
+    unmirrored = AuditLog(redis.Redis.from_url(redis_url))
+    mirrored.append(AuditEvent(operation="op", outcome="ok"))
+    for _ in range(3):
+        unmirrored.append(AuditEvent(operation="op", outcome="ok"))
+    mirrored.append(AuditEvent(operation="op", outcome="ok"))
+    lines = path.read_text().splitlines()
+    assert [json.loads(x)["seq"] for x in lines] == [1, 2, 3, 4, 5]
+    assert verify_file(path).ok
