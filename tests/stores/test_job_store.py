@@ -92,3 +92,27 @@ def test_events_of_a_job_that_ended_before_subscribing(store: JobStore) -> None:
     started = time.monotonic()
     assert list(store.events(job.id, timeout=30)) == [{"event": "succeeded", "status": "succeeded"}]
     assert time.monotonic() - started < 2
+
+
+def test_a_transition_from_a_stale_copy_is_computed_again(store: JobStore) -> None:
+    """A worker finishes from the record it marked running; a progress report in between
+    changed the record, so the change is made again on the current one (nothing lost)."""
+    job = new_job(store)
+    running = store.mark_running(job.id, "n1")
+    assert running is not None
+    store.report_progress(job.id, {"step": 1})
+    done = store.finish(job.id, {"ok": 1}, base=running)
+    assert done is not None
+    final = store.get(job.id)
+    assert final.status == JobStatus.SUCCEEDED and final.progress == {"step": 1}
+    assert [e.event for e in final.history] == ["queued", "running", "progress", "succeeded"]
+
+
+def test_a_cancel_wins_over_a_transition_from_an_older_copy(store: JobStore) -> None:
+    job = new_job(store)
+    running = store.mark_running(job.id, "n1")
+    assert running is not None
+    assert store.cancel(job.id) is not None
+    assert store.finish(job.id, {"ok": 1}, base=running) is None
+    final = store.get(job.id)
+    assert final.status == JobStatus.CANCELLED and final.result is None
