@@ -9,6 +9,7 @@ from celery import Celery, Task
 from celery.signals import worker_ready, worker_shutdown
 
 from agents.counting import BrokerCounts
+from agents.node_watch import watch_nodes
 from agents.outcomes import OutcomeListener
 from agents.policy import Policy, load_policy
 from agents.reconciler import Reconciler
@@ -52,6 +53,7 @@ def create_agent_app(settings: Settings) -> Celery:
     )
     _listen_for_outcomes(app, jobs, process.security)
     _reconcile(app, jobs, settings)
+    watch_nodes(jobs, settings)
     return app
 
 
