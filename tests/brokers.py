@@ -21,16 +21,18 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from kombu import Connection
+from kombu import Connection, Exchange, Queue
 
-from nube.tools.devstack import free_port
+from nube.tools.devstack import Stack, free_port
 
 RABBIT_BIN = Path("/usr/lib/rabbitmq/bin")
 EPMD = shutil.which("epmd") or "/usr/bin/epmd"
@@ -232,3 +234,60 @@ def broker(request: pytest.FixtureRequest) -> Broker:
     if request.param == "redis":
         return Broker("redis")
     return Broker("rabbitmq", request.getfixturevalue("rabbitmq_node"))
+
+
+@pytest.fixture(scope="module", params=BROKERS)
+def module_broker(request: pytest.FixtureRequest) -> Broker:
+    """:func:`broker` for module-scoped stacks (the module's tests run on each in turn)."""
+    if request.param == "redis":
+        return Broker("redis")
+    return Broker("rabbitmq", request.getfixturevalue("rabbitmq_node"))
+
+
+def broker_url(stack: Stack) -> str:
+    """The URL ``stack``'s services send messages through (with its password: in-process only)."""
+    return stack.extra_env.get("NUBE_BROKER_URL") or stack.broker_url
+
+
+class AmqpTap(threading.Thread):
+    """Every message published to or delivered from ``url``'s vhost while it runs, with its
+    headers and properties: RabbitMQ's firehose (``rabbitmqctl trace_on``) into a queue of its
+    own. What :class:`tests.agent_path.test_sealed_plane.Published` sees on Redis."""
+
+    def __init__(self, node: RabbitNode, url: str) -> None:
+        super().__init__(daemon=True)
+        self.node, self.url, self.vhost = node, url, url.rsplit("/", 1)[1]
+        self.seen: list[bytes] = []
+        self.routes: set[str] = set()
+        self._halt = threading.Event()
+        self._ready = threading.Event()
+
+    def start(self) -> None:
+        self.node.ctl("trace_on", "-p", self.vhost)
+        super().start()
+        if not self._ready.wait(10):
+            raise RuntimeError("the firehose queue was not bound")
+
+    def run(self) -> None:
+        trace = Exchange("amq.rabbitmq.trace", "topic", passive=True)
+        queue = Queue(f"tap-{secrets.token_hex(4)}", trace, "#", auto_delete=True, durable=False)
+        with Connection(self.url) as conn, conn.Consumer(queue, callbacks=[self._seen]) as c:
+            c.consume()
+            self._ready.set()
+            while not self._halt.is_set():
+                with contextlib.suppress(socket.timeout, TimeoutError):
+                    conn.drain_events(timeout=0.2)
+
+    def _seen(self, body: object, message: object) -> None:
+        info = getattr(message, "delivery_info", {}) or {}
+        self.routes.add(str(info.get("routing_key")))
+        headers = json.dumps(getattr(message, "headers", {}), default=str).encode()
+        raw = getattr(message, "body", b"")
+        self.seen.append(headers + b"\n" + (raw if isinstance(raw, bytes) else str(raw).encode()))
+        message.ack()  # type: ignore[attr-defined]
+
+    def stop(self) -> bytes:
+        self._halt.set()
+        self.join(5)
+        self.node.ctl("trace_off", "-p", self.vhost)
+        return b"\n".join(self.seen)

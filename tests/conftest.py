@@ -21,7 +21,7 @@ import requests
 from nube.tokens import Scope, TokenStore
 from nube.tools.client import NubeClient
 from nube.tools.devstack import Stack, free_port
-from tests.brokers import broker, rabbitmq_node  # noqa: F401 - fixtures of every suite
+from tests.brokers import broker, module_broker, rabbitmq_node  # noqa: F401 - fixtures
 
 CI = bool(os.environ.get("CI"))
 
