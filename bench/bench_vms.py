@@ -31,6 +31,7 @@ import libvirt
 from nube.catalog.vm_models import VmDefine, VmRef
 from workers.drivers import JobContext
 from workers.drivers.libvirt import LibvirtDriver
+from workers.drivers.names import backend_name, user_name
 
 TENANT = f"bench-{uuid.uuid4().hex[:6]}"
 Way = tuple[Callable[[], object], Callable[[], object]]
@@ -58,7 +59,7 @@ def _define(driver: LibvirtDriver, way: str) -> str:
 
 
 def _local_ways(driver: LibvirtDriver, conn: libvirt.virConnect) -> dict[str, Way]:
-    dom = conn.lookupByName(_define(driver, "libvirt"))
+    dom = conn.lookupByName(backend_name(TENANT, _define(driver, "libvirt")))
     ref = VmRef(name=_define(driver, "driver"))
     return {
         "libvirt": (dom.create, dom.destroy),
@@ -119,7 +120,7 @@ def _report(samples: dict[str, list[float]], domain_type: str) -> None:
 def _cleanup(uri: str) -> None:
     conn = libvirt.open(uri)
     for dom in conn.listAllDomains(0):
-        if dom.name().startswith("nubebench-"):
+        if user_name(dom.name(), TENANT).startswith("nubebench-"):
             with contextlib.suppress(libvirt.libvirtError):
                 dom.destroy()
             with contextlib.suppress(libvirt.libvirtError):

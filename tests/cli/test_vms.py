@@ -20,10 +20,12 @@ def _remove(name: str) -> None:
     with contextlib.suppress(libvirt.libvirtError):
         conn = libvirt.open(QEMU)
         try:
-            dom = conn.lookupByName(name)
-            with contextlib.suppress(libvirt.libvirtError):
-                dom.destroy()
-            dom.undefine()
+            # the tenant's name behind its prefix (workers.drivers.names)
+            for dom in conn.listAllDomains(0):
+                if dom.name().endswith(f"-{name}"):
+                    with contextlib.suppress(libvirt.libvirtError):
+                        dom.destroy()
+                    dom.undefine()
         finally:
             conn.close()
 

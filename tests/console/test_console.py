@@ -304,7 +304,7 @@ def remove_vm(stack: Stack, secret: str, name: str) -> None:
         conn = libvirt.open(stack.libvirt_uri)
         try:
             for dom in conn.listAllDomains(0):
-                if dom.name() == name:
+                if dom.name().endswith(f"-{name}"):  # behind the tenant's prefix
                     if dom.isActive():
                         dom.destroy()
                     dom.undefine()
