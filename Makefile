@@ -1,5 +1,5 @@
 # nube — the two front-door commands are `make up` and `make test`.
-.PHONY: up test setup lint bench clean compose-up
+.PHONY: up test setup lint bench soak clean compose-up
 
 PY := .venv/bin/python
 
@@ -18,6 +18,9 @@ lint:                ## ruff and mypy
 
 bench: setup         ## benchmarks (ratios against bare baselines measured in the same run)
 	for b in bench/bench_*.py; do $(PY) $$b || exit 1; done
+
+soak: setup          ## memory of every process and of Redis over N jobs (N=100000; docs/soak.png)
+	$(PY) bench/soak.py --n $(or $(N),100000)
 
 compose-up:          ## the same stack as containers (docker-compose; images built locally)
 	scripts/compose-up.sh
