@@ -3,10 +3,11 @@
 A private stack (Redis, agent, API, Flower on nube's app, a container worker whose engine is
 unreachable and then a good one) runs jobs that succeed, fail with a marker in the failing path,
 and retry, while a client subscribed to every pub/sub channel (``PSUBSCRIBE *``) records all
-that crosses the broker. Then: no marker in that traffic, in any key, the AOF, the logs or
-Flower; Flower lists the workers' registered tasks; plaintext broadcasts are refused and audited
-once per receiver; sealed copies under another task id or name are refused and audited, and the
-original still runs; an idle stack writes no audit record.
+that crosses Redis (and, on RabbitMQ, its firehose records every message published and
+delivered). Then: no marker in that traffic, in any key, the AOF, the logs or Flower; Flower
+lists the workers' registered tasks; plaintext broadcasts are refused and audited once per
+receiver; sealed copies under another task id or name are refused and audited, and the original
+still runs; an idle stack writes no audit record. The module runs on each broker.
 """
 
 from __future__ import annotations
@@ -19,15 +20,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import amqp  # type: ignore[import-untyped]
 import pytest
 import redis
 import requests
 from celery import Celery
+from kombu import Connection
 
 from nube.broker import INGRESS_QUEUE, relay_task_id
 from nube.tokens import Scope, TokenStore
 from nube.tools.client import NubeClient
 from nube.tools.devstack import Stack
+from tests.brokers import AmqpTap, Broker, broker_url
 from tests.conftest import (
     broken_engine_stack,
     docker_available,
@@ -68,9 +72,9 @@ class Published(threading.Thread):
 
 
 @pytest.fixture(scope="module")
-def plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def plane(tmp_path_factory: pytest.TempPathFactory, module_broker: Broker) -> Iterator[Stack]:
     need(docker_available(), "the Docker engine")
-    stack = broken_engine_stack(tmp_path_factory.mktemp("plane"), BROKEN)
+    stack = broken_engine_stack(tmp_path_factory.mktemp("plane"), BROKEN, **module_broker.env())
     try:
         stack.start_flower()
         stack.wait_ready(["nube.ingress", "containers"], timeout=90)
@@ -122,7 +126,9 @@ def _wait(cond: Any, timeout: float, what: str) -> None:
     raise AssertionError(f"{what}: not within {timeout} s")
 
 
-def test_no_marker_crosses_or_rests_in_the_broker(plane: Stack, owner: NubeClient) -> None:
+def test_no_marker_crosses_or_rests_in_the_broker(
+    plane: Stack, owner: NubeClient, module_broker: Broker
+) -> None:
     env_marker, cmd_marker, path_marker = (f"M{secrets.token_hex(8)}" for _ in range(3))
     body = {
         "image": IMAGE,
@@ -131,6 +137,9 @@ def test_no_marker_crosses_or_rests_in_the_broker(plane: Stack, owner: NubeClien
     }
     published = Published(plane)
     published.start()
+    tap = AmqpTap(module_broker.node, broker_url(plane)) if module_broker.node else None
+    if tap:
+        tap.start()
     # 1. retried: the only worker cannot reach its engine, so the job retries...
     retried = owner.submit("POST", "/v1/containers", body)
     _wait(
@@ -148,14 +157,18 @@ def test_no_marker_crosses_or_rests_in_the_broker(plane: Stack, owner: NubeClien
     )
     done = {j["id"]: owner.job(j["id"], wait=90) for j in (retried, succeeded, failed)}
     time.sleep(1)  # the last events
-    traffic = published.stop()
+    traffic = published.stop() + (tap.stop() if tap else b"")
 
     assert done[retried["id"]]["status"] == "succeeded", done[retried["id"]]
     assert done[retried["id"]]["attempts"] >= 2
     assert done[succeeded["id"]]["result"]["stdout"].strip() == env_marker
     assert done[failed["id"]]["status"] == "failed"
     assert path_marker in json.dumps(done[failed["id"]]["error"])  # the owner reads it
-    assert b"celeryev" in b"".join(published.channels)  # the events were there to be read
+    # the events were there to be read
+    routes = tap.routes if tap else {c.decode() for c in published.channels}
+    assert any("celeryev" in route for route in routes), routes
+    if tap:
+        assert any(r.startswith("publish.celery_delayed") for r in routes), "delayed retries"
     tasks = _flower(plane, "/api/tasks").text
     assert retried["id"] in tasks  # Flower shows the task...
     for marker in (env_marker, cmd_marker, path_marker):
@@ -197,7 +210,7 @@ def test_flower_controls_reach_the_workers(plane: Stack) -> None:
 
 def test_plaintext_broadcasts_are_refused_once_per_receiver(plane: Stack) -> None:
     before, logs_before = len(_refusals(plane)), _log_sizes(plane)
-    plain = Celery("outsider", broker=plane.broker_url, set_as_current=False)
+    plain = Celery("outsider", broker=broker_url(plane), set_as_current=False)
     for _ in range(5):
         plain.control.broadcast("shutdown")
         plain.control.broadcast("pool_restart")
@@ -213,25 +226,71 @@ def test_plaintext_broadcasts_are_refused_once_per_receiver(plane: Stack) -> Non
     assert "Traceback" not in _logged_since(plane, logs_before)  # one line per refusal
 
 
+class RedisIngress:
+    """The ingress queue as Redis holds it: a list of JSON envelopes."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.raw = redis.Redis(port=stack.redis_port, password=stack.redis_password)
+        self.original = b""
+
+    def take_original(self) -> None:
+        popped = self.raw.lpop(INGRESS_QUEUE)
+        assert popped is not None
+        self.original = one(popped, bytes)
+
+    def put_copy(self, field: str, value: str) -> None:
+        copy = json.loads(self.original)
+        copy["headers"][field] = value
+        copy["properties"]["delivery_tag"] = secrets.token_hex(8)
+        self.raw.lpush(INGRESS_QUEUE, json.dumps(copy))
+
+    def put_original(self) -> None:
+        self.raw.lpush(INGRESS_QUEUE, self.original)
+
+
+class AmqpIngress:
+    """The ingress queue on RabbitMQ: the message taken with ``basic.get`` (and acknowledged),
+    its copies and itself published again with the same body and properties."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.body, self.properties = b"", dict[str, Any]()
+
+    def take_original(self) -> None:
+        with Connection(self.url) as conn:
+            channel = conn.channel()
+            got = channel.basic_get(INGRESS_QUEUE)
+            assert got is not None
+            self.body, self.properties = got.body, dict(got.properties)
+            channel.basic_ack(got.delivery_tag)
+
+    def _publish(self, properties: dict[str, Any]) -> None:
+        with Connection(self.url) as conn:
+            message = amqp.Message(self.body, **properties)
+            conn.channel().basic_publish(message, INGRESS_QUEUE, INGRESS_QUEUE)
+
+    def put_copy(self, field: str, value: str) -> None:
+        headers = dict(self.properties["application_headers"]) | {field: value}
+        self._publish(self.properties | {"application_headers": headers})
+
+    def put_original(self) -> None:
+        self._publish(self.properties)
+
+
 def test_sealed_copies_are_refused_audited_and_the_original_runs(
-    plane: Stack, owner: NubeClient
+    plane: Stack, owner: NubeClient, module_broker: Broker
 ) -> None:
     plane.stop("agent")
     job = owner.submit("POST", "/v1/containers", {"image": IMAGE, "command": ["true"]})
-    raw = redis.Redis(port=plane.redis_port, password=plane.redis_password)
-    popped = raw.lpop(INGRESS_QUEUE)
-    assert popped is not None
-    original = one(popped, bytes)
+    ingress = AmqpIngress(broker_url(plane)) if module_broker.amqp else RedisIngress(plane)
+    ingress.take_original()
     other = "00000000-0000-4000-8000-000000000000"
     for field, value in (("id", relay_task_id(other)), ("task", "containers.run")):
-        copy = json.loads(original)
-        copy["headers"][field] = value
-        copy["properties"]["delivery_tag"] = secrets.token_hex(8)
-        raw.lpush(INGRESS_QUEUE, json.dumps(copy))
+        ingress.put_copy(field, value)
     before = len(_refusals(plane))
     plane.start_agent()
     _wait(lambda: len(_refusals(plane)) >= before + 2, 60, "the copies' refusals")
-    raw.lpush(INGRESS_QUEUE, original)  # the original, after its copies, still runs
+    ingress.put_original()  # the original, after its copies, still runs
     assert owner.job(job["id"], wait=60)["status"] == "succeeded"
     reasons = sorted(r["detail"]["reason"] for r in _refusals(plane)[before:])
     assert reasons == ["misbound_task_id", "misbound_task_name"]
