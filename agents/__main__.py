@@ -15,6 +15,9 @@ from nube.broker import INGRESS_QUEUE, run_worker
 from nube.settings import exit_on_bad_setting, load_settings_or_exit
 
 CHECK = "--check"
+#: The agent only does I/O and AES: a thread pool relays in the process that received the
+#: message (no hop to a pool child per message). Options given on the command line win.
+POOL_DEFAULTS = ["--pool=threads", "--concurrency=8"]
 
 
 def main(argv: list[str]) -> None:
@@ -26,7 +29,7 @@ def main(argv: list[str]) -> None:
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(name)s %(message)s")
     with exit_on_bad_setting():
         app = create_agent_app(settings)
-    run_worker(app, [INGRESS_QUEUE], settings, argv)
+    run_worker(app, [INGRESS_QUEUE], settings, [*POOL_DEFAULTS, *argv])
 
 
 if __name__ == "__main__":

@@ -162,7 +162,7 @@ class Stack:
         _wait_until(lambda: self.redis().ping(), 20, "redis")
 
     def start_agent(self, name: str = "agent") -> subprocess.Popen[bytes]:
-        return self.spawn(name, [PY, "-m", "agents", "--concurrency", "2"])
+        return self.spawn(name, [PY, "-m", "agents"])
 
     def start_worker(
         self, service: str, name: str | None = None, concurrency: int = 2, **env: str
