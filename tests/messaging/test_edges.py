@@ -1,10 +1,16 @@
-"""Bad input at the edge: each gets its status and problem+json code, and nothing is queued."""
+"""Bad input at the edge: each gets its status and problem+json code, and nothing is queued.
+
+Messages put straight into the ingress queue (bypassing the API) are refused or fail their job
+on each broker: on Redis through the session stack, on RabbitMQ through a private agent's.
+"""
 
 from __future__ import annotations
 
 import json
+import secrets
 import time
 import uuid
+from collections.abc import Iterator
 
 import pytest
 import requests
@@ -12,7 +18,8 @@ import requests
 from nube.broker import INGRESS_QUEUE
 from nube.tools.client import NubeClient
 from nube.tools.devstack import Stack
-from tests.conftest import ClientFactory
+from tests.brokers import Broker
+from tests.conftest import ClientFactory, agent_stack
 
 
 def queued_jobs(stack: Stack, tenant: str) -> int:
@@ -113,19 +120,40 @@ def test_unknown_route_and_method_are_problems(stack: Stack, api: NubeClient) ->
     assert_problem(api.session.put(stack.api_url + "/v1/jobs"), 405, "method_not_allowed")
 
 
-def _push(stack: Stack, request: dict, task_id: str | None = None, sealed: bool = True) -> None:
-    """Publish a relay message straight into the ingress queue, bypassing the API."""
-    from celery import Celery
+@pytest.fixture(scope="module")
+def ingress_stack(
+    module_broker: Broker, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Stack]:
+    """The session stack on Redis; on RabbitMQ a private one (Redis, agent, API)."""
+    if not module_broker.amqp:
+        yield request.getfixturevalue("stack")
+        return
+    with agent_stack(tmp_path_factory.mktemp("ingress"), **module_broker.env()) as stack:
+        yield stack
 
+
+@pytest.fixture
+def ingress_api(ingress_stack: Stack) -> NubeClient:
+    from nube.tokens import Scope, TokenStore
+
+    tenant = f"t{secrets.token_hex(4)}"
+    secret, _ = TokenStore(ingress_stack.redis()).create(tenant, [Scope.READ, Scope.WRITE])
+    client = NubeClient(ingress_stack.api_url, secret)
+    client.tenant = tenant  # type: ignore[attr-defined]
+    return client
+
+
+def _push(stack: Stack, request: dict, task_id: str | None = None, sealed: bool = True) -> None:
+    """Publish a relay message straight into the ingress queue, bypassing the API, through a
+    Celery app made as nube makes it (on RabbitMQ the queue must be declared as it is: quorum)."""
+    from nube.broker import make_celery
     from nube.sealing.setup import load_security, secure_app
     from nube.settings import load_settings
 
-    app = Celery(broker=stack.broker_url)
+    settings = load_settings(stack.env())
+    app = make_celery(settings, "test-push")
     if sealed:
-        settings = load_settings({"NUBE_KEYS": stack.keys})
         secure_app(app, load_security(settings, stack.redis()))
-    else:
-        app.conf.task_serializer = "json"
     job = request.get("job_id")
     headers = {"nube": {"tenant": request.get("tenant", "-"), "job": job or "-"}} if sealed else {}
     app.send_task(
@@ -150,7 +178,10 @@ def _job_record(stack: Stack, tenant: str) -> dict:
     return JobStore(stack.redis()).create(job).model_dump(mode="json")
 
 
-def test_invalid_message_in_ingress_fails_its_job(stack: Stack, api: NubeClient) -> None:
+def test_invalid_message_in_ingress_fails_its_job(
+    ingress_stack: Stack, ingress_api: NubeClient
+) -> None:
+    stack, api = ingress_stack, ingress_api
     tenant = api.tenant  # type: ignore[attr-defined]
     job = _job_record(stack, tenant)
     _push(
@@ -167,7 +198,10 @@ def test_invalid_message_in_ingress_fails_its_job(stack: Stack, api: NubeClient)
     assert "running" not in [e["event"] for e in done["history"]]  # never reached a worker
 
 
-def test_unknown_operation_in_ingress_fails_its_job(stack: Stack, api: NubeClient) -> None:
+def test_unknown_operation_in_ingress_fails_its_job(
+    ingress_stack: Stack, ingress_api: NubeClient
+) -> None:
+    stack, api = ingress_stack, ingress_api
     tenant = api.tenant  # type: ignore[attr-defined]
     job = _job_record(stack, tenant)
     _push(
@@ -183,7 +217,10 @@ def test_unknown_operation_in_ingress_fails_its_job(stack: Stack, api: NubeClien
     assert done["status"] == "failed" and done["error"]["code"] == "not_found"
 
 
-def test_plaintext_message_in_ingress_is_refused(stack: Stack, api: NubeClient) -> None:
+def test_plaintext_message_in_ingress_is_refused(
+    ingress_stack: Stack, ingress_api: NubeClient
+) -> None:
+    stack, api = ingress_stack, ingress_api
     tenant = api.tenant  # type: ignore[attr-defined]
     job = _job_record(stack, tenant)
     _push(
@@ -201,7 +238,8 @@ def test_plaintext_message_in_ingress_is_refused(stack: Stack, api: NubeClient) 
     assert "running" not in [e["event"] for e in done["history"]]
 
 
-def test_message_without_job_is_dropped_and_logged(stack: Stack) -> None:
+def test_message_without_job_is_dropped_and_logged(ingress_stack: Stack) -> None:
+    stack = ingress_stack
     # sealed for job "-" under a random task id: refused before decoding, as a misbound copy
     _push(stack, {"operation": "containers.run", "params": {"image": "busybox"}})
     log = stack.workdir / "agent.log"

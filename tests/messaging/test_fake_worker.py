@@ -2,7 +2,7 @@
 jobs end to end, through the API, the agent and the broker, with neither Docker nor libvirt.
 
 A private stack (its own Redis, agent, API and workers), whose workers' Docker socket does not
-exist and whose libvirt URI names no daemon: only the fakes can answer.
+exist and whose libvirt URI names no daemon: only the fakes can answer. It runs on each broker.
 """
 
 from __future__ import annotations
@@ -16,11 +16,12 @@ import pytest
 from nube.tokens import Scope, TokenStore
 from nube.tools.client import NubeClient
 from nube.tools.devstack import Stack
+from tests.brokers import Broker
 from tests.conftest import TEST_POLICY, need
 
 
 @pytest.fixture(scope="module")
-def fake_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def fake_stack(tmp_path_factory: pytest.TempPathFactory, module_broker: Broker) -> Iterator[Stack]:
     need(shutil.which("redis-server") is not None, "redis-server")
     workdir = tmp_path_factory.mktemp("fake-stack")
     (workdir / "policy.yaml").write_text(TEST_POLICY)
@@ -32,6 +33,7 @@ def fake_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "NUBE_CONTAINER_DRIVER": "fake",
             "NUBE_VM_DRIVER": "fake",
             "NUBE_DOCKER_HOST": "unix:///nonexistent/docker.sock",
+            **module_broker.env(),
         },
     )
     try:
