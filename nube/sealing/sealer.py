@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from json.encoder import encode_basestring_ascii as _json_str
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -102,8 +102,7 @@ class Header(NamedTuple):
 _HEADER_FIELDS = Header._fields
 
 
-@dataclass(frozen=True)
-class Opened:
+class Opened(NamedTuple):
     """An authenticated envelope: its header and the plaintext serialized body."""
 
     header: Header
@@ -218,20 +217,31 @@ class Sealer:
 
     def open(self, data: bytes | str) -> Opened:
         """Authenticate and decrypt an envelope; raise an ``EnvelopeError`` leaf if it fails."""
-        raw = parse_envelope(data)
+        split = _split_active(data)
+        if split is None:
+            raw = parse_envelope(data)
+            ct: object = raw.get("ct")
+        else:
+            raw, ct = split
+            _check_envelope(raw)
         header = _header_of(raw)
         key = self.keyring.get(header.kid)
         if key is None:
             raise KeyUnknown(kid=header.kid, known=", ".join(self.keyring.kids))
-        if header.alg == Alg.A256GCM.value:
-            return Opened(header, _decrypt(key, header, raw.get("ct")))
+        if header.alg == _A256GCM:
+            return Opened(header, _decrypt(key, header, ct))
         if self.mode is not Mode.PASSIVE:
             raise ModeNotAllowed(alg=header.alg, **header_ids(header))
         return Opened(header, _verify_mac(key, header, raw))
 
 
+_A256GCM = Alg.A256GCM.value
 _ACTIVE_AAD_HEAD = b'{"alg":"A256GCM",'
 _ACTIVE_ENVELOPE_HEAD = b'{"alg":"A256GCM","ct":"'
+_ACTIVE_ENVELOPE_HEAD_TEXT = _ACTIVE_ENVELOPE_HEAD.decode()
+_scan_json: Callable[[str, int], tuple[Any, int]] = cast(Any, json.JSONDecoder()).scan_once
+"""The scanner behind ``json.loads`` (same defaults), without its per-call Python overhead."""
+_JSON_WHITESPACE = " \t\n\r"
 
 
 def header_ids(header: Header) -> dict[str, str]:
@@ -240,10 +250,12 @@ def header_ids(header: Header) -> dict[str, str]:
 
 
 def _decrypt(key: Key, header: Header, ct: object) -> bytes:
-    if not isinstance(ct, str):
+    """The plaintext; ``ct`` is the ciphertext's text, or its bytes if already decoded."""
+    if not isinstance(ct, (str, bytes)):
         raise MessageNotSealed(why="no ciphertext")
     try:
-        nonce, data = _b64d(header.nonce), _b64d(ct)
+        nonce = _b64d(header.nonce)
+        data = ct if isinstance(ct, bytes) else _b64d(ct)
         return key.cipher.decrypt(nonce, data, header.aad())
     except (InvalidTag, binascii.Error, ValueError):
         raise MessageTampered(**header_ids(header)) from None
@@ -265,12 +277,55 @@ def parse_envelope(data: bytes | str) -> dict[str, Any]:
         raw = json.loads(data)
     except (ValueError, UnicodeDecodeError):
         raise MessageNotSealed(why="not JSON") from None
+    _check_envelope(raw)
+    return raw
+
+
+def _check_envelope(raw: object) -> None:
     if not isinstance(raw, dict) or raw.get("v") != VERSION:
         raise MessageNotSealed(why="no envelope version")
     if not raw.keys() <= _ENVELOPE_FIELDS:
         extra = sorted(set(raw) - _ENVELOPE_FIELDS)
         raise MessageNotSealed(why=f"unknown field(s) {', '.join(extra)}")
-    return raw
+
+
+def _split_active(data: bytes | str) -> tuple[dict[str, Any], bytes] | None:
+    """``(json.loads(data) without "ct", ct decoded)`` for an envelope in the form ``seal``
+    writes, without running the JSON scanner over the ciphertext; ``None`` for anything else
+    (then :func:`parse_envelope` reads it, with the same result or refusal).
+
+    The envelope must start ``{"alg":"A256GCM","ct":"``, its ciphertext text run to the first
+    ``"`` and be strict base64url (so it holds no quote, backslash or control character: the
+    JSON string means its text), followed by ``,`` and the other members. Then the JSON object
+    is those two members and the members of ``{`` + the rest, provided the rest repeats neither.
+    """
+    if isinstance(data, bytes):
+        if not data.startswith(_ACTIVE_ENVELOPE_HEAD):
+            return None
+        text = data
+    elif data.startswith(_ACTIVE_ENVELOPE_HEAD_TEXT) and data.isascii():
+        text = data.encode("ascii")
+    else:
+        return None
+    start = len(_ACTIVE_ENVELOPE_HEAD)
+    quote = text.find(b'"', start)
+    if quote < 0 or text[quote + 1 : quote + 2] != b",":
+        return None
+    try:
+        ct = _b64d_bytes(text[start:quote])
+        # json.loads(bytes) reads UTF-8 (the envelope starts '{"') with surrogatepass; the cut
+        # is at an ASCII byte, so it falls between characters
+        members = "{" + text[quote + 2 :].decode("utf-8", "surrogatepass")
+        # json.loads is this scan plus checks that only whitespace follows
+        rest, end = _scan_json(members, 0)
+    except (ValueError, StopIteration):  # binascii.Error, JSONDecodeError, UnicodeDecodeError
+        return None
+    if end != len(members) and members[end:].strip(_JSON_WHITESPACE):
+        return None
+    if not isinstance(rest, dict) or not rest or "alg" in rest or "ct" in rest:
+        return None
+    rest["alg"] = _A256GCM
+    return rest, ct
 
 
 _ENVELOPE_FIELDS = frozenset({*_HEADER_FIELDS, "ct", "body", "sig"})
