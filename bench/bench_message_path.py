@@ -19,9 +19,12 @@ Latency: sequential jobs, p50/p95 in ms. Throughput: a burst of jobs submitted a
 submitting threads), completed jobs per second. Ratios are against both baselines.
 
 ``--tune`` measures every speed-tuned candidate of ``bench/bare_celery.py`` (and the ``nube``
-profile for reference), one worker at a time, and prints them: how ``fast`` was chosen.
+profile for reference), all workers running, interleaved, and prints them: how ``fast`` was
+chosen. Redis is the stack's (AOF, ``appendfsync always``, as nube runs it); ``--fsync
+everysec`` runs everything on a Redis that fsyncs once a second instead.
 
     .venv/bin/python bench/bench_message_path.py [--n 200] [--burst 300] [--tune]
+        [--fsync always|everysec]
 """
 
 from __future__ import annotations
@@ -51,6 +54,14 @@ OP = "vms.hypervisor_info"
 TENANT = "bench"
 #: The bare ways and their profiles; the others are nube's.
 BARE = {"celery": NUBE, "fast": FAST}
+
+
+class RelaxedStack(Stack):
+    """The stack on a Redis that fsyncs its AOF once a second instead of on every write
+    (``--fsync everysec``: not nube's setting; shows what the durable Redis costs)."""
+
+    def redis_config(self) -> str:
+        return super().redis_config().replace('appendfsync "always"', 'appendfsync "everysec"')
 
 
 def start_bare(stack: Stack, profile: Profile) -> None:
@@ -153,9 +164,13 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=200)
     parser.add_argument("--burst", type=int, default=300)
     parser.add_argument("--tune", action="store_true", help="measure the bare candidates")
+    parser.add_argument(
+        "--fsync", choices=["always", "everysec"], default="always", help="Redis appendfsync"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        stack = Stack(workdir=Path(tmp), libvirt_uri="test:///default")
+        kind = Stack if args.fsync == "always" else RelaxedStack
+        stack = kind(workdir=Path(tmp), libvirt_uri="test:///default")
         try:
             stack.start_redis()
             if args.tune:
