@@ -8,6 +8,7 @@ volumes and images (built, committed, pulled) are removed by the ``nube.tenant``
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -62,11 +63,24 @@ def docker(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def inspect(kind: str, ref: str) -> dict[str, Any] | None:
-    """``docker <kind> inspect <ref>`` as a dict, or None if the engine has no such object."""
+    """``docker <kind> inspect <ref>`` as a dict, or None if the engine has no such object. A
+    name is the tenant's: the engine holds it behind the tenant's prefix (``n<tag>-<name>``,
+    :mod:`workers.drivers.names`); the tests' names are unique, so whichever tenant's."""
     out = docker(kind, "inspect", ref)
+    if out.returncode != 0 and kind in _LIST:
+        listed = docker(
+            *_LIST[kind], "--format", "{{.Name}}" if kind != "container" else "{{.Names}}"
+        )
+        scoped = [
+            n for n in listed.stdout.split() if re.fullmatch(rf"n[0-9a-f]{{8}}-{re.escape(ref)}", n)
+        ]
+        out = docker(kind, "inspect", *scoped[:1]) if scoped else out
     if out.returncode != 0:
         return None
     return dict(json.loads(out.stdout)[0])
+
+
+_LIST = {"container": ("ps", "-a"), "network": ("network", "ls"), "volume": ("volume", "ls")}
 
 
 def state(ref: str) -> str:

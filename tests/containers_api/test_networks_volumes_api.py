@@ -11,6 +11,7 @@ from typing import Any
 
 from nube.tools.client import NubeClient
 from tests.containers_api.conftest import IMAGE, failed, inspect, ok
+from workers.drivers.names import backend_name
 
 Name = Callable[[str], str]
 
@@ -54,8 +55,9 @@ def test_user_network_name_resolution_connect_with_alias_and_removal(
     n = f"/v1/container-networks/{back['name']}"
     ok(api, "POST", f"{n}/connect", {"container": server, "aliases": ["db"]})
     joined = inspect("container", served["id"])["NetworkSettings"]["Networks"]  # type: ignore[index]
-    assert set(joined) == {front["name"], back["name"]}
-    assert "db" in joined[back["name"]]["Aliases"]
+    engine_front, engine_back = (backend_name(api.tenant, n) for n in (front["name"], back["name"]))  # type: ignore[attr-defined]
+    assert set(joined) == {engine_front, engine_back}
+    assert "db" in joined[engine_back]["Aliases"]
     out = run(api, network=back["name"], command=ask("db"))
     assert (out["exit_code"], out["stdout"]) == (0, "pong\n")
 
@@ -73,7 +75,7 @@ def test_user_network_name_resolution_connect_with_alias_and_removal(
     assert inspect("network", back["id"]) is not None
     ok(api, "POST", f"{n}/disconnect", {"container": server})
     joined = inspect("container", served["id"])["NetworkSettings"]["Networks"]  # type: ignore[index]
-    assert set(joined) == {front["name"]}
+    assert set(joined) == {engine_front}
     out = run(api, network=back["name"], command=["nc", "-w", "1", "db", "1234"])
     assert out["exit_code"] != 0 and out["stdout"] == ""
     assert ok(api, "DELETE", n, {})["removed"] is True
