@@ -1,7 +1,10 @@
 """Live services: each worker and agent announces itself with a heartbeat key that expires.
 
 A service that stops heartbeating disappears within :data:`HEARTBEAT_TTL` seconds, so the API can
-tell a client that no live worker serves the queue its job waits on.
+tell a client that no live worker serves the queue its job waits on. The names of announced
+services are kept in one set (:data:`NAMES`), so reading who is live costs two commands
+whatever else Redis holds (a key-space ``SCAN`` would walk every job record); Redis's own
+expiry decides liveness, so hosts need not agree on the time.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from nube.settings import Settings
 HEARTBEAT_INTERVAL = 3.0
 HEARTBEAT_TTL = 10
 PREFIX = "nube:service:"
+NAMES = "nube:services"
 
 
 class ServiceInstance(BaseModel):
@@ -46,14 +50,23 @@ class Registry:
 
     def announce(self, instance: ServiceInstance) -> None:
         instance.heartbeat_at = time.time()
-        self.redis.set(PREFIX + instance.name, instance.model_dump_json(), ex=HEARTBEAT_TTL)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.set(PREFIX + instance.name, instance.model_dump_json(), ex=HEARTBEAT_TTL)
+        pipe.sadd(NAMES, instance.name)
+        pipe.execute()
 
     def withdraw(self, name: str) -> None:
-        self.redis.delete(PREFIX + name)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.delete(PREFIX + name)
+        pipe.srem(NAMES, name)
+        pipe.execute()
 
     def live(self) -> list[ServiceInstance]:
-        keys = list(self.redis.scan_iter(match=PREFIX + "*", count=200))
-        raws = self.redis.mget(keys) if keys else []
+        names = sorted(str(n) for n in self.redis.smembers(NAMES))
+        raws = self.redis.mget([PREFIX + n for n in names]) if names else []
+        gone = [n for n, raw in zip(names, raws, strict=True) if not raw]
+        if gone:  # expired heartbeats: forget the names (announcing again re-adds them)
+            self.redis.srem(NAMES, *gone)
         return [ServiceInstance.model_validate_json(r) for r in raws if r]
 
     def served_queues(self) -> set[str]:
