@@ -15,7 +15,9 @@ Phase 1 (services unprofiled): N jobs, and
    Celery's polling) over the same time measured beforehand;
 2. the hops from each job record's history: queued (the API's ``submitted_at``) → relayed
    (agent) → running (worker) → succeeded, p50/p95 each, and end to end (the record's queued
-   → succeeded, and the client's submit → wait returned).
+   → succeeded, and the client's submit → wait returned);
+3. CPU time per job of each process (Redis, agent, worker, API with its gunicorn workers) from
+   ``/proc``: unlike wall time, it holds on a busy machine, and its sum bounds the job rate.
 
 Phase 2: the agent and the worker restarted under ``bench._profiler`` (cProfile, all threads,
 only between two ``SIGUSR2``), N more jobs inside the window, and for each process the top 15
@@ -157,6 +159,55 @@ def hops(jobs: list[Job]) -> dict[str, list[float]]:
             out[f"{a} → {b}"].append(at[b] - at[a])
         out["queued → succeeded (record)"].append(at["succeeded"] - at["queued"])
     return out
+
+
+# --- CPU time per process -----------------------------------------------------------------------
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: int) -> tuple[int, float] | None:
+    """(parent pid, CPU seconds of the process and its reaped children) from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    ppid = int(fields[1])
+    ticks = sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
+    return ppid, ticks / _TICK
+
+
+def cpu_by_process(stack: Stack) -> dict[str, float]:
+    """CPU seconds used so far by each service with all its descendants (pool children,
+    gunicorn workers): CPU time, not wall time, so a busy machine does not inflate it."""
+    stats = {int(d.name): _stat(int(d.name)) for d in Path("/proc").iterdir() if d.name.isdigit()}
+    children: dict[int, list[int]] = {}
+    for pid, st in stats.items():
+        if st is not None:
+            children.setdefault(st[0], []).append(pid)
+    out: dict[str, float] = {}
+    for name, proc in stack.procs.items():
+        todo, total = [proc.pid], 0.0
+        while todo:
+            pid = todo.pop()
+            st = stats.get(pid)
+            total += st[1] if st else 0.0
+            todo.extend(children.get(pid, []))
+        out[name] = total
+    return out
+
+
+def report_cpu(before: dict[str, float], after: dict[str, float], n: int, bench: float) -> None:
+    print(f"\nCPU time per job by process (N = {n}; user + system, with children; ms)")
+    total = 0.0
+    for name in after:
+        used = (after[name] - before.get(name, 0.0)) * 1000 / n
+        total += used
+        print(f"{name:24} {used:8.2f}")
+    print(f"{'this benchmark (client)':24} {bench * 1000 / n:8.2f}")
+    print(
+        f"{'services in all':24} {total:8.2f}   (a job's CPU cost; 2 cores / this = a bound "
+        f"on jobs/s: {2000 / total if total else 0:.0f})"
+    )
 
 
 # --- reports ----------------------------------------------------------------------------------
@@ -305,6 +356,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--budget", type=float, default=300, help="seconds per phase, at most")
     parser.add_argument("--out", type=Path, help="keep the profiles here (default: temporary)")
+    parser.add_argument("--no-profile", action="store_true", help="phase 1 only (no cProfile)")
     args = parser.parse_args()
     print(
         f"{platform.node()}: {os.cpu_count()} CPUs, {platform.platform()}, Python "
@@ -333,14 +385,19 @@ def main() -> None:
             idle["info"] -= 1
             BENCH_COMMANDS.clear()
             before = commandstats(probe)
+            cpu_before, own_before = cpu_by_process(stack), time.process_time()
             started = time.monotonic()
             jobs, elapsed = runner.run(args.n, args.budget)
             run_seconds = time.monotonic() - started
+            cpu_after, own = cpu_by_process(stack), time.process_time() - own_before
             after = commandstats(probe)
             bench = Counter(BENCH_COMMANDS)
             report_redis(before, after, bench, idle, IDLE_SECONDS, run_seconds, len(jobs))
             report_hops(jobs, elapsed)
+            report_cpu(cpu_before, cpu_after, len(jobs), own)
 
+            if args.no_profile:
+                return
             # Phase 2: the agent and the worker again, under the profiler.
             for name in ("agent", "worker-vms"):
                 stack.stop(name)
