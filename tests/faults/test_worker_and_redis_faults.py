@@ -182,17 +182,18 @@ def assert_drained(stack: Stack, broker: Broker, job_id: str, queue: str) -> Non
 # --- #2 ------------------------------------------------------------------------------------------
 
 
-def test_attempt_cap_fails_worker_lost_and_drains_the_queue(tmp_path: Path) -> None:
+def test_attempt_cap_fails_worker_lost_and_drains_the_queue(tmp_path: Path, broker: Broker) -> None:
     """A job whose worker child dies on every attempt fails ``worker_lost`` after the cap.
 
-    Redis cannot count redeliveries and Celery's prefork parent requeues the message of a dead
-    child at once (``task_reject_on_worker_lost``), so without nube's attempt counter this job
-    would loop for ever. Here the pool children are SIGKILLed each time the job starts a new
-    attempt; with ``NUBE_MAX_ATTEMPTS=2`` the third delivery fails the job, and the message is
-    acknowledged: nothing is left in the queue or in the unacked hash.
+    Redis cannot count redeliveries (nor does nube ask RabbitMQ's quorum queues to) and Celery's
+    prefork parent requeues the message of a dead child at once (``task_reject_on_worker_lost``),
+    so without nube's attempt counter this job would loop for ever. Here the pool children are
+    SIGKILLed each time the job starts a new attempt; with ``NUBE_MAX_ATTEMPTS=2`` the third
+    delivery fails the job, and the message is acknowledged: nothing is left in the queue or held
+    unacknowledged.
     """
     need(docker_available(), "the Docker engine")
-    with private_stack(tmp_path) as stack:
+    with private_stack(tmp_path, **broker.env()) as stack:
         stack.start_agent()
         worker = stack.start_worker("containers", concurrency=1, NUBE_MAX_ATTEMPTS="2")
         stack.start_api()
@@ -227,8 +228,7 @@ def test_attempt_cap_fails_worker_lost_and_drains_the_queue(tmp_path: Path) -> N
             assert done["error"]["details"] == {"attempts": 2}
             assert done["attempts"] == 3
             assert _container_creations(job["id"], started) == 1
-            wait_for(lambda: not unacked_holding(stack, job["id"]), 10, "the message's ack")
-            assert stack.redis().llen("containers") == 0
+            assert_drained(stack, broker, job["id"], "containers")
             assert worker.poll() is None, "the worker itself survived its children"
         finally:
             remove_docker_resources(api.tenant)  # type: ignore[attr-defined]
@@ -339,7 +339,7 @@ def test_only_worker_cold_killed_then_restarted_completes_in_seconds(
 
 
 @pytest.mark.parametrize("whom", ["group", "parent"])
-def test_sigterm_busy_worker_job_succeeds_once(tmp_path: Path, whom: str) -> None:
+def test_sigterm_busy_worker_job_succeeds_once(tmp_path: Path, whom: str, broker: Broker) -> None:
     """SIGTERM a worker while it runs a job: the task finishes (warm shutdown) or is restored
     and completes after the restart; either way the job succeeds exactly once, with one container.
 
@@ -347,7 +347,7 @@ def test_sigterm_busy_worker_job_succeeds_once(tmp_path: Path, whom: str) -> Non
     pool child gets SIGTERM too; ``parent`` signals only the main process (``docker stop``).
     """
     need(docker_available(), "the Docker engine")
-    with private_stack(tmp_path) as stack:
+    with private_stack(tmp_path, **broker.env()) as stack:
         stack.start_agent()
         worker = stack.start_worker("containers", concurrency=1)
         stack.start_api()
@@ -367,7 +367,7 @@ def test_sigterm_busy_worker_job_succeeds_once(tmp_path: Path, whom: str) -> Non
             stopped_in = time.monotonic() - stopping
             assert stopped_in < 25, "the warm shutdown is bounded by worker_soft_shutdown_timeout"
             at_stop = job_of(stack, job["id"])
-            print(f"worker stopped in {stopped_in:.1f} s; job {at_stop['status']}")
+            print(f"[{broker}] worker stopped in {stopped_in:.1f} s; job {at_stop['status']}")
             stack.procs.pop("worker-containers", None)
             stack.start_worker("containers", concurrency=1)
             done = api.job(job["id"], wait=60)
@@ -375,8 +375,7 @@ def test_sigterm_busy_worker_job_succeeds_once(tmp_path: Path, whom: str) -> Non
             assert done["result"]["exit_code"] == 0
             assert [e["event"] for e in done["history"]].count("succeeded") == 1
             assert _container_creations(job["id"], started) == 1
-            wait_for(lambda: not unacked_holding(stack, job["id"]), 10, "the message's ack")
-            assert stack.redis().llen("containers") == 0
+            assert_drained(stack, broker, job["id"], "containers")
         finally:
             remove_docker_resources(api.tenant)  # type: ignore[attr-defined]
 
