@@ -103,7 +103,7 @@ def _loads(raw: bytes) -> Any:
     such a key is read by the stdlib decoder alone, with the same result.
     """
     try:
-        if _MAYBE_TYPED.search(raw) is None:
+        if b'"__type__"' not in raw and (b"\\u00" not in raw or not _MAYBE_TYPED.search(raw)):
             return json.loads(raw.decode("utf-8"))
         return json_loads(raw)
     except ValueError:
