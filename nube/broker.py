@@ -15,6 +15,7 @@ from typing import Any
 from celery import Celery
 from kombu.exceptions import OperationalError
 
+from nube import redis_transport
 from nube.catalog import CATALOG, Catalog
 from nube.redis_client import REDIS_ERRORS
 from nube.settings import Settings, SettingsError
@@ -125,6 +126,8 @@ def make_celery(settings: Settings, main: str, catalog: Catalog = CATALOG) -> Ce
     )
     if settings.amqp:
         app.conf.update(amqp_options())
+    elif settings.broker.startswith(("redis://", "rediss://")):
+        app.conf.broker_transport = redis_transport.TRANSPORT  # one client per channel
     return app
 
 
