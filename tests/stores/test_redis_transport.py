@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from kombu import Connection, Exchange, Queue
+from kombu.message import Message
 
 from nube.broker import make_celery
 from nube.redis_transport import TRANSPORT, Transport
@@ -25,7 +26,12 @@ def test_one_client_per_channel_and_messages_round_trip(redis_only: Stack) -> No
         with conn.Producer() as producer:
             producer.publish({"n": 1}, exchange=queue.exchange, routing_key="k", declare=[queue])
         received: list[object] = []
-        with conn.Consumer(queue, callbacks=[lambda body, m: (received.append(body), m.ack())]):
+
+        def on_message(body: object, message: Message) -> None:
+            received.append(body)
+            message.ack()
+
+        with conn.Consumer(queue, callbacks=[on_message]):
             conn.drain_events(timeout=5)
         assert received == [{"n": 1}]
         assert channel.client.llen("nube-transport-test") == 0
