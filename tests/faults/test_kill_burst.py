@@ -48,6 +48,7 @@ from tests.redis_replies import each
 from workers.drivers.fake.effects import EFFECTS_ENV, read_effects
 
 N = int(os.environ.get("NUBE_TEST_BURST", "10000"))
+DRAIN_SECONDS = 1800  # after the submissions, at most
 EFFECTS = "test:effects"
 CREATE = {"image": "busybox:latest"}
 
@@ -133,7 +134,7 @@ def count(jobs: dict[str, dict[str, Any]], made: dict[str, list[int]], killed: s
     }
 
 
-@pytest.mark.timeout(2400)
+@pytest.mark.timeout(3600)
 def test_burst_with_random_worker_kills(tmp_path: Path) -> None:
     seed = int(os.environ.get("NUBE_TEST_SEED") or time.time())
     env = {"NUBE_CONTAINER_DRIVER": "fake", EFFECTS_ENV: EFFECTS}
@@ -155,12 +156,14 @@ def test_burst_with_random_worker_kills(tmp_path: Path) -> None:
         assert by_status == {202: N}, [a for a in answers if a[0] != 202][:3]
         ids = [job_id for _, job_id in answers]
 
-        # keep killing while the queue drains
-        wait_for(lambda: r.llen("containers") < 50, 2100 - submitted, "the queue to drain")
+        # keep killing while the queue drains; count whatever happened even if it does not
+        deadline = time.monotonic() + DRAIN_SECONDS
+        while r.llen("nube.ingress") + r.llen("containers") > 50 and time.monotonic() < deadline:
+            time.sleep(1)
         killer.done.set()
         killer.join(30)
         wait_for(lambda: "worker-b" in stack.procs, 10, "worker b restarted")
-        wait_terminal(stack, ids, 600, quiet=20)
+        wait_terminal(stack, ids, max(60, deadline - time.monotonic()), quiet=20)
         drained = time.monotonic() - t0
 
         held = each(r.zrange("unacked_index", 0, -1), str)
