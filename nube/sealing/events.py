@@ -19,6 +19,7 @@ from celery.app.events import Events
 from celery.events.dispatcher import EventDispatcher
 from celery.events.receiver import EventReceiver
 
+from nube.broker import RELAY_ID_PREFIX
 from nube.sealing.refusals import decode_reason, describe_refusal
 from nube.sealing.serializer import EVENT_CONTENT_TYPE
 
@@ -52,13 +53,27 @@ def redact_event(event: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _wanted(event: Any) -> bool:
+    """All events but a relay task's ``task-started``: a relay runs for milliseconds, and its
+    ``task-received`` (which names it) and ``task-succeeded`` tell Flower all there is."""
+    return not (
+        isinstance(event, dict)
+        and event.get("type") == "task-started"
+        and str(event.get("uuid", "")).startswith(RELAY_ID_PREFIX)
+    )
+
+
 class RedactingDispatcher(EventDispatcher):
     """Celery's dispatcher; every event (single or a buffered batch) is redacted first."""
 
     def _publish(self, event: Any, producer: Any, routing_key: str, **kwargs: Any) -> Any:
         if isinstance(event, list):
-            event = [redact_event(e) for e in event]
+            event = [redact_event(e) for e in event if _wanted(e)]
+            if not event:
+                return None
         elif isinstance(event, dict):
+            if not _wanted(event):
+                return None
             event = redact_event(event)
         return super()._publish(event, producer, routing_key, **kwargs)
 
