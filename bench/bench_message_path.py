@@ -30,12 +30,15 @@ everysec`` runs everything on a Redis that fsyncs once a second instead.
 from __future__ import annotations
 
 import argparse
+import os
+import platform
 import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -168,6 +171,7 @@ def main() -> None:
         "--fsync", choices=["always", "everysec"], default="always", help="Redis appendfsync"
     )
     args = parser.parse_args()
+    print(machine())
     with tempfile.TemporaryDirectory() as tmp:
         kind = Stack if args.fsync == "always" else RelaxedStack
         stack = kind(workdir=Path(tmp), libvirt_uri="test:///default")
@@ -189,6 +193,18 @@ def main() -> None:
             report(samples, {w: throughput(paths, w, args.burst) for w in ways})
         finally:
             stack.stop_all()
+            print(f"load average at the end: {load_average()}")
+
+
+def machine() -> str:
+    return (
+        f"{platform.node()}: {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, load average {load_average()}"
+    )
+
+
+def load_average() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 def tune(stack: Stack, n: int, burst: int, rounds: int = 3) -> None:

@@ -233,6 +233,10 @@ def plot(points: list[Point], path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def load_average() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
 def ints(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x]
 
@@ -248,6 +252,7 @@ def main() -> None:
         f"{platform.node()}: {os.cpu_count()} CPUs, Python {platform.python_version()}, "
         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
     )
+    machine += f", load average {load_average()}"
     print(machine)
     with tempfile.TemporaryDirectory() as tmp:
         stack = Stack(
@@ -263,6 +268,7 @@ def main() -> None:
         finally:
             stack.stop_all()
     print("jobs/s (client CPU, 100 % = one core)")
+    print(f"load average at the end: {load_average()}")
     title = f"{machine}; nube: GET /v1/vms (fake driver) via the API; bare: no-op .get()"
     plot(points, args.plot, title)
     print(f"plot: {args.plot}")
