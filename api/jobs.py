@@ -10,7 +10,7 @@ from flask import Blueprint, Response, jsonify, request, stream_with_context
 from pydantic import Field
 
 from api.auth import current_token, require
-from api.representation import job_body, job_response
+from api.representation import SERVED_MAX_AGE, job_body, job_response
 from api.routedoc import Answer, documented
 from api.services import services
 from api.waiting import requested_wait
@@ -42,7 +42,7 @@ def list_jobs() -> Response:
         limit=query.limit,
         cursor=query.cursor,
     )
-    served = svc.registry.served_queues()
+    served = svc.registry.served_queues(SERVED_MAX_AGE)
     body: dict[str, Any] = {
         "jobs": [job_body(svc, job, served) for job in jobs],
         "next_cursor": cursor,

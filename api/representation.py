@@ -14,6 +14,9 @@ from nube.catalog import Operation
 from nube.errors import Cancelled, error_class
 from nube.jobs import Job, JobError, JobStatus
 
+#: How old the registry's answer may be in a job's representation (seconds).
+SERVED_MAX_AGE = 1.0
+
 
 def job_body(svc: Services, job: Job, served: set[str] | None = None) -> dict[str, Any]:
     """The job as clients see it; ``served`` (the queues with live consumers) is read from the
@@ -25,7 +28,7 @@ def job_body(svc: Services, job: Job, served: set[str] | None = None) -> dict[st
     }
     if job.status == JobStatus.QUEUED:
         body["waiting"] = waiting_reason(
-            job, svc.registry.served_queues() if served is None else served
+            job, svc.registry.served_queues(SERVED_MAX_AGE) if served is None else served
         )
     return body
 

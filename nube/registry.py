@@ -47,6 +47,7 @@ class Registry:
 
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
+        self._served: tuple[float, set[str]] | None = None
 
     def announce(self, instance: ServiceInstance) -> None:
         instance.heartbeat_at = time.time()
@@ -69,8 +70,16 @@ class Registry:
             self.redis.srem(NAMES, *gone)
         return [ServiceInstance.model_validate_json(r) for r in raws if r]
 
-    def served_queues(self) -> set[str]:
-        return {q for inst in self.live() for q in inst.queues}
+    def served_queues(self, max_age: float = 0.0) -> set[str]:
+        """The queues live services consume; an answer read at most ``max_age`` seconds ago
+        may be given again (a job's representation says whether anyone serves its queue: a
+        second's staleness is far below the heartbeat's own ``HEARTBEAT_TTL``)."""
+        now = time.monotonic()
+        if max_age and self._served is not None and now - self._served[0] <= max_age:
+            return set(self._served[1])
+        served = {q for inst in self.live() for q in inst.queues}
+        self._served = (now, served)
+        return set(served)
 
 
 class Heartbeat(threading.Thread):

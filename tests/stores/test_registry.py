@@ -51,3 +51,18 @@ def test_reading_live_services_does_not_scan_the_key_space(redis_only: Stack) ->
 def _calls(client: redis.Redis) -> dict[str, int]:
     stats = client.info("commandstats")
     return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items()}
+
+
+def test_served_queues_may_be_a_second_old_when_asked(redis_only: Stack) -> None:
+    client = redis_only.redis()
+    client.flushdb()
+    registry = Registry(client)
+    registry.announce(instance("w1"))
+    assert registry.served_queues(max_age=1.0) == {"vms", "vms.n1"}
+    registry.withdraw("w1")
+    assert registry.served_queues(max_age=1.0) == {"vms", "vms.n1"}  # the cached answer
+    assert registry.served_queues() == set()  # without max_age: read now
+    time.sleep(1.1)
+    registry.announce(instance("w1"))
+    registry.withdraw("w1")
+    assert registry.served_queues(max_age=1.0) == set()  # older than a second: read again
