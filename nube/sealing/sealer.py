@@ -191,11 +191,11 @@ class Sealer:
     def seal(self, body: bytes, binding: Binding) -> bytes:
         """The envelope of ``body``, sealed with the keyring's current key."""
         key = self.keyring.current
-        alg = Alg.A256GCM if self.mode is Mode.ACTIVE else Alg.HS256
+        active = self.mode is Mode.ACTIVE
         nonce = os.urandom(NONCE_BYTES)
         header = Header(
             VERSION,
-            alg.value,
+            _A256GCM if active else _HS256,
             key.kid,
             int(self._clock() * 1000),
             _b64e(nonce),
@@ -203,7 +203,7 @@ class Sealer:
             binding.job,
             binding.tenant,
         )
-        if alg is not Alg.A256GCM:
+        if not active:
             signed = {"body": body.decode("utf-8"), "sig": _mac(key, header.aad(), body)}
             return _canonical({**header.as_dict(), **signed})
         try:
@@ -236,6 +236,7 @@ class Sealer:
 
 
 _A256GCM = Alg.A256GCM.value
+_HS256 = Alg.HS256.value
 _ACTIVE_AAD_HEAD = b'{"alg":"A256GCM",'
 _ACTIVE_ENVELOPE_HEAD = b'{"alg":"A256GCM","ct":"'
 _ACTIVE_ENVELOPE_HEAD_TEXT = _ACTIVE_ENVELOPE_HEAD.decode()

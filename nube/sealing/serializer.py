@@ -135,10 +135,11 @@ class SealedCodec:
             inner = binding_of_body(body)
         except EncodeError as e:
             raise MessageNotSealed(why=str(e)) from None
-        _check_same(opened.header, inner)
+        header = opened.header
+        _check_same(header, inner)
         if self.guard is not None:
-            self.guard.admit(opened.header)
-        seal = {"nonce": opened.header.nonce, "kid": opened.header.kid, "ts": opened.header.ts}
+            self.guard.admit(header)
+        seal = {"nonce": header.nonce, "kid": header.kid, "ts": header.ts}
         body[2][BINDING_KEY] = {**inner.as_dict(), SEAL_KEY: seal}
         return body
 
