@@ -42,18 +42,13 @@ class MemoryNonceStore:
         self._clock = clock
         self.entries: dict[str, tuple[NonceState, float]] = {}
 
-    def _live(self, nonce: str) -> NonceState | None:
-        entry = self.entries.get(nonce)
-        if entry is None or entry[1] <= self._clock():
-            self.entries.pop(nonce, None)
-            return None
-        return entry[0]
-
     def claim(self, nonce: str, ttl_s: int) -> NonceState | None:
-        state = self._live(nonce)
-        if state is None:
-            self.entries[nonce] = (NonceState.OPEN, self._clock() + ttl_s)
-        return state
+        now = self._clock()
+        entry = self.entries.get(nonce)
+        if entry is not None and entry[1] > now:
+            return entry[0]
+        self.entries[nonce] = (NonceState.OPEN, now + ttl_s)
+        return None
 
     def finish(self, nonce: str, ttl_s: int) -> None:
         self.entries[nonce] = (NonceState.DONE, self._clock() + ttl_s)
