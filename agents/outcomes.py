@@ -55,7 +55,7 @@ class OutcomeListener(threading.Thread):
     def record(self, event: dict[str, Any]) -> None:
         """Append one outcome record for an operation's event (relay tasks are skipped)."""
         job_id, relay = job_of_task(str(event.get("uuid", "")))
-        job = self.jobs.find(job_id) if job_id and not relay else None
+        job = self.jobs.peek(job_id) if job_id and not relay else None
         if job is None:
             return
         detail = {"node": event.get("hostname")}

@@ -176,17 +176,18 @@ class JobStore:
             }
         return json.dumps(data)
 
-    def _load(self, raw: str | bytes) -> Job:
+    def _load(self, raw: str | bytes, *, open_sealed: bool = True) -> Job:
         data = json.loads(raw)
         result = data.get("result")
         if isinstance(result, dict) and SEALED in result:
-            data["result"] = json.loads(self._open(data, result[SEALED]))
+            data["result"] = json.loads(self._open(data, result[SEALED])) if open_sealed else None
         error = data.get("error")
         title = None
         if isinstance(error, dict) and SEALED in error:
             title = error["message"]
-            hidden = json.loads(self._open(data, error.pop(SEALED)))
-            error.update(message=hidden["message"], details=hidden["details"])
+            sealed = error.pop(SEALED)
+            hidden = json.loads(self._open(data, sealed)) if open_sealed else {}
+            error.update(message=hidden.get("message", title), details=hidden.get("details", {}))
         job = Job.model_validate(data)
         if job.error is not None and title is not None:
             job.error._title = title
@@ -264,6 +265,12 @@ class JobStore:
     def find(self, job_id: str) -> Job | None:
         raw = self.redis.get(self.key(job_id))
         return self._load(raw) if raw else None
+
+    def peek(self, job_id: str) -> Job | None:
+        """The job without opening its sealed parts: no result, and an error with its code and
+        title only. For readers that need what the job is, not what it returned."""
+        raw = self.redis.get(self.key(job_id))
+        return self._load(raw, open_sealed=False) if raw else None
 
     def get(self, job_id: str, tenant: str | None = None) -> Job:
         """The job, or ``NotFound`` (also when it belongs to another tenant)."""

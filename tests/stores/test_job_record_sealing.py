@@ -131,3 +131,21 @@ def test_redacted_keeps_the_class_and_says_only_the_title() -> None:
     assert pickle.loads(pickle.dumps(copy)).message == BackendFailed.title
     assert type(copy)(*copy.args).message == BackendFailed.title
     assert isinstance(NubeError("x").redacted(), NubeError)
+
+
+def test_peek_reads_what_a_job_is_without_opening_its_sealed_parts(sealed: JobStore) -> None:
+    done, failed = new_job(sealed), new_job(sealed)
+    sealed.finish(done.id, {"secret": SECRET})
+    sealed.fail(failed.id, failure().to_dict())
+    sealed.sealer = None  # a store that cannot open anything still peeks
+    peeked = sealed.peek(done.id)
+    assert peeked is not None and peeked.result is None
+    assert (peeked.operation, peeked.tenant, peeked.status) == (
+        "containers.run",
+        "acme",
+        JobStatus.SUCCEEDED,
+    )
+    error = sealed.peek(failed.id).error  # type: ignore[union-attr]
+    assert error is not None and error.code == "internal"
+    assert error.message == BackendFailed.title and error.details == {}
+    assert sealed.peek(new_job_id()) is None
