@@ -13,6 +13,7 @@ from tests.drivers.test_hypervisor_contract import define_network, make_pool, vm
 from workers.drivers import JobContext
 from workers.drivers.libvirt import LibvirtDriver
 from workers.drivers.libvirt.xml import parse_domain
+from workers.drivers.names import backend_name
 
 from .conftest import MOCK
 
@@ -35,7 +36,8 @@ def test_domain_xml_round_trips(
     driver.define_domain(spec, ctx)
     xml = driver.domain_xml(m.VmRef(name=vm), make_ctx(tenant=ctx.tenant, admin=True))["xml"]
     parsed = parse_domain(xml)
-    assert (parsed.name, parsed.memory_mib, parsed.vcpus) == (vm, 64, 2)
+    # the XML holds the libvirt name: the tenant's name behind its prefix
+    assert (parsed.name, parsed.memory_mib, parsed.vcpus) == (backend_name(ctx.tenant, vm), 64, 2)
     assert parsed.boot == ("network", "hd") and parsed.serial_console
     assert [(d.pool, d.format) for d in parsed.disks] == [(pool, "qcow2")]
     assert [n.network for n in parsed.interfaces] == [net, net]

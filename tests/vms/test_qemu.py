@@ -21,6 +21,7 @@ from tests.drivers.conftest import Name
 from tests.drivers.test_hypervisor_contract import make_pool, vm_spec
 from workers.drivers import JobContext
 from workers.drivers.libvirt import LibvirtDriver
+from workers.drivers.names import backend_name
 
 from .conftest import QEMU, qemu_reachable
 
@@ -38,7 +39,8 @@ def test_domain_type_follows_kvm_availability(
     try:
         vm = name("vm")
         forced.define_domain(vm_spec(vm), ctx)
-        assert "type='qemu'" in libvirt.open(QEMU).lookupByName(vm).XMLDesc(0)
+        dom = libvirt.open(QEMU).lookupByName(backend_name(ctx.tenant, vm))
+        assert "type='qemu'" in dom.XMLDesc(0)
     finally:
         forced.close()
 

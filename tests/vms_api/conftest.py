@@ -9,6 +9,7 @@ Without libvirtd the tests skip locally and fail when ``CI`` is set (``need``).
 from __future__ import annotations
 
 import contextlib
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +26,8 @@ from tests.conftest import libvirt_available, need
 
 QEMU = "qemu:///system"
 PREFIX = "nubetest-api-"
+_SCOPED = re.compile(rf"^(?:n[0-9a-f]{{8}}-)?{re.escape(PREFIX)}")
+"""A domain of the tests, behind any tenant's prefix."""
 WAIT = 30
 
 libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
@@ -111,7 +114,7 @@ def clean_prefix() -> None:
     except libvirt.libvirtError:
         return
     try:
-        doms = [d for d in _listed(conn.listAllDomains) if d.name().startswith(PREFIX)]
+        doms = [d for d in _listed(conn.listAllDomains) if _SCOPED.match(d.name())]
         with ThreadPoolExecutor(max(1, len(doms))) as threads:  # a KVM guest takes ~2 s to die
             list(threads.map(_clean_domain, doms))
         for net in _listed(conn.listAllNetworks):
@@ -181,7 +184,17 @@ def call(
 
 
 def vm_state(conn: libvirt.virConnect, name: str) -> int:
-    return int(conn.lookupByName(name).state(0)[0])
+    return int(lookup(conn, name).state(0)[0])
+
+
+def lookup(conn: libvirt.virConnect, name: str) -> libvirt.virDomain:
+    """The domain a tenant calls ``name``: libvirt holds it behind the tenant's prefix
+    (``n<tag>-name``, :mod:`workers.drivers.names`); the tests' names are unique, so whichever
+    tenant's. ``libvirtError`` when there is none, as ``lookupByName`` raises."""
+    for dom in conn.listAllDomains(0):
+        if re.fullmatch(rf"n[0-9a-f]{{8}}-{re.escape(name)}", dom.name()):
+            return dom
+    return conn.lookupByName(name)
 
 
 def exists(lookup: Callable[[str], object], name: str) -> bool:

@@ -15,7 +15,7 @@ import pytest
 from nube.tools.client import NubeClient
 from tests.vms.test_qemu import PIDFILE, _start_libvirtd, _stop_libvirtd
 
-from .conftest import QEMU, call, define_vm, ok, unique
+from .conftest import QEMU, call, define_vm, lookup, ok, unique
 
 pytestmark = pytest.mark.libvirt
 
@@ -61,6 +61,6 @@ def test_libvirtd_stopped_mid_job(vm_api: NubeClient, restartable: None) -> None
         assert ok(call(vm_api, "GET", f"/v1/vms/{name}"))["state"] in ("running", "defined")
         fresh = unique("back")
         assert ok(define_vm(vm_api, fresh, start=True))["state"] == "running"
-        assert conn.lookupByName(fresh).state(0)[0] == libvirt.VIR_DOMAIN_RUNNING
+        assert lookup(conn, fresh).state(0)[0] == libvirt.VIR_DOMAIN_RUNNING
     finally:
         conn.close()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 import uuid
 import xml.etree.ElementTree as ET
+from functools import partial
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import pytest
 
 from nube.tools.client import NubeClient
 
-from .conftest import api_error, call, exists, failed, ok, unique
+from .conftest import api_error, call, exists, failed, lookup, ok, unique
 
 pytestmark = pytest.mark.libvirt
 
@@ -77,7 +78,7 @@ def test_nat_and_isolated_networks_with_a_vm(
     }))  # fmt: skip
     assert [i["network"] for i in made["interfaces"]] == [nat, iso]
     assert made["interfaces"][0]["mac"] == mac
-    dom_xml = ET.fromstring(raw.lookupByName(vm).XMLDesc(0))
+    dom_xml = ET.fromstring(lookup(raw, vm).XMLDesc(0))
     nics = dom_xml.findall("devices/interface")
     assert [n.find("source").get("network") for n in nics] == [nat, iso]  # type: ignore[union-attr]
     assert nics[0].find("mac").get("address") == mac  # type: ignore[union-attr]
@@ -109,4 +110,4 @@ def test_vm_on_a_missing_network_is_not_found(vm_api: NubeClient, raw: libvirt.v
         vm_api, "POST", "/v1/vms", {"name": vm, "interfaces": [{"network": unique("missing")}]}
     )
     assert failed(job, "not_found")["details"]["kind"] == "vm_network"
-    assert not exists(raw.lookupByName, vm)
+    assert not exists(partial(lookup, raw), vm)

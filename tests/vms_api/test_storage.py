@@ -4,6 +4,7 @@ the API; libvirt confirms the pool, the volumes, the domain's disks and the snap
 from __future__ import annotations
 
 import os
+from functools import partial
 from typing import Any
 
 import libvirt
@@ -12,7 +13,7 @@ import pytest
 from nube.tools.client import NubeClient
 from workers.drivers.libvirt.provision import job_tag
 
-from .conftest import api_error, call, exists, failed, ok, unique, vm_state
+from .conftest import api_error, call, exists, failed, lookup, ok, unique, vm_state
 
 pytestmark = pytest.mark.libvirt
 MIB = 1 << 20
@@ -71,7 +72,7 @@ def test_pool_volume_vm_and_snapshots(
         (pool, "data0", "qcow2"),
         (pool, new_volume, "qcow2"),
     ]
-    dom = raw.lookupByName(name)
+    dom = lookup(raw, name)
     sources = dom.XMLDesc(0)
     assert "volume='data0'" in sources and f"volume='{new_volume}'" in sources
 
@@ -105,7 +106,7 @@ def test_pool_volume_vm_and_snapshots(
 
     # the VM goes (keeping its storage), then the volumes, then the pool
     assert ok(call(vm_api, "DELETE", f"/v1/vms/{name}"))["removed_volumes"] == []
-    assert not exists(raw.lookupByName, name)
+    assert not exists(partial(lookup, raw), name)
     for volume in ("data0", new_volume):
         assert ok(call(vm_api, "DELETE", f"{pools}/volumes/{volume}"))["deleted"] is True
         assert not exists(lv_pool.storageVolLookupByName, volume)
@@ -134,7 +135,7 @@ def test_snapshot_needs_qcow2(
     ok(define)
     job = call(vm_api, "POST", f"/v1/vms/{name}/snapshots", {"snapshot": "s1"})
     failed(job, "conflict")
-    assert job["attempts"] == 1 and raw.lookupByName(name).snapshotNum(0) == 0
+    assert job["attempts"] == 1 and lookup(raw, name).snapshotNum(0) == 0
     removed = ok(call(vm_api, "DELETE", f"/v1/vms/{name}", {"remove_storage": True}))
     assert removed["removed_volumes"] == [f"{pool}/{name}-disk0-{job_tag(define['id'])}"]
     assert raw.storagePoolLookupByName(pool).listVolumes() == []

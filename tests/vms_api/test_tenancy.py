@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import time
+from functools import partial
 from typing import Any
 
 import libvirt
@@ -13,8 +14,9 @@ import pytest
 from nube.tools.client import NubeClient
 from nube.tools.devstack import Stack
 from workers.drivers.libvirt.provision import job_tag
+from workers.drivers.names import backend_name
 
-from .conftest import QEMU, call, define_vm, exists, failed, ok, unique, vm_state
+from .conftest import QEMU, call, define_vm, exists, failed, lookup, ok, unique, vm_state
 
 pytestmark = pytest.mark.libvirt
 
@@ -42,10 +44,12 @@ def test_another_tenants_vm_is_not_found(
 
     assert [v["name"] for v in ok(call(vm_api, "GET", "/v1/vms"))["vms"]] == [mine]
     assert [v["name"] for v in ok(call(other, "GET", "/v1/vms"))["vms"]] == [theirs]
-    # a name is unique per node: taking another tenant's is a conflict, and changes nothing
-    taken = call(other, "POST", "/v1/vms", {"name": mine, "memory_mib": 64})
-    failed(taken, "conflict")
-    assert vm_state(raw, mine) == libvirt.VIR_DOMAIN_RUNNING
+    # a name is unique per tenant: another tenant's name makes the caller's own VM
+    same = ok(call(other, "POST", "/v1/vms", {"name": mine, "memory_mib": 64}))
+    assert same["name"] == mine and same["tenant"] == other.tenant
+    mine_in_libvirt = raw.lookupByName(backend_name(vm_api.tenant, mine))  # type: ignore[attr-defined]
+    assert mine_in_libvirt.state(0)[0] == libvirt.VIR_DOMAIN_RUNNING
+    assert len([d for d in raw.listAllDomains(0) if d.name().endswith(f"-{mine}")]) == 2
 
 
 def _owned_by(conn: libvirt.virConnect, job_id: str) -> list[str]:
@@ -88,7 +92,7 @@ def test_redelivered_define_makes_one_vm(
                     "disks": [{"pool": pool, "capacity_mib": 4}]}  # fmt: skip
             job = vm_api.submit("POST", "/v1/vms", body)
             deadline = time.monotonic() + 30
-            while not exists(watcher.lookupByName, name):
+            while not exists(partial(lookup, watcher), name):
                 assert time.monotonic() < deadline, "the define never reached libvirt"
                 time.sleep(0.005)
             assert _kill_pool_children(stack) >= 1
@@ -105,7 +109,7 @@ def test_redelivered_define_makes_one_vm(
     assert done["attempts"] == 2, done
     events = [e["event"] for e in done["history"]]
     assert events.count("running") == 2 and events[-1] == "succeeded"
-    assert _owned_by(raw, job["id"]) == [name]  # one domain for the job
+    assert _owned_by(raw, job["id"]) == [lookup(raw, name).name()]  # one domain for the job
     assert made["job"] == job["id"] and made["state"] == "running"
     assert vm_state(raw, name) == libvirt.VIR_DOMAIN_RUNNING
     volumes = raw.storagePoolLookupByName(pool).listVolumes()
