@@ -1,0 +1,130 @@
+"""The mesh tests' stack: nube across network namespaces (:mod:`nube.tools.mesh`), and how they
+count jobs (accepted, terminal, lost, duplicate effects).
+
+Each test module starts its own mesh; whatever a crashed run left is removed first, and the
+network is removed afterwards even when a test fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nube.tokens import Scope, TokenStore
+from nube.tools import mesh_net
+from nube.tools.client import NubeClient
+from nube.tools.mesh import Mesh
+from tests.conftest import TEST_POLICY, docker_available, libvirt_available, need
+from tests.faults.test_message_path_faults import _container_creations
+from tests.faults.test_worker_and_redis_faults import records
+
+TERMINAL = {"succeeded", "failed", "cancelled"}
+SLEEPER = {"image": "busybox:latest", "command": ["sleep", "1"]}
+
+
+def need_mesh() -> None:
+    need(os.geteuid() == 0 and shutil.which("ip") is not None, "root and iproute2")
+    need(shutil.which("redis-server") is not None, "redis-server")
+    need(docker_available(), "Docker")
+
+
+@contextlib.contextmanager
+def running_mesh(workdir: Path, **env: str) -> Iterator[Mesh]:
+    """The default layout (ctl: API and agent; edge: an API; n1, n2: container and VM
+    workers) with ``env`` added to every service's settings."""
+    need_mesh()
+    mesh_net.down()
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "policy.yaml").write_text(TEST_POLICY)
+    extra = {
+        "NUBE_POLICY_FILE": str(workdir / "policy.yaml"),
+        "NUBE_AUDIT_FILE": str(workdir / "audit.jsonl"),
+        "NUBE_RATE_LIMIT": "0",
+        **env,
+    }
+    uri = "qemu:///system" if libvirt_available() else "test:///default"
+    mesh = Mesh(workdir=workdir, libvirt_uri=uri, extra_env=extra)
+    try:
+        mesh.start_mesh()
+        yield mesh
+    except BaseException:
+        for log in sorted(workdir.glob("*.log")):
+            print(f"==> {log.name} <==\n{log.read_text(errors='replace')[-3000:]}")
+        raise
+    finally:
+        mesh.stop_mesh()
+
+
+def client_for(mesh: Mesh, node: str = "ctl", tenant: str | None = None) -> NubeClient:
+    """A client of a fresh tenant talking to the API of ``node``."""
+    tenant = tenant or f"t{secrets.token_hex(4)}"
+    secret, _ = TokenStore(mesh.redis()).create(tenant, [Scope.READ, Scope.WRITE])
+    client = NubeClient(mesh.api_url_of(node), secret, timeout=30)
+    client.tenant = tenant  # type: ignore[attr-defined]
+    return client
+
+
+def submit_all(
+    client: NubeClient, calls: list[tuple[str, str, dict[str, Any] | None]]
+) -> list[str]:
+    """Submit each ``(method, path, body)``; every one must be accepted (202 and a job)."""
+    return [client.submit(method, path, body)["id"] for method, path, body in calls]
+
+
+def wait_until(check: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Exception):
+            value = check()
+            if value:
+                return value
+        time.sleep(0.5)
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def all_terminal(mesh: Mesh, ids: list[str], timeout: float) -> dict[str, dict[str, Any]]:
+    """Wait until every job has ended (or ``timeout``); returns the records."""
+    deadline = time.monotonic() + timeout
+    while True:
+        jobs = records(mesh, ids)
+        if all(j.get("status") in TERMINAL for j in jobs.values()) or time.monotonic() > deadline:
+            return jobs
+        time.sleep(0.5)
+
+
+def count(
+    jobs: dict[str, dict[str, Any]], creating: list[str], since: float, label: str
+) -> dict[str, Any]:
+    """Count like a queue checker and print it: accepted, terminal, lost (never ended),
+    duplicates (a container job that created more than one container)."""
+    statuses = Counter(str(j.get("status", "missing")) for j in jobs.values())
+    lost = sorted(i for i, j in jobs.items() if j.get("status") not in TERMINAL)
+    duplicates = sorted(i for i in creating if _container_creations(i, since) > 1)
+    counts = {
+        "accepted": len(jobs),
+        "terminal": sum(statuses[s] for s in TERMINAL),
+        "lost": len(lost),
+        "duplicates": len(duplicates),
+        "statuses": dict(statuses),
+    }
+    print(f"{label}: {counts}")
+    for job_id in duplicates:
+        print(f"  duplicate effect of job {job_id}: {jobs[job_id].get('history')}")
+    return counts
+
+
+def remove_vm(mesh: Mesh, name: str) -> None:
+    if mesh.libvirt_uri.startswith("qemu") and shutil.which("virsh"):
+        subprocess.run(
+            ["virsh", "-c", mesh.libvirt_uri, "undefine", name], capture_output=True, timeout=30
+        )
