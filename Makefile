@@ -9,6 +9,9 @@ up: setup            ## start the whole stack locally and show a first job (Ctrl
 test: setup          ## install what is missing, start dockerd/libvirtd, run the whole suite
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+mesh: setup          ## several hosts on one machine: the stack across network namespaces (Ctrl-C stops)
+	$(PY) -m nube.tools.mesh up
+
 setup:
 	scripts/setup.sh all
 
