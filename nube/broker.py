@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from amqp.exceptions import AMQPError, MessageNacked  # type: ignore[import-untyped]
 from celery import Celery
 from kombu.exceptions import OperationalError
 
@@ -20,8 +21,14 @@ from nube.catalog import CATALOG, Catalog
 from nube.redis_client import REDIS_ERRORS
 from nube.settings import Settings, SettingsError
 
-#: What a publish raises when the broker cannot take a message.
-PUBLISH_ERRORS: tuple[type[BaseException], ...] = (OperationalError, *REDIS_ERRORS)
+#: What a publish raises when the broker cannot take a message (on RabbitMQ also a refused
+#: publish: a channel error or a negative publisher confirm).
+PUBLISH_ERRORS: tuple[type[BaseException], ...] = (
+    OperationalError,
+    *REDIS_ERRORS,
+    AMQPError,
+    MessageNacked,
+)
 
 #: The serializer of every message and result; the agent's sealed codec replaces it by name.
 SERIALIZER = "json"
