@@ -220,3 +220,34 @@ def test_two_tenants_each_hold_a_vm_of_one_name(
     assert started["name"] == vm and started["state"] == "running"
     hypervisor.destroy_domain(VmRef(name=vm), b_ctx)
     assert hypervisor.domain_info(VmRef(name=vm), a_ctx)["state"] == "defined"
+
+
+def _longest(name: Name, length: int) -> str:
+    """A unique name of this run, padded to ``length`` characters."""
+    base = name("long")
+    return base + "x" * (length - len(base))
+
+
+def test_the_longest_names_the_catalog_allows_fit_behind_the_prefix(
+    container_driver: ContainerDriver, make_ctx: MakeCtx, name: Name, engine: ContainerBackend
+) -> None:
+    d, long = container_driver, _longest(name, 128)  # DockerName: up to 128 characters
+    d.network_create(ContainerNetworkCreate(name=long), make_ctx())
+    d.volume_create(ContainerVolumeCreate(name=long), make_ctx())
+    spec = ContainerRun(image=IMAGE, name=long, network=long, volumes=[f"{long}:/d"], detach=True)
+    made = d.run(spec.model_copy(update={"command": SLEEP}), make_ctx())
+    assert made["name"] == long and list(made["networks"]) == [long]
+    seen = engine.container(backend_name(TENANT_A, long))
+    assert seen is not None and seen.id == made["id"]
+    d.remove(ContainerRemove(id=long, force=True), make_ctx())
+
+
+def test_the_longest_vm_name_the_catalog_allows_fits_behind_the_prefix(
+    hypervisor: HypervisorDriver, make_ctx: MakeCtx, name: Name, host: HypervisorBackend
+) -> None:
+    vm = _longest(name, 64)  # LibvirtName: up to 64 characters
+    made = hypervisor.define_domain(VmDefine(name=vm, memory_mib=64, start=True), make_ctx())
+    assert made["name"] == vm and made["state"] == "running"
+    seen = host.domain(backend_name(TENANT_A, vm))
+    assert seen is not None and seen.state == "running"
+    hypervisor.destroy_domain(VmRef(name=vm), make_ctx())
