@@ -74,3 +74,10 @@ def test_two_tenants_containers_called_web_each_reached_by_web_on_their_own_netw
         assert (out["exit_code"], out["stdout"]) == (0, f"{answer}\n")
         inspected = driver.network_inspect(m.ContainerNetworkRef(id=net), make_ctx(tenant=tenant))
         assert [c["name"] for c in inspected["containers"].values()] == [web]
+    # a rename moves the name on the network: the new one answers, the old one no longer
+    renamed = name("renamed")
+    driver.rename(m.ContainerRename(id=web, name=renamed), make_ctx())
+    out = _run(driver, make_ctx(), network=net, command=_ask(renamed))
+    assert (out["exit_code"], out["stdout"]) == (0, "from-a\n")
+    out = _run(driver, make_ctx(), network=net, command=["nc", "-w", "1", web, "1234"])
+    assert out["exit_code"] != 0 and out["stdout"] == ""

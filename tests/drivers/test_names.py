@@ -186,6 +186,10 @@ def test_a_connected_container_is_shown_by_its_users_name(
     view = d.inspect(ContainerRef(id=made["id"]), make_ctx())
     assert box in view["networks"][net]["aliases"]  # reachable as ``box`` on the network
     no_backend_names([connected, view])
+    renamed = name("renamed")  # the alias follows the name
+    d.rename(ContainerRename(id=made["id"], name=renamed), make_ctx())
+    aliases = d.inspect(ContainerRef(id=renamed), make_ctx())["networks"][net]["aliases"]
+    assert renamed in aliases and box not in aliases
     pruned = d.network_prune(LabelFilter(), make_ctx())
     assert pruned == {"deleted": []}  # in use
     d.remove(ContainerRemove(id=made["id"], force=True), make_ctx())

@@ -102,14 +102,30 @@ class ContainersMixin(DockerBase):
     def rename(self, params: m.ContainerRename, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`ContainerDriver.rename`."""
         container = self.container(params.id, ctx)
+        old = views.shown(container.name, container.labels)
         try:
             with translated("container", params.id):
                 container.rename(backend_name(ctx.tenant, params.name))
         except Conflict:
             raise name_taken("container", params.name) from None
+        self._move_alias(container, old, params.name)
         return self._state(container) | {"name": params.name}
 
     # --- helpers -------------------------------------------------------------------------------
+
+    def _move_alias(self, container: Container, old: str, new: str) -> None:
+        """After a rename, the container answers to ``new`` instead of ``old`` on each network
+        where ``old`` was its alias (an endpoint's aliases are fixed: reconnect it)."""
+        container.reload()
+        networks = container.attrs.get("NetworkSettings", {}).get("Networks") or {}
+        for endpoint in networks.values():
+            aliases = endpoint.get("Aliases") or []
+            if old not in aliases:
+                continue
+            kept = [new if a == old else a for a in aliases if a != container.id[:12]]
+            network = self.client.networks.get(endpoint["NetworkID"])
+            network.disconnect(container)
+            network.connect(container, aliases=list(dict.fromkeys(kept)))
 
     def _created_by_job(self, ctx: JobContext) -> Container | None:
         """The container an earlier attempt of this job made, if any."""

@@ -139,7 +139,10 @@ class FakeLifecycleMixin(FakeEngineBase):
         """See :meth:`ContainerDriver.rename`."""
         container = self.container(params.id, ctx)
         self._require_free_name(params.name, ctx, container.id)
+        old = views.shown(container.name, container.labels)
         container.name = backend_name(ctx.tenant, params.name)
+        for endpoint in container.endpoints.values():  # the alias moves with the name
+            endpoint.aliases = [params.name if a == old else a for a in endpoint.aliases]
         return self._state(container) | {"name": params.name}
 
     # --- helpers ---------------------------------------------------------------------------------
