@@ -131,7 +131,7 @@ class ContainerSpec(Params):
         default=None, max_length=256, description="Command and arguments (exec form)"
     )
     entrypoint: list[str] | None = Field(default=None, max_length=64)
-    name: DockerName | None = Field(default=None, description="Container name (unique per host)")
+    name: DockerName | None = Field(default=None, description="Container name (unique per tenant)")
     env: dict[EnvName, str] = Field(
         default_factory=dict, description="Environment variables (values are never logged)"
     )
