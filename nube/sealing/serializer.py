@@ -26,7 +26,8 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 from kombu.exceptions import EncodeError
 from kombu.serialization import register as kombu_register
@@ -104,10 +105,27 @@ def _loads(raw: bytes) -> Any:
     """
     try:
         if b'"__type__"' not in raw and (b"\\u00" not in raw or not _MAYBE_TYPED.search(raw)):
-            return json.loads(raw.decode("utf-8"))
+            return _json_text(raw.decode("utf-8"))
         return json_loads(raw)
     except ValueError:
         raise MessageNotSealed(why="sealed body is not JSON") from None
+
+
+def _json_text(text: str) -> Any:
+    """``json.loads(text)``; for an object or array, json's scanner without the wrapper."""
+    if not text or text[0] not in "[{":
+        return json.loads(text)
+    try:
+        value, end = _scan_json(text, 0)
+    except StopIteration:
+        return json.loads(text)  # its error
+    if end != len(text) and text[end:].strip(_JSON_WHITESPACE):
+        return json.loads(text)  # its "Extra data" error
+    return value
+
+
+_scan_json: Callable[[str, int], tuple[Any, int]] = cast(Any, json.JSONDecoder()).scan_once
+_JSON_WHITESPACE = " \t\n\r"
 
 
 class SealedCodec:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import json
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -28,6 +29,7 @@ from nube.sealing.serializer import (
     TASK_CONTENT_TYPE,
     TASK_SERIALIZER,
     _dumps,
+    _json_text,
     _loads,
     register,
     unregister,
@@ -71,14 +73,30 @@ def test_loads_reads_what_kombu_reads(value: Any) -> None:
     assert _outcome(_loads, raw) == _outcome(kombu_loads, raw)
 
 
-def _outcome(read: Any, raw: bytes) -> object:
-    """What ``read`` returns, or the kind of error: kombu's ValueError is our refusal."""
+def _outcome(read: Any, raw: bytes | str) -> object:
+    """What ``read`` returns, or the kind of error: a ValueError is our refusal."""
     try:
         return read(raw)
     except (ValueError, MessageNotSealed):
         return "refused"
     except Exception as e:  # e.g. kombu's TypeError for {"__type__": [], "__value__": 1}
         return type(e)
+
+
+json_ish = st.text(st.sampled_from(list('{}[]":,1 \n\t\ra\\\ufeffe.-')), max_size=12)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    json_ish
+    | json_values.map(json.dumps)
+    | st.tuples(json_values, json_ish).map(lambda pair: json.dumps(pair[0]) + pair[1])
+)
+@example("")
+@example("[1] ")
+@example("{} {}")
+def test_json_text_reads_as_json_loads(text: str) -> None:
+    assert _outcome(_json_text, text) == _outcome(json.loads, text)
 
 
 @pytest.mark.parametrize(
