@@ -29,7 +29,9 @@ from tests.faults.test_message_path_faults import _container_creations
 from tests.faults.test_worker_and_redis_faults import records
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
-SLEEPER = {"image": "busybox:latest", "command": ["sleep", "1"]}
+#: A detached container: its create is keyed by the job id, so a second delivery of the job (a
+#: partitioned node's job restored by the reconciler's dead-holder sweep) makes no second one.
+DETACHED = {"image": "busybox:latest", "command": ["sleep", "1"], "detach": True}
 
 
 def need_mesh() -> None:
@@ -102,10 +104,33 @@ def all_terminal(mesh: Mesh, ids: list[str], timeout: float) -> dict[str, dict[s
         time.sleep(0.5)
 
 
+Report = Callable[[str], None]
+
+
+@pytest.fixture
+def report(pytestconfig: pytest.Config) -> Report:
+    """Write a line to the terminal even when output is captured (the counts on CI)."""
+    plugins = pytestconfig.pluginmanager
+    reporter, capture = plugins.get_plugin("terminalreporter"), plugins.get_plugin("capturemanager")
+
+    def say(line: str) -> None:
+        if reporter is None or capture is None:
+            print(line)
+            return
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(line)
+
+    return say
+
+
 def count(
-    jobs: dict[str, dict[str, Any]], creating: list[str], since: float, label: str
+    jobs: dict[str, dict[str, Any]],
+    creating: list[str],
+    since: float,
+    label: str,
+    say: Report = print,
 ) -> dict[str, Any]:
-    """Count like a queue checker and print it: accepted, terminal, lost (never ended),
+    """Count like a queue checker and report it: accepted, terminal, lost (never ended),
     duplicates (a container job that created more than one container)."""
     statuses = Counter(str(j.get("status", "missing")) for j in jobs.values())
     lost = sorted(i for i, j in jobs.items() if j.get("status") not in TERMINAL)
@@ -117,9 +142,9 @@ def count(
         "duplicates": len(duplicates),
         "statuses": dict(statuses),
     }
-    print(f"{label}: {counts}")
+    say(f"{label}: {counts}")
     for job_id in duplicates:
-        print(f"  duplicate effect of job {job_id}: {jobs[job_id].get('history')}")
+        say(f"  duplicate effect of job {job_id}: {jobs[job_id].get('history')}")
     return counts
 
 

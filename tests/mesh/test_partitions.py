@@ -27,8 +27,9 @@ from nube.tools.mesh import Mesh
 from tests.conftest import remove_docker_resources
 from tests.faults.test_worker_and_redis_faults import records
 from tests.mesh.conftest import (
-    SLEEPER,
+    DETACHED,
     TERMINAL,
+    Report,
     all_terminal,
     client_for,
     count,
@@ -78,7 +79,7 @@ def waiting_reason(api: NubeClient, job_id: str) -> str | None:
 
 
 def containers(n: int) -> list[tuple[str, str, dict[str, Any] | None]]:
-    return [("POST", "/v1/containers", SLEEPER)] * n
+    return [("POST", "/v1/containers", DETACHED)] * n
 
 
 def vm_infos(name: str, n: int) -> list[tuple[str, str, dict[str, Any] | None]]:
@@ -103,7 +104,9 @@ def test_each_service_runs_in_its_node(mesh: Mesh) -> None:
         pass
 
 
-def test_worker_node_cut_off_during_a_burst_then_healed(mesh: Mesh, api: NubeClient) -> None:
+def test_worker_node_cut_off_during_a_burst_then_healed(
+    mesh: Mesh, api: NubeClient, report: Report
+) -> None:
     """Row 28: while a worker node's link is down, the shared-queue jobs submitted meanwhile
     run on the other node; the jobs pinned to the cut node wait, saying that no live worker
     serves its queue, and run there once the link is back (as do the jobs the node held when
@@ -133,15 +136,19 @@ def test_worker_node_cut_off_during_a_burst_then_healed(mesh: Mesh, api: NubeCli
     partition = time.monotonic() - cut_at
     assert partition < LOST_SECONDS, f"the partition lasted {partition:.0f} s"
 
+    healed_at = time.monotonic()
     jobs = all_terminal(mesh, before + after + pinned, 120)
-    label = f"node {cut} cut {partition:.0f} s, {len(done_during)} jobs done on {other} meanwhile"
-    counts = count(jobs, before + after, since, label)
+    label = (
+        f"node {cut} cut {partition:.0f} s, {len(done_during)} jobs done on {other} meanwhile, "
+        f"all done {time.monotonic() - healed_at:.0f} s after the heal"
+    )
+    counts = count(jobs, before + after, since, label, report)
     assert counts["lost"] == 0 and counts["duplicates"] == 0
     assert counts["statuses"] == {"succeeded": len(jobs)}, counts
     assert {jobs[i]["node"] for i in pinned} == {cut}
 
 
-def test_agent_node_cut_off_the_api_keeps_accepting(mesh: Mesh) -> None:
+def test_agent_node_cut_off_the_api_keeps_accepting(mesh: Mesh, report: Report) -> None:
     """While the node of the agent (and of the first API) is cut off, the API on another node
     accepts every job; they wait in the ingress queue and all run once the node is back."""
     api = client_for(mesh, node="edge")
@@ -156,7 +163,7 @@ def test_agent_node_cut_off_the_api_keeps_accepting(mesh: Mesh) -> None:
         mesh.heal("ctl")
         partition = time.monotonic() - cut_at
         jobs = all_terminal(mesh, ids, 120)
-        counts = count(jobs, ids, since, f"agent's node cut {partition:.0f} s")
+        counts = count(jobs, ids, since, f"agent's node cut {partition:.0f} s", report)
         assert counts["lost"] == 0 and counts["duplicates"] == 0
         assert counts["statuses"] == {"succeeded": len(ids)}, counts
     finally:
@@ -164,7 +171,7 @@ def test_agent_node_cut_off_the_api_keeps_accepting(mesh: Mesh) -> None:
         remove_docker_resources(api.tenant)  # type: ignore[attr-defined]
 
 
-def test_worker_node_gone_for_good(mesh: Mesh, api: NubeClient) -> None:
+def test_worker_node_gone_for_good(mesh: Mesh, api: NubeClient, report: Report) -> None:
     """Row 30: a node killed for good. The jobs pinned to it fail ``node_lost`` once its workers
     have been silent for NUBE_NODE_LOST_SECONDS (and within a scan after that), naming the VM
     and the node; the node is listed lost with its VMs; a new job for its VM fails as soon as
@@ -204,6 +211,7 @@ def test_worker_node_gone_for_good(mesh: Mesh, api: NubeClient) -> None:
         since,
         f"node {dead} gone: pinned jobs failed after {ended_after:.0f} s "
         f"(NUBE_NODE_LOST_SECONDS={LOST_SECONDS}), a later one after {late_after:.0f} s",
+        report,
     )
     assert counts["lost"] == 0 and counts["duplicates"] == 0
     assert all(everything[i]["status"] == "succeeded" for i in shared)
