@@ -133,9 +133,6 @@ def _aad(alg: str, tail: str) -> str:
     return f'{{"alg":{_json_str(alg)},{tail}'
 
 
-_STD_TO_URL = bytes.maketrans(b"+/", b"-_")
-_URL_TO_STD = bytes.maketrans(b"-_+/=", b"+/!!!")
-"""base64url to standard; ``+ / =`` become ``!``, which strict decoding refuses."""
 _PAD = (b"", b"", b"==", b"=")
 _B64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 _CANONICAL_LAST: tuple[frozenset[int], ...] = (
@@ -148,7 +145,13 @@ _CANONICAL_LAST: tuple[frozenset[int], ...] = (
 
 
 def _b64e(raw: bytes) -> str:
-    return binascii.b2a_base64(raw, newline=False).translate(_STD_TO_URL).rstrip(b"=").decode()
+    return _b64e_bytes(raw).decode()
+
+
+def _b64e_bytes(raw: bytes) -> bytes:
+    # two replaces (memchr and memcpy) cost half of one bytes.translate
+    std = binascii.b2a_base64(raw, newline=False)
+    return std.replace(b"+", b"-").replace(b"/", b"_").rstrip(b"=")
 
 
 def _b64d(text: str) -> bytes:
@@ -157,8 +160,14 @@ def _b64d(text: str) -> bytes:
 
 
 def _b64d_bytes(data: bytes) -> bytes:
+    # Strict decoding refuses any character outside the standard alphabet; + and / are refused
+    # here (they are not base64url), and = anywhere is refused as padding in the wrong place or
+    # by the last-character check.
+    if b"+" in data or b"/" in data:
+        raise ValueError("not base64url")
     tail = len(data) % 4
-    raw = binascii.a2b_base64(data.translate(_URL_TO_STD) + _PAD[tail], strict_mode=True)
+    std = data.replace(b"-", b"+").replace(b"_", b"/") + _PAD[tail]
+    raw = binascii.a2b_base64(std, strict_mode=True)
     if data and data[-1] not in _CANONICAL_LAST[tail]:
         raise ValueError("non-canonical base64")
     return raw
@@ -212,7 +221,7 @@ class Sealer:
             ct = _b64e(key.cipher.encrypt(nonce, body, header.aad()))
             return _canonical({**header.as_dict(), "ct": ct})
         ct_bytes = key.cipher.encrypt(nonce, body, _ACTIVE_AAD_HEAD + tail)
-        ct_text = binascii.b2a_base64(ct_bytes, newline=False).translate(_STD_TO_URL).rstrip(b"=")
+        ct_text = _b64e_bytes(ct_bytes)
         return b"".join((_ACTIVE_ENVELOPE_HEAD, ct_text, b'",', tail))
 
     def open(self, data: bytes | str) -> Opened:
