@@ -27,7 +27,7 @@ from celery.signals import worker_ready, worker_shutdown
 
 from nube.catalog import CATALOG
 from nube.errors import NubeError
-from nube.jobs import Job, JobStore
+from nube.jobs import Job, JobStatus, JobStore
 from nube.placement import Placements
 from nube.registry import Registry
 from nube.settings import Settings
@@ -49,7 +49,7 @@ class NodeLost(NubeError):
     title = "Node lost"
     template = (
         "{what} is on node '{node}', which is unreachable: none of its workers has "
-        "heartbeated for {silent} s (NUBE_NODE_LOST_SECONDS={limit}); the job was not run"
+        "heartbeated for {silent} s (NUBE_NODE_LOST_SECONDS={limit}); {outcome}"
     )
 
 
@@ -140,7 +140,12 @@ class NodeWatch(threading.Thread):
     def _fail(self, job: Job, node: str, silent: int) -> bool:
         kind = KINDS.get(job.operation.split(".")[0], "the resource")
         what = f"{kind} '{job.target}'" if job.target else f"the target of {job.operation}"
-        error = NodeLost(what=what, node=node, silent=silent, limit=self.limit, target=job.target)
+        outcome = (
+            "the job did not run"
+            if job.status == JobStatus.QUEUED
+            else "the job was running there: its outcome is unknown"
+        )
+        error = NodeLost(what=what, node=node, silent=silent, limit=self.limit, outcome=outcome)
         done = self.jobs.fail(job.id, error.to_dict()) is not None
         if done:
             log.warning("job %s failed: node %s lost", job.id, node)

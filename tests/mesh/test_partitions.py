@@ -42,6 +42,8 @@ from tests.mesh.conftest import (
 #: NUBE_NODE_LOST_SECONDS in this mesh: longer than the partitions the tests heal.
 LOST_SECONDS = 30
 WORKER_NODES = ("n1", "n2")
+#: A container run that waits for its container (not detached), for longer than a delivery.
+LONG_RUN = {"image": "busybox:latest", "command": ["sleep", "8"]}
 
 
 @pytest.fixture(scope="module")
@@ -169,6 +171,28 @@ def test_agent_node_cut_off_the_api_keeps_accepting(mesh: Mesh, report: Report) 
     finally:
         mesh.heal("ctl")
         remove_docker_resources(api.tenant)  # type: ignore[attr-defined]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known not to hold yet: a cut node's delivery goes back to its queue after the "
+    "reconciler's dead-holder sweep (~15 s) and runs again elsewhere, while the cut node, which "
+    "still reaches Docker through its socket, runs its copy too; a container run that waits for "
+    "its container (detach: false) is not keyed by the job id, so it makes two containers",
+)
+def test_long_partition_of_a_node_running_a_job(
+    mesh: Mesh, api: NubeClient, report: Report
+) -> None:
+    """A node cut for longer than the dead-holder detection while it runs a container run."""
+    since = time.time()
+    job_id = api.submit("POST", "/v1/containers", {**LONG_RUN})["id"]
+    running = wait_until(lambda: records(mesh, [job_id])[job_id].get("node"), 30, "the run")
+    mesh.cut(running)
+    time.sleep(25)
+    mesh.heal(running)
+    jobs = all_terminal(mesh, [job_id], 90)
+    counts = count(jobs, [job_id], since, f"node {running} cut 25 s while running a job", report)
+    assert counts["lost"] == 0 and counts["duplicates"] == 0, counts
 
 
 def test_worker_node_gone_for_good(mesh: Mesh, api: NubeClient, report: Report) -> None:
