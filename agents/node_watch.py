@@ -2,13 +2,14 @@
 ``NUBE_NODE_LOST_SECONDS``, and fails the jobs pinned to it.
 
 Workers heartbeat into the registry (:mod:`nube.registry`, a key with a TTL per instance). The
-watch copies the newest heartbeat of each node into :data:`LAST_SEEN`, so a node stays known after
-its keys expired (and across agent restarts). A node not heard from for longer than the setting is
-lost: it is listed in :data:`LOST` with the VMs placed on it, and every job waiting on, or running
+watch copies the newest heartbeat of each node into ``nube.nodes.LAST_SEEN``, so a node stays
+known after its keys expired (and across agent restarts). A node not heard from for longer than
+the setting is lost: it is listed in ``nube.nodes.LOST`` (read with
+:func:`nube.nodes.lost_nodes`) with the VMs placed on it, and every job waiting on, or running
 from, one of its pinned queues (``<service>.<node>``) fails ``node_lost``, within one scan. A
 partition shorter than the setting only delays those jobs: they wait in their queue (the API says
-no live worker serves it) and run when the node is back. A node that heartbeats again leaves
-:data:`LOST`; a job already failed stays failed, and its message, if the node still holds it, is
+no live worker serves it) and run when the node is back. A node that heartbeats again leaves the
+lost list; a job already failed stays failed, and its message, if the node still holds it, is
 skipped by the worker (terminal jobs are never run).
 
 Jobs on shared queues are left alone: any other node may take them.
@@ -28,16 +29,13 @@ from celery.signals import worker_ready, worker_shutdown
 from nube.catalog import CATALOG
 from nube.errors import NubeError
 from nube.jobs import Job, JobStatus, JobStore
+from nube.nodes import LAST_SEEN, LOST, lost_nodes
 from nube.placement import Placements
 from nube.registry import Registry
 from nube.settings import Settings
 
 log = logging.getLogger(__name__)
 
-LAST_SEEN = "nube:nodes:last-seen"
-"""Hash: node → the newest heartbeat time (epoch seconds) of any of its workers."""
-LOST = "nube:nodes:lost"
-"""Hash: lost node → JSON ``{"last_seen", "declared_at", "vms": [{"tenant", "name"}]}``."""
 LOCK = "nube:node-watch"
 #: How an error names the target of a pinned job, by service.
 KINDS = {"vms": "VM", "containers": "container"}
@@ -57,11 +55,6 @@ def pinned_node(job: Job) -> str | None:
     """The node whose own queue (``<service>.<node>``) the job was routed to, if any."""
     service, dot, node = job.queue.partition(".")
     return node if dot and service in CATALOG.services() else None
-
-
-def lost_nodes(client: redis.Redis) -> dict[str, dict[str, Any]]:
-    """The nodes declared lost, each with when it was last heard of and the VMs placed on it."""
-    return {str(node): json.loads(raw) for node, raw in client.hgetall(LOST).items()}
 
 
 class NodeWatch(threading.Thread):

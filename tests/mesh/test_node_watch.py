@@ -9,8 +9,9 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from agents.node_watch import LAST_SEEN, NodeWatch, lost_nodes
+from agents.node_watch import NodeWatch
 from nube.jobs import Job, JobStatus, JobStore, now_iso
+from nube.nodes import LAST_SEEN, lost_nodes
 from nube.placement import Placements
 from nube.registry import PREFIX, Registry, ServiceInstance
 from nube.tools.devstack import Stack

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from agents.node_watch import lost_nodes
+from nube.nodes import lost_nodes
 from nube.registry import Registry
 from nube.tools.client import NubeClient
 from nube.tools.mesh import Mesh
