@@ -12,7 +12,7 @@ APT_PACKAGES=(
   redis-server docker.io busybox-static docker-compose docker-registry
   libvirt-daemon-system libvirt-clients libvirt-dev pkg-config qemu-system-x86 qemu-utils
   dnsmasq-base iptables iproute2 debootstrap ca-certificates curl python3-venv python3-dev gcc
-  chromium chromium-driver tmux rabbitmq-server
+  chromium chromium-driver tmux rabbitmq-server prometheus
 )
 VENV=${NUBE_VENV:-.venv}
 PY=${PYTHON:-python3}
