@@ -152,13 +152,13 @@ def test_worker_node_cut_off_during_a_burst_then_healed(
 
 def test_agent_node_cut_off_the_api_keeps_accepting(mesh: Mesh, report: Report) -> None:
     """While the node of the agent (and of the first API) is cut off, the API on another node
-    accepts every job; they wait in the ingress queue and all run once the node is back."""
+    accepts every job (12); they wait in the ingress queue and all run once the node is back."""
     api = client_for(mesh, node="edge")
     try:
         since = time.time()
         mesh.cut("ctl")
         cut_at = time.monotonic()
-        ids = submit_all(api, containers(20))
+        ids = submit_all(api, containers(12))
         waiting = wait_until(partial(waiting_reason, api, ids[-1]), 30, "a waiting reason")
         assert "nube.ingress" in waiting, waiting
         assert {j["status"] for j in records(mesh, ids).values()} == {"queued"}
