@@ -149,7 +149,12 @@ def count(
 
 
 def remove_vm(mesh: Mesh, name: str) -> None:
-    if mesh.libvirt_uri.startswith("qemu") and shutil.which("virsh"):
-        subprocess.run(
-            ["virsh", "-c", mesh.libvirt_uri, "undefine", name], capture_output=True, timeout=30
-        )
+    """Undefine the VM ``name`` (its domain is ``<tenant prefix>-<name>``) with virsh: its
+    node may be gone."""
+    if not mesh.libvirt_uri.startswith("qemu") or not shutil.which("virsh"):
+        return
+    virsh = ["virsh", "-c", mesh.libvirt_uri]
+    listed = subprocess.run([*virsh, "list", "--all", "--name"], capture_output=True, text=True)
+    for domain in listed.stdout.split():
+        if domain == name or domain.endswith(f"-{name}"):
+            subprocess.run([*virsh, "undefine", domain], capture_output=True, timeout=30)
