@@ -89,6 +89,7 @@ class Job(BaseModel):
     finished_at: str | None = None
     attempts: int = 0
     node: str | None = None
+    trace_id: str | None = None  # the job's trace (nube.observability.tracing), when traced
     progress: dict[str, Any] | None = None
     result: Any = None
     error: JobError | None = None
