@@ -13,6 +13,7 @@ from typing import Any
 from api.services import Services
 from nube.catalog import Operation
 from nube.jobs import Job, body_fingerprint, new_job_id, now_iso
+from nube.observability.tracing import active_trace_id
 from nube.publish import publish_request
 from nube.summary import target_of
 from nube.tokens import TokenInfo
@@ -34,6 +35,7 @@ def submit(
         queue=op.queue,
         target=target_of(op.name, params),
         submitted_at=now_iso(),
+        trace_id=active_trace_id(),
     )
     request = request_of(job, params, token)
     svc.jobs.create(job, request)

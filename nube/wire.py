@@ -15,9 +15,12 @@ a malformed message is refused naming the field (:func:`field_error`), never a v
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from nube.observability.tracing import current_traceparent
 
 
 class WireModel(BaseModel):
@@ -60,6 +63,11 @@ class RelayRequest(WireModel):
     admin: bool = False
     """Whether that token is an admin's (the policy's ``admin_bypass``; routing to another
     tenant's VM)."""
+    traceparent: str | None = Field(default_factory=current_traceparent)
+    """The W3C trace context of the span that made the request (the API's request), so that the
+    agent continues the job's trace; None when nothing is traced."""
+    sent_at: float = Field(default_factory=time.time)
+    """When it was made (Unix time): the agent measures the wait in ``nube.ingress``."""
 
 
 class JobMeta(WireModel):
@@ -70,6 +78,10 @@ class JobMeta(WireModel):
     admin: bool = False
     hardening: Hardening = Field(default_factory=Hardening)
     """What the policy requires of a container create (empty for every other operation)."""
+    traceparent: str | None = Field(default_factory=current_traceparent)
+    """The W3C trace context of the agent's relay span (the worker continues the trace)."""
+    sent_at: float = Field(default_factory=time.time)
+    """When the agent made it (Unix time): the worker measures the wait in its queue."""
 
 
 def field_error(e: ValidationError) -> str:

@@ -163,7 +163,7 @@ def test_an_operation_carries_its_job_meta_and_binds_to_its_tenant() -> None:
     assert sent["task_id"] == "j1" and sent["queue"] == "containers"
     assert sent["kwargs"]["params"] == REQUEST.params
     meta = JobMeta.model_validate(through_json(sent["kwargs"]["job"]))
-    assert meta == JobMeta(tenant="acme", admin=True, hardening=HARDENED)
+    assert meta == JobMeta(tenant="acme", admin=True, hardening=HARDENED, sent_at=meta.sent_at)
     assert sent["headers"][PUBLISH_HEADER]["target"] == "busybox"
     # the binding the sealed serializer seals: from the header, else from kwargs["job"]
     headers = {"task": "containers.run", "id": "j1"}
