@@ -95,6 +95,7 @@ class Job(BaseModel):
     error: JobError | None = None
     history: list[JobEvent] = Field(default_factory=list)
     seq: int = 0
+    """The job's place in its tenant's index (the score there; records keep 0)."""
     #: SHA-1 of the record as last read or written by this process: what a transition from this
     #: copy expects to replace (:meth:`JobStore.mutate`). Not part of the job.
     _digest: str | None = PrivateAttr(default=None)
@@ -138,6 +139,17 @@ return 1
 """
 
 
+#: A new job in one round trip: its number (the tenant index's score), the record, the index
+#: entry and, when given, the kept relay request. Returns the number.
+_CREATE = """
+local seq = redis.call('INCR', KEYS[1])
+redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
+redis.call('ZADD', KEYS[3], seq, ARGV[3])
+if ARGV[4] ~= '' then redis.call('SET', KEYS[4], ARGV[4], 'EX', ARGV[2]) end
+return seq
+"""
+
+
 def _sha1(raw: str | bytes) -> str:
     return hashlib.sha1(raw.encode() if isinstance(raw, str) else raw).hexdigest()
 
@@ -157,6 +169,7 @@ class JobStore:
         self.redis = client
         self.sealer = sealer
         self._transition = client.register_script(_TRANSITION)
+        self._create = client.register_script(_CREATE)
 
     def _dump(self, job: Job) -> str:
         if self.sealer is None or (job.result is None and job.error is None):
@@ -216,16 +229,21 @@ class JobStore:
     # --- create and read ----------------------------------------------------------------------
     def create(self, job: Job, request: RelayRequest | None = None) -> Job:
         """Store a new queued job and index it for its tenant (newest first by ``seq``); with
-        ``request``, keep it too (:meth:`keep_request`), in the same round trip."""
-        job.seq = int(self.redis.incr("nube:job-seq"))
+        ``request``, keep it too (:meth:`keep_request`). One round trip."""
         job.history = [JobEvent(event="queued", at=job.submitted_at)]
         dumped = self._dump(job)
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.set(self.key(job.id), dumped, ex=JOB_TTL)
-        pipe.zadd(self.index(job.tenant), {job.id: job.seq})
-        if request is not None:
-            pipe.set(self.request_key(job.id), self._sealed_request(job, request), ex=JOB_TTL)
-        pipe.execute()
+        kept = self._sealed_request(job, request) if request is not None else ""
+        job.seq = int(
+            self._create(
+                keys=[
+                    "nube:job-seq",
+                    self.key(job.id),
+                    self.index(job.tenant),
+                    self.request_key(job.id),
+                ],
+                args=[dumped, JOB_TTL, job.id, kept],
+            )
+        )
         job._digest = _sha1(dumped)
         return job
 
@@ -302,19 +320,21 @@ class JobStore:
     def _scan_index(self, tenant: str, cursor: int | None) -> Iterator[Job]:
         top: str = f"({cursor}" if cursor else "+inf"
         while True:
-            ids: list[str] = self.redis.zrevrangebyscore(  # type: ignore[assignment]
-                self.index(tenant), top, "-inf", start=0, num=100
+            entries: list[tuple[str, float]] = self.redis.zrevrangebyscore(  # type: ignore[assignment]
+                self.index(tenant), top, "-inf", start=0, num=100, withscores=True
             )
-            if not ids:
+            if not entries:
                 return
-            raws = self.redis.mget([self.key(i) for i in ids])
-            for job_id, raw in zip(ids, raws, strict=True):
+            raws = self.redis.mget([self.key(job_id) for job_id, _ in entries])
+            for (job_id, score), raw in zip(entries, raws, strict=True):
                 if raw is None:
                     self.redis.zrem(self.index(tenant), job_id)  # expired record
                     continue
-                yield self._load(raw)
-            top = f"({self.redis.zscore(self.index(tenant), ids[-1]) or 0}"
-            if len(ids) < 100:
+                job = self._load(raw)
+                job.seq = int(score)
+                yield job
+            top = f"({int(entries[-1][1])}"
+            if len(entries) < 100:
                 return
 
     # --- transitions --------------------------------------------------------------------------
