@@ -12,10 +12,11 @@ A container made by a process that was killed died with it (the fake keeps conta
 memory), so its job legitimately makes another when it is delivered again: effects are counted
 per job among processes never killed, and a job with two of those is a twin (a duplicate).
 
-A cold-killed worker's delivered, unacknowledged messages wait in Redis' ``unacked`` hash for the
-visibility timeout (an hour). Once nothing moves, the test fast-forwards that clock (kombu's own
-``restore_by_tag``, as in #3 and #8) for whatever is still held there and says how many jobs
-needed it; the agent's dead-holder sweep, where present, returns them sooner by itself.
+A cold-killed worker's delivered, unacknowledged messages wait in Redis' ``unacked`` hash; the
+agent's reconciler (every 5 s here) hands back those no live service holds and relays again a job
+whose messages are nowhere. Should anything still be held once nothing moves, the test
+fast-forwards the visibility timeout (kombu's own ``restore_by_tag``, as in #3 and #8) and says
+how many messages needed it.
 """
 
 from __future__ import annotations
@@ -43,12 +44,14 @@ from tests.faults.test_worker_and_redis_faults import (
     records,
     wait_for,
     wait_terminal,
+    whereabouts,
 )
 from tests.redis_replies import each
 from workers.drivers.fake.effects import EFFECTS_ENV, read_effects
 
 N = int(os.environ.get("NUBE_TEST_BURST", "10000"))
 DRAIN_SECONDS = 1800  # after the submissions, at most
+QUIET = 45  # seconds without a change that end a wait (the reconciler runs every 5 s)
 EFFECTS = "test:effects"
 CREATE = {"image": "busybox:latest"}
 
@@ -138,7 +141,7 @@ def count(jobs: dict[str, dict[str, Any]], made: dict[str, list[int]], killed: s
 def test_burst_with_random_worker_kills(tmp_path: Path) -> None:
     seed = int(os.environ.get("NUBE_TEST_SEED") or time.time())
     env = {"NUBE_CONTAINER_DRIVER": "fake", EFFECTS_ENV: EFFECTS}
-    with private_stack(tmp_path) as stack:
+    with private_stack(tmp_path, NUBE_RECONCILE_SECONDS="5") as stack:
         stack.start_agent()
         stack.start_worker("containers", "worker-a", concurrency=2, **env)
         killer = Killer(stack, seed, env)
@@ -163,14 +166,15 @@ def test_burst_with_random_worker_kills(tmp_path: Path) -> None:
         killer.done.set()
         killer.join(30)
         wait_for(lambda: "worker-b" in stack.procs, 10, "worker b restarted")
-        wait_terminal(stack, ids, max(60, deadline - time.monotonic()), quiet=20)
+        # quiet long enough for the reconciler (two scans, a record unchanged for two periods)
+        wait_terminal(stack, ids, max(60, deadline - time.monotonic()), quiet=QUIET)
         drained = time.monotonic() - t0
 
         held = each(r.zrange("unacked_index", 0, -1), str)
         restored = len(held)
         if held:
             expire_visibility(stack, held)
-            wait_terminal(stack, ids, 60, quiet=10)
+            wait_terminal(stack, ids, 120, quiet=QUIET)
         total = time.monotonic() - t0
 
         result = count(records(stack, ids), read_effects(r, EFFECTS), killer.killed_pids)
@@ -187,7 +191,7 @@ def test_burst_with_random_worker_kills(tmp_path: Path) -> None:
             f"made again after a kill {result['made_again_after_kill']}  {result['statuses']}"
         )
         assert killer.kills >= 3, "worker b was killed during the burst"
-        assert result["lost"] == [], result["lost"][:5]
+        assert result["lost"] == [], [whereabouts(stack, i) for i in result["lost"][:5]]
         assert result["terminal"] == result["accepted"] == N
         assert result["unexpected"] == [], result["unexpected"][:5]
         assert result["finished_twice"] == 0
