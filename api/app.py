@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Flask
 
-from api import audit, console, docs, health, jobs, operations, problems, tokens
+from api import audit, console, docs, health, jobs, metrics, operations, problems, tokens
 from api.services import Services
 from nube.bootstrap import bootstrap
 from nube.registry import Registry
@@ -29,7 +29,7 @@ def create_app(
         app.config.update(test_config)
     with exit_on_bad_setting():
         process = bootstrap(settings, "api")
-    app.extensions["nube"] = Services(
+    app.extensions["nube"] = svc = Services(
         settings=settings,
         redis=process.redis,
         jobs=process.jobs,
@@ -39,6 +39,7 @@ def create_app(
         audit=process.security.audit,
     )
     problems.register(app)
+    metrics.register(app, svc)  # request ids, spans, metrics; GET /metrics
     register_routes(app)
     app.register_blueprint(console.bp)  # the web console (/console): a page, not part of the API
     return app
