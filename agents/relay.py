@@ -16,6 +16,7 @@ from typing import Any
 from celery import Celery
 from pydantic import ValidationError
 
+from agents.metrics import observed
 from agents.middleware import Chain, Middleware, RelayMessage
 from agents.policy import Counts, Policy
 from nube.audit.log import AuditEvent, AuditLog, Decision
@@ -142,8 +143,8 @@ def default_middlewares(
     """Audit, validate, log, policy, route; passive mode (debugging) skips the policy."""
     route = Route(placements)
     if security.sealer.mode is Mode.PASSIVE:
-        return [Audit(security.audit), Validate(), Log(), route]
-    return [Audit(security.audit), Validate(), Log(), PolicyCheck(policy, counts), route]
+        return observed([Audit(security.audit), Validate(), Log(), route])
+    return observed([Audit(security.audit), Validate(), Log(), PolicyCheck(policy, counts), route])
 
 
 class Relay:

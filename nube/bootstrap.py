@@ -7,6 +7,7 @@ a worker's Celery hostname and its entry in the registry).
 
 from __future__ import annotations
 
+import os
 import uuid
 from dataclasses import dataclass
 
@@ -15,6 +16,8 @@ from celery import Celery
 
 from nube.broker import make_celery
 from nube.jobs import JobStore
+from nube.observability import logs, metrics, tasks, tracing
+from nube.observability.instrument import instrument_security
 from nube.redis_client import connect
 from nube.sealing.setup import RecordSealer, Security, load_security, secure_app
 from nube.settings import Settings
@@ -35,16 +38,30 @@ class Process:
 
 
 def bootstrap(settings: Settings, role: str) -> Process:
-    """Connect to Redis, load the keyring and audit log, make the Celery app and seal it.
+    """Set up logging and tracing, connect to Redis, load the keyring and audit log, make the
+    Celery app and seal it; count, time and trace its messages (:mod:`nube.observability`).
 
     ``role`` is ``api``, ``agent``, ``containers``, ``vms`` or ``flower``. A missing or bad
     setting raises ``SettingsError`` naming the variable, before any message is sent.
     """
+    logs.configure(role, settings.node, settings.log_level)
+    tracing.setup(role)
     client = connect(settings)
     security = load_security(settings, client)
+    instrument_security(security.sealer, security.audit)
+    tasks.install(role)
+    _serve_metrics(role)
     jobs = JobStore(client, RecordSealer(security.sealer))
     app = make_celery(settings, f"nube-{role}")
     secure_app(app, security, jobs)
     name = f"{role}.{uuid.uuid4().hex[:8]}@{settings.node}"
     app.conf.nube_instance_name = name
     return Process(name, client, security, jobs, app)
+
+
+def _serve_metrics(role: str) -> None:
+    """An agent's or worker's ``/metrics`` on ``NUBE_METRICS_PORT`` (the API serves its own),
+    on ``NUBE_METRICS_ADDRESS`` (default 127.0.0.1)."""
+    port = os.environ.get(metrics.PORT_VARIABLE)
+    if port and role not in ("api", "flower"):
+        metrics.serve(int(port), os.environ.get("NUBE_METRICS_ADDRESS", "127.0.0.1"))

@@ -15,6 +15,7 @@ from nube.errors import NubeError
 from nube.registry import ServiceInstance, heartbeat_while_serving
 from nube.sealing.celery_hooks import verify_request
 from nube.settings import Settings
+from workers.metrics import instrument
 from workers.runner import Runtime
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,7 @@ def create_worker_app(settings: Settings, service: str) -> Celery:
     """The Celery app of a worker that serves ``service`` (``containers`` or ``vms``)."""
     process = bootstrap(settings, service)
     runtime = Runtime(settings=settings, jobs=process.jobs)
+    instrument(runtime)  # driver calls as spans (workers.metrics)
     for op in CATALOG:
         if op.service == service:
             register_operation(process.celery, op, runtime)

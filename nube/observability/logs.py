@@ -100,17 +100,28 @@ def handler(service: str, node: str, fmt: str | None = None) -> logging.Handler:
 def configure(service: str, node: str, level: str | int = "INFO", fmt: str | None = None) -> None:
     """Replace the root logger's handlers with nube's; Celery keeps them (it sees a receiver of
     its ``setup_logging`` signal and configures nothing)."""
-    from celery.signals import setup_logging
+    from celery.signals import celeryd_after_setup, setup_logging
 
     root = logging.getLogger()
     # drop basicConfig's handler and any of ours, keep others (a test runner's capture)
     kept = [h for h in root.handlers if type(h) is not logging.StreamHandler]
     root.handlers = [*kept, handler(service, node, fmt)]
     root.setLevel(level)
+    logging.captureWarnings(True)  # Python warnings (Celery's SecurityWarning) as records
     for name in ("celery", "celery.task", "celery.redirected"):
         logging.getLogger(name).handlers = []
     setup_logging.connect(_keep_ours, weak=False)
+    if (fmt or log_format()) == "json":
+        celeryd_after_setup.connect(_no_banner, weak=False)
 
 
 def _keep_ours(**_: Any) -> None:
     """Celery's ``setup_logging``: nube configured logging already."""
+
+
+
+def _no_banner(instance: Any = None, **_: Any) -> None:
+    """A worker writing JSON lines prints no banner (``celery worker --quiet``); Celery still
+    prints its shutdown notices (``worker: Warm shutdown ...``) as plain lines."""
+    if instance is not None:
+        instance.quiet = True

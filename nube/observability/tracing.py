@@ -9,7 +9,7 @@ Spans are exported when something is configured, else tracing costs next to noth
 no-op tracer):
 
 - ``OTEL_EXPORTER_OTLP_ENDPOINT`` — OTLP over HTTP (the SDK's own variables apply);
-- ``NUBE_TRACE_FILE`` — each span as one JSON line appended to that file (tests, debugging).
+- ``NUBE_TRACE_PATH`` — each span as one JSON line appended to that file (tests, debugging).
 
 Each process calls :func:`setup` once (from :func:`nube.bootstrap.bootstrap`); a prefork child
 sets up its own provider after the fork (:func:`setup_after_fork`).
@@ -37,7 +37,7 @@ from opentelemetry.sdk.trace.export import (
 from opentelemetry.trace import Span, SpanContext, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-TRACE_FILE_VARIABLE = "NUBE_TRACE_FILE"
+TRACE_FILE_VARIABLE = "NUBE_TRACE_PATH"
 OTLP_VARIABLE = "OTEL_EXPORTER_OTLP_ENDPOINT"
 _PROPAGATOR = TraceContextTextMapPropagator()
 _state: dict[str, Any] = {"provider": None, "service": None, "pid": 0}

@@ -71,6 +71,10 @@ class Stack:
     extra_env: dict[str, str] = field(default_factory=dict)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     commands: dict[str, tuple[list[str], dict[str, str]]] = field(default_factory=dict)
+    metrics: bool = False
+    """Each agent and worker serves ``/metrics`` on a port of its own (:attr:`metrics_ports`)."""
+    metrics_ports: dict[str, int] = field(default_factory=dict)
+    prometheus_port: int = 0
 
     @property
     def redis_url(self) -> str:
@@ -162,13 +166,53 @@ class Stack:
         _wait_until(lambda: self.redis().ping(), 20, "redis")
 
     def start_agent(self, name: str = "agent") -> subprocess.Popen[bytes]:
-        return self.spawn(name, [PY, "-m", "agents"])
+        return self.spawn(name, [PY, "-m", "agents"], **self._metrics_env(name))
 
     def start_worker(
         self, service: str, name: str | None = None, concurrency: int = 2, **env: str
     ) -> subprocess.Popen[bytes]:
         argv = [PY, "-m", "workers", service, "--concurrency", str(concurrency)]
-        return self.spawn(name or f"worker-{service}", argv, **env)
+        name = name or f"worker-{service}"
+        return self.spawn(name, argv, **self._metrics_env(name), **env)
+
+    def _metrics_env(self, name: str) -> dict[str, str]:
+        """``NUBE_METRICS_PORT`` for service ``name`` when the stack serves metrics."""
+        if not self.metrics:
+            return {}
+        port = self.metrics_ports.setdefault(name, free_port())
+        return {"NUBE_METRICS_PORT": str(port)}
+
+    def prometheus_config(self, interval: str = "5s") -> str:
+        """A scrape configuration for the API and every agent and worker started so far, with
+        nube's alert rules (``nube/observability/alerts.yml``)."""
+        targets = [f"127.0.0.1:{port}" for port in self.metrics_ports.values()]
+        config = {
+            "global": {"scrape_interval": interval, "evaluation_interval": interval},
+            "rule_files": [str(ROOT / "nube" / "observability" / "alerts.yml")],
+            "scrape_configs": [
+                {"job_name": "nube-api", "static_configs": [{"targets": [self.api_url[7:]]}]},
+                {"job_name": "nube-services", "static_configs": [{"targets": targets}]},
+            ],
+        }
+        return json.dumps(config, indent=2) + "\n"  # JSON is YAML
+
+    def start_prometheus(self, port: int = 0, interval: str = "5s") -> str:
+        """Debian's ``prometheus`` scraping the stack; its URL."""
+        self.prometheus_port = port or free_port()
+        config = self.workdir / "prometheus.yml"
+        config.write_text(self.prometheus_config(interval))
+        url = f"http://127.0.0.1:{self.prometheus_port}"
+        self.spawn(
+            "prometheus",
+            [
+                "prometheus",
+                f"--config.file={config}",
+                f"--storage.tsdb.path={self.workdir / 'prometheus-data'}",
+                f"--web.listen-address=127.0.0.1:{self.prometheus_port}",
+            ],
+        )
+        _wait_until(lambda: requests.get(url + "/-/ready", timeout=2).ok, 30, "prometheus")
+        return url
 
     def start_api(self) -> None:
         self.spawn(
