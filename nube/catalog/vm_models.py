@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints, model_validator
 
-from nube.catalog import Params
+from nube.catalog import PAYLOAD_LIMIT, Params
 from nube.catalog.validators import LibvirtName
 
 #: A MAC address, colon-separated hex pairs (``52:54:00:12:34:56``).
@@ -31,6 +31,31 @@ MemoryMiB = Annotated[int, Field(ge=16, le=1 << 20)]
 CapacityMiB = Annotated[int, Field(ge=1, le=1 << 24)]
 
 VolumeFormat = Literal["qcow2", "raw"]
+DomainType = Literal["kvm", "qemu"]
+
+#: A disk's target device on the virtio bus (``vda`` ... ``vdz``).
+DiskTarget = Annotated[str, StringConstraints(pattern=r"^vd[a-z]$")]
+
+#: A kernel command line: printable ASCII without markup characters.
+KernelCmdline = Annotated[
+    str, StringConstraints(pattern=r"^[A-Za-z0-9 _.,:;=/@+%-]*$", max_length=1024)
+]
+
+#: An SSH public key line (type, base64 key, optional comment), one line.
+SshPublicKey = Annotated[
+    str,
+    StringConstraints(
+        pattern=r"^(?:ssh-(?:rsa|ed25519|dss)|ecdsa-sha2-nistp(?:256|384|521)|sk-[a-z0-9@.-]+)"
+        r" [A-Za-z0-9+/]+={0,3}(?: [^\n\r]{0,200})?$",
+        max_length=8192,
+    ),
+]
+
+#: The largest cloud-init seed (user data, meta data and network config together), in bytes.
+CLOUD_INIT_LIMIT = 64 * 1024
+
+#: A SHA-256 digest in hex.
+Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 BootDevice = Literal["hd", "cdrom", "network"]
 DomainFilter = Literal[
     "all", "active", "inactive", "persistent", "transient", "running", "paused", "shutoff"
@@ -82,6 +107,35 @@ class VmInterface(Params):
     mac: MacAddress | None = Field(default=None, description="MAC address (default: generated)")
 
 
+class VmVolume(Params):
+    """A volume of a storage pool (a kernel, an initrd)."""
+
+    pool: LibvirtName
+    volume: LibvirtName
+
+
+class VmCloudInit(Params):
+    """cloud-init NoCloud data: a seed ISO (label ``cidata``) attached as a CD-ROM and removed
+    with the VM. Together at most ``CLOUD_INIT_LIMIT`` bytes; never logged."""
+
+    user_data: str | None = Field(default=None, description="user-data (#cloud-config or #!...)")
+    meta_data: str | None = Field(
+        default=None, description="meta-data YAML (default: instance-id and local-hostname)"
+    )
+    network_config: str | None = Field(default=None, description="network-config YAML (v1/v2)")
+    ssh_authorized_keys: list[SshPublicKey] = Field(default_factory=list, max_length=32)
+
+    @model_validator(mode="after")
+    def _check(self) -> VmCloudInit:
+        texts = [self.user_data, self.meta_data, self.network_config, *self.ssh_authorized_keys]
+        size = sum(len(t.encode()) for t in texts if t)
+        if size > CLOUD_INIT_LIMIT:
+            raise ValueError(f"cloud-init data is {size} bytes, over {CLOUD_INIT_LIMIT}")
+        if any("\0" in t for t in texts if t):
+            raise ValueError("cloud-init data must not contain NUL characters")
+        return self
+
+
 def _boot_default() -> list[BootDevice]:
     return ["hd"]
 
@@ -96,7 +150,23 @@ class VmDefine(Params):
     cdrom: VmCdrom | None = None
     interfaces: list[VmInterface] = Field(default_factory=list, max_length=8)
     boot: list[BootDevice] = Field(default_factory=_boot_default, min_length=1, max_length=3)
-    serial_console: bool = Field(default=True, description="A serial port with a pty console")
+    serial_console: bool = Field(
+        default=True, description="A serial port with a pty console, its output logged"
+    )
+    kernel: VmVolume | None = Field(default=None, description="Direct kernel boot: the kernel")
+    initrd: VmVolume | None = Field(default=None, description="Direct kernel boot: the initrd")
+    cmdline: KernelCmdline | None = Field(default=None, description="Kernel command line")
+    cloud_init: VmCloudInit | None = Field(default=None, description="NoCloud seed ISO")
+    vnc: bool = Field(default=False, description="A VNC display on 127.0.0.1 with a password")
+    max_memory_mib: MemoryMiB | None = Field(
+        default=None, description="Memory a running VM may grow to (default: memory_mib)"
+    )
+    max_vcpus: int | None = Field(
+        default=None, ge=1, le=256, description="vCPUs a running VM may grow to (default: vcpus)"
+    )
+    domain_type: DomainType | None = Field(
+        default=None, description="kvm or qemu (emulation); default: kvm when the host has it"
+    )
     persistent: bool = Field(default=True, description="Define (true) or create transient")
     start: bool = Field(default=False, description="Start a persistent domain once defined")
     autostart: bool = Field(default=False, description="Start with the host (persistent only)")
@@ -110,6 +180,14 @@ class VmDefine(Params):
         macs = [i.mac.lower() for i in self.interfaces if i.mac]
         if len(set(macs)) != len(macs):
             raise ValueError("interface MAC addresses must differ")
+        if (self.initrd or self.cmdline) and not self.kernel:
+            raise ValueError("'initrd' and 'cmdline' need a 'kernel'")
+        if self.cloud_init and self.cdrom:
+            raise ValueError("the cloud-init seed is the CD-ROM: give 'cdrom' or 'cloud_init'")
+        if self.max_memory_mib is not None and self.max_memory_mib < self.memory_mib:
+            raise ValueError("max_memory_mib must be at least memory_mib")
+        if self.max_vcpus is not None and self.max_vcpus < self.vcpus:
+            raise ValueError("max_vcpus must be at least vcpus")
         return self
 
 
@@ -136,6 +214,73 @@ class VmAutostart(VmRef):
     """Turn start-with-the-host on or off."""
 
     enabled: bool = True
+
+
+class VmConsole(VmRef):
+    """The last lines of the serial console's output."""
+
+    tail: int = Field(default=100, ge=1, le=10000, description="Lines from the end")
+
+
+class VmResize(VmRef):
+    """Memory and vCPUs: a shut-off VM's definition (up to anything), a running VM's live
+    values (up to its maximum) and definition together."""
+
+    memory_mib: MemoryMiB | None = None
+    vcpus: int | None = Field(default=None, ge=1, le=256)
+
+    @model_validator(mode="after")
+    def _check(self) -> VmResize:
+        if self.memory_mib is None and self.vcpus is None:
+            raise ValueError("give memory_mib, vcpus or both")
+        return self
+
+
+class VmDiskAttach(VmRef):
+    """Attach a disk (live and persistent): an existing volume or a new one."""
+
+    pool: LibvirtName = Field(description="Storage pool holding the volume")
+    volume: LibvirtName | None = Field(default=None, description="Existing volume to attach")
+    capacity_mib: CapacityMiB | None = Field(default=None, description="Size of a new volume")
+    format: VolumeFormat = Field(default="qcow2", description="Format of a new volume")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> VmDiskAttach:
+        if (self.volume is None) == (self.capacity_mib is None):
+            raise ValueError("give either 'volume' (existing) or 'capacity_mib' (new volume)")
+        return self
+
+
+class VmDiskDetach(VmRef):
+    """Detach a disk by its target device (live and persistent); its volume stays."""
+
+    target: DiskTarget
+
+
+class VmNicAttach(VmRef):
+    """Attach a network interface (live and persistent)."""
+
+    network: LibvirtName
+    mac: MacAddress | None = None
+
+
+class VmNicDetach(VmRef):
+    """Detach a network interface by its MAC address (live and persistent)."""
+
+    mac: MacAddress
+
+
+class VmRename(VmRef):
+    """Rename a shut-off VM."""
+
+    new_name: LibvirtName
+
+
+class VmClone(VmRef):
+    """Copy a shut-off VM with its disks (qcow2 overlays on the originals, or full copies)."""
+
+    new_name: LibvirtName
+    linked: bool = Field(default=False, description="qcow2 overlays backed by the disks")
 
 
 class SnapshotCreate(VmRef):
@@ -196,6 +341,28 @@ class StorageVolumeRef(Params):
 class StorageVolumeCreate(StorageVolumeRef):
     capacity_mib: CapacityMiB
     format: VolumeFormat = "qcow2"
+
+
+class StorageVolumeUpload(StorageVolumeRef):
+    """A volume's content from the request: raw or qcow2 bytes, checked against their size and
+    SHA-256 before the volume exists; at most ``PAYLOAD_LIMIT`` bytes."""
+
+    content: str = Field(
+        description="The image as base64, at most 16 MiB decoded",
+        max_length=4 * (PAYLOAD_LIMIT // 3 + 1),
+        pattern=r"^[A-Za-z0-9+/]+={0,2}$",
+        json_schema_extra={"contentEncoding": "base64"},
+    )
+    format: VolumeFormat = Field(default="raw", description="raw or qcow2 (checked)")
+    sha256: Sha256 = Field(description="SHA-256 of the decoded content")
+    size: int = Field(ge=1, le=PAYLOAD_LIMIT, description="Bytes of the decoded content")
+
+
+class StorageVolumeClone(StorageVolumeRef):
+    """Copy a volume into a new one of the same pool."""
+
+    target: LibvirtName = Field(description="Name of the new volume")
+    backing: bool = Field(default=True, description="A qcow2 overlay backed by the source")
 
 
 # --- virtual networks ----------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -96,9 +97,22 @@ def _sample_for(model: type[BaseModel]) -> dict[str, Any]:
     if model is VmNetworkDefine:
         return NET_SPEC
     fields = model.model_fields
-    spec: dict[str, Any] = {k: "ok-name" for k in ("name", "pool", "snapshot") if k in fields}
+    names = ("name", "pool", "snapshot", "network", "new_name")
+    spec: dict[str, Any] = {k: "ok-name" for k in names if k in fields}
     if "capacity_mib" in fields:
         spec["capacity_mib"] = 8
+    if "memory_mib" in fields:
+        spec["memory_mib"] = 128
+    extra = {
+        "target": "vdb",
+        "mac": "52:54:00:00:00:01",
+        "content": "AAAA",
+        "sha256": "709e80c88487a2411e1ee4dfb9f22a861492d20c4765150c0c794abd70f8147c",
+        "size": 3,
+    }
+    spec.update({k: v for k, v in extra.items() if k in fields})
+    if model.__name__ == "StorageVolumeClone":
+        spec["target"] = "ok-copy"
     return spec
 
 
@@ -184,11 +198,39 @@ def _domain_spec() -> DomainSpec:
         name="web-1.a+b_c",
         memory_mib=64,
         vcpus=2,
-        disks=(DiskSource("p1", "v1", "qcow2"), DiskSource("isos", "b.iso", "raw", "cdrom")),
+        disks=(
+            DiskSource("p1", "v1", "qcow2", target="vda"),
+            DiskSource("isos", "b.iso", "raw", "cdrom", "hdc"),
+        ),
         interfaces=(Nic("n1", "52:54:00:aa:bb:cc"), Nic("n2")),
         boot=("cdrom", "hd", "network"),
         serial_console=True,
+        max_memory_mib=64,
+        max_vcpus=2,
     )
+
+
+def test_kernel_boot_console_log_and_vnc_round_trip() -> None:
+    spec = DomainSpec(
+        name="k",
+        memory_mib=96,
+        boot=(),
+        vcpus=1,
+        max_memory_mib=192,
+        max_vcpus=2,
+        kernel="/p/vmlinuz",
+        initrd="/p/initrd.img",
+        cmdline="console=ttyS0 quiet",
+        console_log="/var/log/libvirt/qemu/k-console.log",
+        vnc=True,
+    )
+    xml = domain_xml(replace(spec, vnc_password="s3cret"), Owner("t", "j"), "qemu", "x86_64")
+    assert parse_domain(xml) == spec
+    root = ET.fromstring(xml)
+    assert root.find("os/boot") is None  # a kernel boots instead of a boot device
+    graphics = root.find("devices/graphics")
+    assert graphics is not None and graphics.get("listen") == "127.0.0.1"
+    assert graphics.get("passwd") == "s3cret"
 
 
 def _paths(el: ET.Element, prefix: str = "") -> list[str]:
@@ -207,6 +249,7 @@ EXPECTED_PATHS = sorted(
         "domain",
         "domain/name",
         "domain/memory",
+        "domain/currentMemory",
         "domain/vcpu",
         "domain/metadata",
         "domain/metadata/instance",

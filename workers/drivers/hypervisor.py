@@ -115,6 +115,43 @@ class HypervisorDriver(ABC):
     def set_domain_autostart(self, params: m.VmAutostart, ctx: JobContext) -> Result:
         """Turn autostart on or off (persistent domains)."""
 
+    @abstractmethod
+    def domain_console(self, params: m.VmConsole, ctx: JobContext) -> Result:
+        """The last ``tail`` lines of the serial console's output as ``{"name", "lines",
+        "truncated"}`` (the log of the current or last run; empty before the first start)."""
+
+    @abstractmethod
+    def domain_stats(self, params: m.VmRef, ctx: JobContext) -> Result:
+        """CPU, memory (balloon), block and network counters of the domain (``domstats``) as
+        ``{"name", "state", "cpu", "memory", "block", "net"}``; a shut-off VM's are empty."""
+
+    # --- changes ---------------------------------------------------------------------------------
+
+    @abstractmethod
+    def resize_domain(self, params: m.VmResize, ctx: JobContext) -> Result:
+        """Set memory and/or vCPUs: in the definition, and on a live domain also at once, up to
+        its maximum (more is ``Conflict``: stop it first). Returns the representation."""
+
+    @abstractmethod
+    def attach_disk(self, params: m.VmDiskAttach, ctx: JobContext) -> Result:
+        """Attach an existing or new volume (new: ``<vm>-hp-<job tag>``) on the next free
+        ``vdX`` target, live and in the definition; the representation plus ``target``. A
+        redelivery finds the disk it attached."""
+
+    @abstractmethod
+    def detach_disk(self, params: m.VmDiskDetach, ctx: JobContext) -> Result:
+        """Detach the disk on ``target`` (live and from the definition); its volume stays.
+        ``NotFound`` when there is none."""
+
+    @abstractmethod
+    def attach_nic(self, params: m.VmNicAttach, ctx: JobContext) -> Result:
+        """Attach a virtio NIC on a network (live and persistent); the representation plus its
+        ``mac``."""
+
+    @abstractmethod
+    def detach_nic(self, params: m.VmNicDetach, ctx: JobContext) -> Result:
+        """Detach the NIC with ``mac`` (live and persistent); ``NotFound`` when there is none."""
+
     # --- snapshots -------------------------------------------------------------------------------
 
     @abstractmethod
@@ -188,6 +225,25 @@ class HypervisorDriver(ABC):
     @abstractmethod
     def volume_info(self, params: m.StorageVolumeRef, ctx: JobContext) -> Result:
         """Capacity, allocation (bytes), format and path of a volume."""
+
+    @abstractmethod
+    def upload_volume(self, params: m.StorageVolumeUpload, ctx: JobContext) -> Result:
+        """Create volume ``name`` from the decoded ``content`` after checking its size, SHA-256
+        and format (a qcow2 must start with qcow2's magic, a raw must not); the volume's
+        capacity is the content's (a qcow2's virtual size). The same content again returns the
+        volume; other content under that name is ``Conflict``. Returns the volume plus
+        ``sha256``."""
+
+    @abstractmethod
+    def download_volume(self, params: m.StorageVolumeRef, ctx: JobContext) -> Result:
+        """The volume's bytes as ``{"content": base64, "size", "sha256", "format"}``; a volume
+        over ``PAYLOAD_LIMIT`` bytes is ``InvalidRequest``."""
+
+    @abstractmethod
+    def clone_volume(self, params: m.StorageVolumeClone, ctx: JobContext) -> Result:
+        """A new volume ``target`` in the same pool: a qcow2 overlay backed by the source
+        (``backing``) or a full copy. An existing ``target`` made from the same source is
+        returned; anything else of that name is ``Conflict``."""
 
     @abstractmethod
     def delete_volume(self, params: m.StorageVolumeRef, ctx: JobContext) -> Result:

@@ -38,6 +38,13 @@ class VmAction(StrEnum):
     SNAPSHOT_CREATE = "snapshot_create"
     SNAPSHOT_REVERT = "snapshot_revert"
     SNAPSHOT_DELETE = "snapshot_delete"
+    RESIZE = "resize"
+    DISK_ATTACH = "disk_attach"
+    DISK_DETACH = "disk_detach"
+    NIC_ATTACH = "nic_attach"
+    NIC_DETACH = "nic_detach"
+    RENAME = "rename"
+    CLONE = "clone"
 
 
 @dataclass(frozen=True)
@@ -68,6 +75,13 @@ TABLE: dict[VmAction, Transition] = {
     VmAction.SNAPSHOT_CREATE: Transition(frozenset({S.DEFINED, S.RUNNING, S.PAUSED}), None),
     VmAction.SNAPSHOT_REVERT: Transition(frozenset({S.DEFINED, S.RUNNING, S.PAUSED}), None),
     VmAction.SNAPSHOT_DELETE: Transition(_EXISTING, None),
+    VmAction.RESIZE: Transition(frozenset({S.DEFINED, S.RUNNING, S.PAUSED}), None),
+    VmAction.DISK_ATTACH: Transition(frozenset({S.DEFINED, S.RUNNING}), None),
+    VmAction.DISK_DETACH: Transition(frozenset({S.DEFINED, S.RUNNING}), None),
+    VmAction.NIC_ATTACH: Transition(frozenset({S.DEFINED, S.RUNNING}), None),
+    VmAction.NIC_DETACH: Transition(frozenset({S.DEFINED, S.RUNNING}), None),
+    VmAction.RENAME: Transition(frozenset({S.DEFINED}), None, True),
+    VmAction.CLONE: Transition(frozenset({S.DEFINED}), None, True),
 }
 """The whole life cycle. A transient domain that stops becomes ``undefined``."""
 

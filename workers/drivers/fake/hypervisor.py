@@ -32,10 +32,10 @@ from nube.catalog.vm_models import (
     VmShutdown,
     VmUndefine,
 )
-from nube.errors import Conflict, Forbidden, NotFound, Timeout
+from nube.errors import Conflict, Forbidden, InvalidRequest, NotFound, Timeout
 from workers.drivers.base import JobContext, Result, job_tag, name_taken
 from workers.drivers.fake.common import serialized
-from workers.drivers.fake.vm_infra import FakeVmInfraMixin
+from workers.drivers.fake.vm_changes import FakeVmChangesMixin
 from workers.drivers.hypervisor import HypervisorDriver
 from workers.drivers.names import backend_name, only_one, user_name
 from workers.drivers.vm_states import VmAction, VmState, allowed_actions, require, target_state
@@ -92,10 +92,17 @@ class FakeDomain:
     created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     snapshots: dict[str, FakeSnapshot] = field(default_factory=dict)
     current: str | None = None
+    max_memory_mib: int = 0
+    max_vcpus: int = 0
+    serial_console: bool = True
+    kernel_boot: dict[str, Any] | None = None
+    vnc: bool = False
+    seed: tuple[str, str] | None = None
+    console: list[str] = field(default_factory=list)
 
 
 @serialized(frozenset(HypervisorDriver.__abstractmethods__))
-class FakeHypervisorDriver(FakeVmInfraMixin, HypervisorDriver):
+class FakeHypervisorDriver(FakeVmChangesMixin, HypervisorDriver):
     """VM operations on an in-memory hypervisor (for tests, and workers without libvirt)."""
 
     name = "fake"
@@ -181,14 +188,17 @@ class FakeHypervisorDriver(FakeVmInfraMixin, HypervisorDriver):
             "persistent": dom.persistent,
             "autostart": dom.autostart if dom.persistent else False,
             "managed_save": dom.state is S.SAVED,
-            "max_memory_mib": dom.memory_mib,
+            "max_memory_mib": dom.max_memory_mib,
             "memory_mib": dom.memory_mib,
             "vcpus": dom.vcpus,
+            "max_vcpus": dom.max_vcpus,
             "cpu_time_ns": dom.cpu_time_ns,
             "allowed_actions": allowed_actions(dom.state, dom.persistent),
             "disks": [dict(d) for d in dom.disks],
-            "interfaces": [dict(i) for i in dom.interfaces],
+            "interfaces": [{**i, "addresses": []} for i in dom.interfaces],
             "boot": list(dom.boot),
+            "kernel_boot": dict(dom.kernel_boot) if dom.kernel_boot else None,
+            "vnc": {"listen": "127.0.0.1", "port": 5900 if live else None} if dom.vnc else None,
         }
 
     def _gone(self, name: str) -> Result:
@@ -202,6 +212,7 @@ class FakeHypervisorDriver(FakeVmInfraMixin, HypervisorDriver):
         require(action, dom.state, dom.persistent, name)
         if action in (VmAction.START, VmAction.RESTORE):
             self._check_networks(dom)
+            _boot(dom)
         dom.state = target_state(action, dom.state, dom.persistent)
         if dom.state is S.UNDEFINED:
             del self.domains[dom.name]
@@ -266,6 +277,8 @@ class FakeHypervisorDriver(FakeVmInfraMixin, HypervisorDriver):
         dom = self.owned(params.name, ctx)
         require(VmAction.UNDEFINE, dom.state, dom.persistent, params.name)
         removed = self._remove_disks(dom) if params.remove_storage else []
+        if dom.seed is not None and dom.seed[0] in self.pools:  # the seed goes with the VM
+            self.pools[dom.seed[0]].volumes.pop(dom.seed[1], None)
         del self.domains[dom.name]
         return {**self._gone(params.name), "removed_volumes": removed}
 
@@ -293,6 +306,8 @@ class FakeHypervisorDriver(FakeVmInfraMixin, HypervisorDriver):
             for pool, volume in made:
                 self.pools[pool].volumes.pop(volume, None)
             raise
+        if params.vnc:  # returned once, to the owner
+            return {**self._view(dom), "vnc_password": secrets.token_urlsafe(6)[:8]}
         return self._view(dom)
 
     def _adopt(self, dom: FakeDomain, p: VmDefine, ctx: JobContext) -> Result:
@@ -301,6 +316,7 @@ class FakeHypervisorDriver(FakeVmInfraMixin, HypervisorDriver):
             raise name_taken("VM", p.name)
         if p.persistent and p.start and dom.state is S.DEFINED:
             self._check_networks(dom)
+            _boot(dom)
             dom.state = S.RUNNING
         return self._view(dom)
 
@@ -308,10 +324,16 @@ class FakeHypervisorDriver(FakeVmInfraMixin, HypervisorDriver):
         disks = [self._disk(p.name, i, d, ctx, made) for i, d in enumerate(p.disks)]
         if p.cdrom is not None:
             self.storage_volume(self.active_pool(p.cdrom.pool), p.cdrom.volume)
-            disks.append(_disk(p.cdrom.pool, p.cdrom.volume, "raw", "cdrom"))
+            disks.append(_disk(p.cdrom.pool, p.cdrom.volume, "raw", "cdrom", "hdc"))
         for nic in p.interfaces:
             self.vm_network(nic.network)
         nics = [{"network": n.network, "mac": (n.mac or _mac()).lower()} for n in p.interfaces]
+        kernel = self._kernel_boot(p)
+        seed = self._seed(p, ctx, made) if p.cloud_init is not None else None
+        if seed is not None:
+            disks.append(_disk(seed[0], seed[1], "raw", "cdrom", "hdc"))
+        if p.domain_type == "kvm":  # the fake offers only emulation, as a host without /dev/kvm
+            raise InvalidRequest("this host offers no domain type 'kvm'")
         return FakeDomain(
             name=backend_name(ctx.tenant, p.name),
             tenant=ctx.tenant,
@@ -324,7 +346,35 @@ class FakeHypervisorDriver(FakeVmInfraMixin, HypervisorDriver):
             interfaces=nics,
             boot=list(p.boot),
             autostart=p.autostart,
+            max_memory_mib=p.max_memory_mib or p.memory_mib,
+            max_vcpus=p.max_vcpus or p.vcpus,
+            serial_console=p.serial_console,
+            kernel_boot=kernel,
+            vnc=p.vnc,
+            seed=seed,
         )
+
+    def _kernel_boot(self, p: VmDefine) -> dict[str, Any] | None:
+        if p.kernel is None:
+            return None
+        paths = []
+        for ref in (p.kernel, p.initrd):
+            if ref is not None:
+                paths.append(self.storage_volume(self.active_pool(ref.pool), ref.volume).path)
+        initrd = paths[1] if len(paths) > 1 else None
+        return {"kernel": paths[0], "initrd": initrd, "cmdline": p.cmdline}
+
+    def _seed(self, p: VmDefine, ctx: JobContext, made: list[tuple[str, str]]) -> tuple[str, str]:
+        """The cloud-init seed volume ``<vm>-cidata-<job tag>`` (see the libvirt driver)."""
+        where = p.disks[0].pool if p.disks else (p.kernel.pool if p.kernel else None)
+        if where is None:
+            raise InvalidRequest("cloud_init needs a disk or a kernel to name its storage pool")
+        pool = self.active_pool(where)
+        name = f"{p.name}-cidata-{job_tag(ctx.job_id)}"
+        if name not in pool.volumes:
+            self.add_volume(pool, name, "raw", 368640)
+            made.append((pool.name, name))
+        return (where, name)
 
     def _disk(
         self, vm: str, index: int, disk: VmDisk, ctx: JobContext, made: list[tuple[str, str]]
@@ -333,12 +383,13 @@ class FakeHypervisorDriver(FakeVmInfraMixin, HypervisorDriver):
         redelivery of the same job)."""
         pool = self.active_pool(disk.pool)
         if disk.volume is not None:
-            return _disk(disk.pool, disk.volume, self.storage_volume(pool, disk.volume).format)
+            fmt = self.storage_volume(pool, disk.volume).format
+            return _disk(disk.pool, disk.volume, fmt, target=f"vd{'abcdefghijklmnop'[index]}")
         name = f"{vm}-disk{index}-{job_tag(ctx.job_id)}"
         if name not in pool.volumes:
             self.add_volume(pool, name, disk.format, (disk.capacity_mib or 1) << 20)
             made.append((pool.name, name))
-        return _disk(disk.pool, name, disk.format)
+        return _disk(disk.pool, name, disk.format, target=f"vd{'abcdefghijklmnop'[index]}")
 
     def _first_start(self, dom: FakeDomain, p: VmDefine) -> None:
         """Start a transient domain, or a persistent one asked to; undo the define if it fails."""
@@ -349,6 +400,7 @@ class FakeHypervisorDriver(FakeVmInfraMixin, HypervisorDriver):
         except Exception:
             del self.domains[dom.name]
             raise
+        _boot(dom)
         dom.state = S.RUNNING
 
     # --- snapshots -------------------------------------------------------------------------------
@@ -404,8 +456,17 @@ def _outcome(graceful: bool) -> dict[str, bool]:
     return {"graceful": graceful, "forced": not graceful}
 
 
-def _disk(pool: str, volume: str, fmt: str, device: str = "disk") -> dict[str, str]:
-    return {"pool": pool, "volume": volume, "format": fmt, "device": device}
+def _disk(
+    pool: str, volume: str, fmt: str, device: str = "disk", target: str = ""
+) -> dict[str, str]:
+    return {"pool": pool, "volume": volume, "format": fmt, "device": device, "target": target}
+
+
+def _boot(dom: FakeDomain) -> None:
+    """A start: the console log starts over, and the pretend guest prints what the test guest
+    (:mod:`nube.tools.guest`) prints."""
+    if dom.serial_console:
+        dom.console = ["NUBE-GUEST-UP"] if dom.kernel_boot else []
 
 
 def _mac() -> str:

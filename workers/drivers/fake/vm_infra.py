@@ -40,6 +40,8 @@ class FakeStorageVolume:
     format: str
     capacity_bytes: int
     path: str
+    data: bytes = b""
+    backing: str | None = None
 
 
 @dataclass
@@ -183,7 +185,7 @@ class FakeVmInfraMixin(FakeBase):
     def list_volumes(self, params: StorageVolumeList, ctx: JobContext) -> Result:
         """See :meth:`HypervisorDriver.list_volumes`."""
         pool = self.active_pool(params.pool)
-        return {"volumes": [_volume_view(pool, pool.volumes[n]) for n in sorted(pool.volumes)]}
+        return {"volumes": [volume_view(pool, pool.volumes[n]) for n in sorted(pool.volumes)]}
 
     def create_volume(self, params: StorageVolumeCreate, ctx: JobContext) -> Result:
         """See :meth:`HypervisorDriver.create_volume`."""
@@ -193,7 +195,7 @@ class FakeVmInfraMixin(FakeBase):
         if found is not None and (found.format, found.capacity_bytes) != (params.format, size):
             raise Conflict(f"a volume named '{params.name}' already exists in '{params.pool}'")
         vol = found or self.add_volume(pool, params.name, params.format, size)
-        return _volume_view(pool, vol)
+        return volume_view(pool, vol)
 
     def add_volume(self, pool: FakePool, name: str, fmt: str, size: int) -> FakeStorageVolume:
         """Create a volume in an active pool (the caller checked the name is free)."""
@@ -204,7 +206,7 @@ class FakeVmInfraMixin(FakeBase):
     def volume_info(self, params: StorageVolumeRef, ctx: JobContext) -> Result:
         """See :meth:`HypervisorDriver.volume_info`."""
         pool = self.active_pool(params.pool)
-        return _volume_view(pool, self.storage_volume(pool, params.name))
+        return volume_view(pool, self.storage_volume(pool, params.name))
 
     def delete_volume(self, params: StorageVolumeRef, ctx: JobContext) -> Result:
         """See :meth:`HypervisorDriver.delete_volume`."""
@@ -308,14 +310,15 @@ def _pool_view(pool: FakePool) -> dict[str, Any]:
     }
 
 
-def _volume_view(pool: FakePool, vol: FakeStorageVolume) -> dict[str, Any]:
+def volume_view(pool: FakePool, vol: FakeStorageVolume) -> dict[str, Any]:
     return {
         "name": vol.name,
         "pool": pool.name,
         "format": vol.format,
         "path": vol.path,
         "capacity_bytes": vol.capacity_bytes,
-        "allocation_bytes": 0,
+        "allocation_bytes": len(vol.data),
+        "backing": vol.backing,
     }
 
 

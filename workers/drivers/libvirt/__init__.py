@@ -1,14 +1,19 @@
 """The libvirt implementation of :class:`~workers.drivers.hypervisor.HypervisorDriver`.
 
 Small parts composed into one driver: :mod:`.connection` (reconnect, error translation),
-:mod:`.xml` (builders and parsers), :mod:`.guests`, :mod:`.domains`, :mod:`.provision`,
-:mod:`.snapshots`, :mod:`.storage`, :mod:`.networks` and :mod:`.host`. The life-cycle table is
-:mod:`workers.drivers.vm_states`, shared with the fake driver.
+:mod:`.xml` (builders and parsers), :mod:`.guests`, :mod:`.domains`, :mod:`.provision`
+(with :mod:`.seed`, cloud-init ISOs), :mod:`.changes` (resize, disks, NICs), :mod:`.consoles`
+(console log, stats), :mod:`.snapshots`, :mod:`.storage`, :mod:`.content` (volume import,
+download, clone, through :mod:`.streams`), :mod:`.networks` and :mod:`.host`.
+The life-cycle table is :mod:`workers.drivers.vm_states`, shared with the fake driver.
 """
 
 from __future__ import annotations
 
 from workers.drivers.hypervisor import HypervisorDriver
+from workers.drivers.libvirt.changes import ChangesMixin
+from workers.drivers.libvirt.consoles import ConsolesMixin
+from workers.drivers.libvirt.content import ContentMixin
 from workers.drivers.libvirt.domains import DomainsMixin
 from workers.drivers.libvirt.host import HostMixin
 from workers.drivers.libvirt.networks import NetworksMixin
@@ -25,6 +30,9 @@ class LibvirtDriver(
     HostMixin,
     DomainsMixin,
     ProvisionMixin,
+    ChangesMixin,
+    ConsolesMixin,
+    ContentMixin,
     SnapshotsMixin,
     StorageMixin,
     NetworksMixin,

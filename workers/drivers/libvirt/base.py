@@ -63,6 +63,11 @@ class LibvirtBase:
             self._guest = (chosen, arch)
         return self._guest
 
+    def domain_types(self, conn: libvirt.virConnect) -> list[str]:
+        """The domain types libvirt offers for the guest arch."""
+        _, arch = self.guest_type(conn)
+        return parse_capabilities(conn.getCapabilities()).domain_types(arch)
+
     def close(self) -> None:
         """Close the libvirt connection (the next call reopens it)."""
         self.conn.close()

@@ -21,6 +21,7 @@ from workers.drivers.libvirt.guests import (
     owner_of,
     state_of,
 )
+from workers.drivers.libvirt.provision import SEED_TAG
 from workers.drivers.libvirt.xml import parse_domain
 from workers.drivers.names import user_name
 from workers.drivers.vm_states import VmAction, VmState, require
@@ -163,8 +164,11 @@ class DomainsMixin(LibvirtBase):
         removed: list[str] = []
 
         def undefine(dom: Dom) -> None:
-            disks = [d for d in parse_domain(dom.XMLDesc(0)).disks if d.device == "disk"]
+            all_disks = parse_domain(dom.XMLDesc(0)).disks
+            disks = [d for d in all_disks if d.device == "disk"]
+            seeds = [d for d in all_disks if d.device == "cdrom" and SEED_TAG in d.volume]
             dom.undefineFlags(_UNDEFINE_FLAGS)
+            _delete_volumes(dom.connect(), seeds)  # the cloud-init seed goes with the VM
             if params.remove_storage:
                 removed.extend(_delete_volumes(dom.connect(), disks))
 

@@ -10,7 +10,7 @@ import libvirt
 from nube.errors import NotFound
 from workers.drivers.base import JobContext
 from workers.drivers.libvirt.base import error_code
-from workers.drivers.libvirt.xml import NS, Owner, parse_domain, parse_owner
+from workers.drivers.libvirt.xml import NS, Owner, parse_domain, parse_owner, vnc_port
 from workers.drivers.names import backend_name, only_one, user_name
 from workers.drivers.vm_states import VmState, allowed_actions
 
@@ -81,7 +81,10 @@ def describe(dom: libvirt.virDomain, owner: Owner | None, node: str) -> dict[str
     """A VM's representation (see :class:`~workers.drivers.hypervisor.HypervisorDriver`)."""
     state, persistent = state_of(dom), bool(dom.isPersistent())
     _, max_kib, kib, vcpus, cpu_ns = dom.info()
-    spec = parse_domain(dom.XMLDesc(0))
+    xml = dom.XMLDesc(0)
+    spec = parse_domain(xml)
+    live = state in (VmState.RUNNING, VmState.PAUSED)
+    addresses = lease_addresses(dom) if live else {}
     return {
         "name": user_name(dom.name(), owner.tenant if owner else None),
         "uuid": dom.UUIDString(),
@@ -96,12 +99,37 @@ def describe(dom: libvirt.virDomain, owner: Owner | None, node: str) -> dict[str
         "max_memory_mib": max_kib // 1024,
         "memory_mib": kib // 1024,
         "vcpus": vcpus,
+        "max_vcpus": spec.max_vcpus or vcpus,
         "cpu_time_ns": cpu_ns,
         "allowed_actions": allowed_actions(state, persistent),
         "disks": [asdict(d) for d in spec.disks],
-        "interfaces": [asdict(i) for i in spec.interfaces],
+        "interfaces": [
+            {**asdict(i), "addresses": addresses.get((i.mac or "").lower(), [])}
+            for i in spec.interfaces
+        ],
         "boot": list(spec.boot),
+        "kernel_boot": {"kernel": spec.kernel, "initrd": spec.initrd, "cmdline": spec.cmdline}
+        if spec.kernel
+        else None,
+        "vnc": {"listen": "127.0.0.1", "port": vnc_port(xml) if live else None}
+        if spec.vnc
+        else None,
     }
+
+
+def lease_addresses(dom: libvirt.virDomain) -> dict[str, list[str]]:
+    """The IPv4/IPv6 addresses of a running domain's NICs by MAC, from its networks' DHCP
+    leases (libvirt's ``interfaceAddresses`` with the lease source); ``{}`` when there are
+    none yet."""
+    try:
+        found = dom.interfaceAddresses(libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE, 0)
+    except libvirt.libvirtError:
+        return {}
+    by_mac: dict[str, list[str]] = {}
+    for iface in (found or {}).values():
+        addrs = [f"{a['addr']}/{a['prefix']}" for a in iface.get("addrs") or []]
+        by_mac.setdefault(str(iface.get("hwaddr", "")).lower(), []).extend(addrs)
+    return by_mac
 
 
 def gone(name: str, node: str) -> dict[str, Any]:

@@ -25,6 +25,7 @@ class DiskSource:
     volume: str
     format: str
     device: str = "disk"
+    target: str = ""
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,14 @@ class DomainSpec:
     interfaces: tuple[Nic, ...] = ()
     boot: tuple[str, ...] = ("hd",)
     serial_console: bool = True
+    max_memory_mib: int | None = None
+    max_vcpus: int | None = None
+    kernel: str | None = None
+    initrd: str | None = None
+    cmdline: str | None = None
+    console_log: str | None = None
+    vnc_password: str | None = None
+    vnc: bool = False
 
 
 @dataclass(frozen=True)
@@ -83,13 +92,21 @@ def domain_xml(spec: DomainSpec, owner: Owner, domain_type: str, arch: str) -> s
     """The domain XML of ``spec``, with ``owner`` in nube's metadata element."""
     root = ET.Element("domain", {"type": domain_type})
     _sub(root, "name", spec.name)
-    _sub(root, "memory", str(spec.memory_mib), unit="MiB")
-    _sub(root, "vcpu", str(spec.vcpus))
+    _sub(root, "memory", str(spec.max_memory_mib or spec.memory_mib), unit="MiB")
+    _sub(root, "currentMemory", str(spec.memory_mib), unit="MiB")
+    _sub(root, "vcpu", str(spec.max_vcpus or spec.vcpus), current=str(spec.vcpus))
     _sub(root, "metadata").append(owner_element(owner))
     os_el = _sub(root, "os")
     _sub(os_el, "type", "hvm", arch=arch)
-    for dev in spec.boot:
-        _sub(os_el, "boot", dev=dev)
+    if spec.kernel:
+        _sub(os_el, "kernel", spec.kernel)
+        if spec.initrd:
+            _sub(os_el, "initrd", spec.initrd)
+        if spec.cmdline:
+            _sub(os_el, "cmdline", spec.cmdline)
+    else:
+        for dev in spec.boot:
+            _sub(os_el, "boot", dev=dev)
     _sub(_sub(root, "features"), "acpi")
     _devices(_sub(root, "devices"), spec)
     return to_string(root)
@@ -99,26 +116,42 @@ def _devices(devices: ET.Element, spec: DomainSpec) -> None:
     letters = iter("abcdefghijklmnop")
     for disk in spec.disks:
         target = f"vd{next(letters)}" if disk.device == "disk" else "hdc"
-        _disk(devices, disk, target)
+        devices.append(disk_element(disk, target))
     for nic in spec.interfaces:
-        iface = _sub(devices, "interface", type="network")
-        _sub(iface, "source", network=nic.network)
-        if nic.mac:
-            _sub(iface, "mac", address=nic.mac)
-        _sub(iface, "model", type="virtio")
+        devices.append(nic_element(nic))
     if spec.serial_console:
-        _sub(_sub(devices, "serial", type="pty"), "target", port="0")
+        serial = _sub(devices, "serial", type="pty")
+        _sub(serial, "target", port="0")
+        if spec.console_log:
+            _sub(serial, "log", file=spec.console_log, append="off")
         _sub(_sub(devices, "console", type="pty"), "target", type="serial", port="0")
+    if spec.vnc:
+        attrs = {"type": "vnc", "port": "-1", "autoport": "yes", "listen": "127.0.0.1"}
+        if spec.vnc_password:
+            attrs["passwd"] = spec.vnc_password
+        _sub(_sub(devices, "graphics", **attrs), "listen", type="address", address="127.0.0.1")
 
 
-def _disk(devices: ET.Element, disk: DiskSource, target: str) -> None:
-    el = _sub(devices, "disk", type="volume", device=disk.device)
+def nic_element(nic: Nic) -> ET.Element:
+    """A virtio interface on a libvirt network (for a domain, or to attach)."""
+    iface = ET.Element("interface", {"type": "network"})
+    _sub(iface, "source", network=nic.network)
+    if nic.mac:
+        _sub(iface, "mac", address=nic.mac)
+    _sub(iface, "model", type="virtio")
+    return iface
+
+
+def disk_element(disk: DiskSource, target: str) -> ET.Element:
+    """A disk or CD-ROM backed by a pool volume (for a domain, or to attach)."""
+    el = ET.Element("disk", {"type": "volume", "device": disk.device})
     _sub(el, "driver", name="qemu", type=disk.format)
     _sub(el, "source", pool=disk.pool, volume=disk.volume)
     bus = "virtio" if disk.device == "disk" else "ide"
     _sub(el, "target", dev=target, bus=bus)
     if disk.device == "cdrom":
         _sub(el, "readonly")
+    return el
 
 
 def owner_element(owner: Owner) -> ET.Element:
@@ -141,25 +174,60 @@ def parse_domain(xml: str) -> DomainSpec:
     root = ET.fromstring(xml)
     mem = root.find("memory")
     kib = int(mem.text or 0) if mem is not None and mem.get("unit", "KiB") == "KiB" else None
-    memory = kib // 1024 if kib is not None else int(root.findtext("memory") or 0)
+    maximum = kib // 1024 if kib is not None else int(root.findtext("memory") or 0)
+    cur = root.find("currentMemory")
+    memory = maximum
+    if cur is not None:
+        memory = int(cur.text or 0) // (1024 if cur.get("unit", "KiB") == "KiB" else 1)
+    vcpu = root.find("vcpu")
+    max_vcpus = int(vcpu.text or 0) if vcpu is not None else 0
+    log = root.find("devices/serial/log")
     return DomainSpec(
         name=root.findtext("name") or "",
         memory_mib=memory,
-        vcpus=int(root.findtext("vcpu") or 0),
+        vcpus=int(vcpu.get("current", max_vcpus)) if vcpu is not None else 0,
         disks=tuple(_parse_disk(d) for d in root.iterfind("devices/disk")),
         interfaces=tuple(_parse_nic(i) for i in root.iterfind("devices/interface")),
         boot=tuple(b.get("dev", "") for b in root.iterfind("os/boot")),
         serial_console=root.find("devices/serial") is not None,
+        max_memory_mib=maximum,
+        max_vcpus=max_vcpus,
+        kernel=root.findtext("os/kernel"),
+        initrd=root.findtext("os/initrd"),
+        cmdline=root.findtext("os/cmdline"),
+        console_log=log.get("file") if log is not None else None,
+        vnc=root.find("devices/graphics[@type='vnc']") is not None,
     )
 
 
+def vnc_port(xml: str) -> int | None:
+    """The VNC port of a running domain's XML (``None`` without VNC or before it started)."""
+    el = ET.fromstring(xml).find("devices/graphics[@type='vnc']")
+    port = int(el.get("port", "-1")) if el is not None else -1
+    return port if port > 0 else None
+
+
+def device_xml(xml: str, tag: str, match: dict[str, str]) -> str | None:
+    """The XML of the first ``devices/<tag>`` whose child elements have ``match``'s attributes
+    (``{"target/dev": "vdb"}``, ``{"mac/address": "52:54:..."}``), or ``None``."""
+    for el in ET.fromstring(xml).iterfind(f"devices/{tag}"):
+        if all(
+            (child := el.find(path.rsplit("/", 1)[0])) is not None
+            and child.get(path.rsplit("/", 1)[1]) == value
+            for path, value in match.items()
+        ):
+            return to_string(el)
+    return None
+
+
 def _parse_disk(el: ET.Element) -> DiskSource:
-    src, drv = el.find("source"), el.find("driver")
+    src, drv, target = el.find("source"), el.find("driver"), el.find("target")
     return DiskSource(
         pool=src.get("pool", "") if src is not None else "",
         volume=src.get("volume", "") if src is not None else "",
         format=drv.get("type", "raw") if drv is not None else "raw",
         device=el.get("device", "disk"),
+        target=target.get("dev", "") if target is not None else "",
     )
 
 
@@ -189,13 +257,24 @@ def pool_xml(name: str, path: str) -> str:
     return to_string(root)
 
 
-def volume_xml(name: str, capacity_mib: int, fmt: str) -> str:
-    """A sparse volume of ``capacity_mib`` MiB in format ``fmt`` (qcow2 or raw)."""
+def volume_xml(
+    name: str,
+    capacity_mib: int,
+    fmt: str,
+    unit: str = "MiB",
+    backing: tuple[str, str] | None = None,
+) -> str:
+    """A sparse volume of ``capacity_mib`` ``unit`` in format ``fmt`` (qcow2 or raw); with
+    ``backing`` (path, format) a qcow2 overlay on that file."""
     root = ET.Element("volume")
     _sub(root, "name", name)
-    _sub(root, "capacity", str(capacity_mib), unit="MiB")
-    _sub(root, "allocation", "0", unit="MiB")
+    _sub(root, "capacity", str(capacity_mib), unit=unit)
+    _sub(root, "allocation", "0", unit=unit)
     _sub(_sub(root, "target"), "format", type=fmt)
+    if backing is not None:
+        store = _sub(root, "backingStore")
+        _sub(store, "path", backing[0])
+        _sub(store, "format", type=backing[1])
     return to_string(root)
 
 
@@ -210,6 +289,7 @@ def parse_volume(xml: str) -> dict[str, Any]:
     return {
         "format": fmt.get("type") if fmt is not None else None,
         "path": root.findtext("target/path"),
+        "backing": root.findtext("backingStore/path"),
     }
 
 
