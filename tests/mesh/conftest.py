@@ -144,8 +144,16 @@ def count(
     }
     say(f"{label}: {counts}")
     for job_id in duplicates:
-        say(f"  duplicate effect of job {job_id}: {jobs[job_id].get('history')}")
+        say(f"  duplicate effect of job {job_id}: {timeline(jobs[job_id])}")
     return counts
+
+
+def timeline(job: dict[str, Any]) -> str:
+    """The job's history on one line: ``event hh:mm:ss detail``, ..."""
+    return ", ".join(
+        f"{e['event']} {e['at'][11:19]}" + (f" {e['detail']}" if e.get("detail") else "")
+        for e in job.get("history", [])
+    )
 
 
 def remove_vm(mesh: Mesh, name: str) -> None:

@@ -36,6 +36,7 @@ from tests.mesh.conftest import (
     remove_vm,
     running_mesh,
     submit_all,
+    timeline,
     wait_until,
 )
 
@@ -139,7 +140,11 @@ def test_worker_node_cut_off_during_a_burst_then_healed(
     assert partition < LOST_SECONDS, f"the partition lasted {partition:.0f} s"
 
     healed_at = time.monotonic()
-    jobs = all_terminal(mesh, before + after + pinned, 120)
+    ids = before + after + pinned
+    open_at_heal = [i for i, j in records(mesh, ids).items() if j["status"] not in TERMINAL]
+    jobs = all_terminal(mesh, ids, 120)
+    for job_id in open_at_heal:
+        report(f"  open at the heal: {timeline(jobs[job_id])}")
     label = (
         f"node {cut} cut {partition:.0f} s, {len(done_during)} jobs done on {other} meanwhile, "
         f"all done {time.monotonic() - healed_at:.0f} s after the heal"
