@@ -116,9 +116,7 @@ NUBE = Profile(
     ("--pool", "prefork", "--concurrency", "2", *_QUIET),
 )
 #: The tuned baseline: the best of :data:`CANDIDATES` on the benchmark machine.
-FAST = Profile(
-    "fast", CANDIDATES["solo"].what, CANDIDATES["solo"].conf, CANDIDATES["solo"].worker_args
-)
+FAST = Profile("fast", CANDIDATES["threads8"].what, _FAST_CONF, CANDIDATES["threads8"].worker_args)
 
 PROFILES: dict[str, Profile] = {NUBE.name: NUBE, FAST.name: FAST} | CANDIDATES
 
