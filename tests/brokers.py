@@ -38,7 +38,7 @@ RABBIT_BIN = Path("/usr/lib/rabbitmq/bin")
 EPMD = shutil.which("epmd") or "/usr/bin/epmd"
 BROKERS = ["redis", "rabbitmq"]
 #: Virtual hosts made at boot: one per stack a session starts on RabbitMQ.
-VHOSTS = 48
+VHOSTS = 24
 
 
 def rabbitmq_available() -> bool:
