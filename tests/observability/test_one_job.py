@@ -3,6 +3,7 @@ logs of all three services, the request id echoed, and no parameter value anywhe
 
 from __future__ import annotations
 
+import functools
 import secrets
 from typing import Any
 
@@ -71,13 +72,13 @@ def test_a_job_can_be_followed_by_its_id_in_every_services_json_logs(
     assert job["status"] == "succeeded"
 
     def lines_of(name: str) -> list[dict[str, Any]]:
-        return [line for line in json_lines(observed.workdir / f"{name}.log")]
+        return json_lines(observed.workdir / f"{name}.log")
 
     def with_job(name: str) -> list[dict[str, Any]]:
         return [line for line in lines_of(name) if line.get("job_id") == job["id"]]
 
     for name, service in (("api", "api"), ("agent", "agent"), ("worker-containers", "containers")):
-        found = eventually(lambda name=name: with_job(name))
+        found = eventually(functools.partial(with_job, name))
         assert found, f"no log line of {name} names job {job['id']}"
         assert {line["service"] for line in found} == {service}
         assert all(line["node"] and line["level"] and line["time"] for line in found)
