@@ -462,7 +462,13 @@ def _announce(stack: Stack, settings: Settings, token: str, job: dict[str, objec
     print("\n".join(settings_lines(stack, settings)))
     print(f"\nfirst job: POST /v1/containers → {job['status']}")
     print(json.dumps({k: job[k] for k in ("id", "status", "result", "error")}, indent=2))
-    print(f"\nlogs in {stack.workdir}/*.log — press Ctrl-C to stop everything.", flush=True)
+    if stack.prometheus_port:
+        print(f"  metrics  http://127.0.0.1:{stack.prometheus_port}   (Prometheus; API /metrics)")
+    print(
+        f"\nlogs in {stack.workdir}/*.log (JSON lines; follow a job: grep <job id>)"
+        " — press Ctrl-C to stop everything.",
+        flush=True,
+    )
 
 
 def _fail(message: object) -> SystemExit:
@@ -484,11 +490,14 @@ def main() -> None:
             file=sys.stderr,
         )
     _keep_keys(stack)
+    stack.metrics = os.environ.get("NUBE_PROMETHEUS", "") not in ("", "0")
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         print("starting redis, agent, workers, api and flower ...", flush=True)
         print("\n".join(settings_lines(stack, settings)), flush=True)
         stack.start_all()
+        if stack.metrics:  # NUBE_PROMETHEUS=1 make up
+            stack.start_prometheus(_port(os.environ, "NUBE_PROMETHEUS_PORT", 9090))
         token = _admin_token(stack, os.environ.get("NUBE_TOKEN") or None)
         _announce(stack, settings, token, _first_job(stack, token))
         while stack.procs["redis"].poll() is None:

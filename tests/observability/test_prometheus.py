@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import shutil
 import time
+from pathlib import Path
 from typing import Any
 
 import requests
+import yaml
 
 from nube.tools.devstack import Stack
 from tests.conftest import need
@@ -65,3 +67,21 @@ def test_prometheus_scrapes_the_stack_and_answers_per_hop_quantiles(
         assert "NubeQueueWithoutConsumer" in names and "NubeAuditWriteFailures" in names
     finally:
         observed.stop("prometheus")
+
+
+def test_the_scrape_configuration_names_the_api_every_service_and_the_rules(
+    tmp_path: Path,
+) -> None:
+    stack = Stack(workdir=tmp_path, metrics=True)
+    stack._metrics_env("agent")
+    stack._metrics_env("worker-containers")
+    config = yaml.safe_load(stack.prometheus_config("2s"))
+    assert config["global"]["scrape_interval"] == "2s"
+    jobs = {
+        job["job_name"]: job["static_configs"][0]["targets"] for job in config["scrape_configs"]
+    }
+    assert jobs["nube-api"] == [f"127.0.0.1:{stack.api_port}"]
+    assert sorted(jobs["nube-services"]) == sorted(
+        f"127.0.0.1:{port}" for port in stack.metrics_ports.values()
+    )
+    assert Path(config["rule_files"][0]).is_file()
