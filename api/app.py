@@ -10,6 +10,7 @@ from flask import Flask
 from api import audit, console, docs, health, jobs, metrics, operations, problems, tokens
 from api.services import Services
 from nube.bootstrap import bootstrap
+from nube.job_waiters import JobWaiters
 from nube.registry import Registry
 from nube.settings import Settings, exit_on_bad_setting, load_settings_or_exit
 from nube.tokens import TokenStore
@@ -29,6 +30,7 @@ def create_app(
         app.config.update(test_config)
     with exit_on_bad_setting():
         process = bootstrap(settings, "api")
+    process.jobs.waiters = JobWaiters(process.redis)  # one subscriber for every waiting request
     app.extensions["nube"] = svc = Services(
         settings=settings,
         redis=process.redis,

@@ -20,6 +20,7 @@ import redis
 from pydantic import BaseModel, Field, PrivateAttr
 
 from nube.errors import IdempotencyKeyReused, NotFound
+from nube.job_waiters import JobWaiters
 from nube.wire import RelayRequest
 
 JOB_TTL = 30 * 24 * 3600  # job records outlive results (7 days) so a finished job reads finished
@@ -168,6 +169,9 @@ class JobStore:
     def __init__(self, client: redis.Redis, sealer: RecordSealer | None = None) -> None:
         self.redis = client
         self.sealer = sealer
+        #: Set by a process that waits for many jobs at once (the API): one subscriber
+        #: connection for all its waits instead of one per wait.
+        self.waiters: JobWaiters | None = None
         self._transition = client.register_script(_TRANSITION)
         self._create = client.register_script(_CREATE)
 
@@ -451,7 +455,10 @@ class JobStore:
 
     # --- waiting ------------------------------------------------------------------------------
     def wait(self, job_id: str, timeout: float) -> Job | None:
-        """Block up to ``timeout`` s until the job is terminal; wakes on its channel."""
+        """Block up to ``timeout`` s until the job is terminal; wakes on its channel (through
+        the process's shared subscription when :attr:`waiters` is set)."""
+        if self.waiters is not None:
+            return self.waiters.wait(self, job_id, timeout)
         deadline = time.monotonic() + timeout
         pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
         try:
