@@ -11,13 +11,14 @@ here from ``busybox-static`` and the kernel's own virtio, ATA and ISO 9660 modul
 - ``NUBE-DISK-ADDED <dev> <sectors>`` for every block device that appears later (hot-plug);
 
 and answers ``nube-guest <hostname>`` on TCP port :data:`PORT`. Built once into
-``~/.cache/nube/guest/<kernel release>/`` (``NUBE_GUEST_CACHE`` overrides), rebuilt when missing:
-``python -m nube.tools.guest`` prints the two paths.
+``~/.cache/nube/guest/<kernel release>-<recipe tag>/`` (``NUBE_GUEST_CACHE`` overrides),
+rebuilt when missing: ``python -m nube.tools.guest`` prints the two paths.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import os
 import shutil
@@ -31,6 +32,7 @@ BUSYBOX = Path("/bin/busybox")
 MODULES = (
     "drivers/virtio/virtio_pci.ko",
     "drivers/block/virtio_blk.ko",
+    "drivers/virtio/virtio_balloon.ko",
     "drivers/net/virtio_net.ko",
     "drivers/ata/ata_piix.ko",
     "drivers/scsi/sr_mod.ko",
@@ -108,6 +110,12 @@ def kernel_release(boot: Path = Path("/boot")) -> str:
     return found[-1]
 
 
+def recipe_tag() -> str:
+    """8 hex digits naming what goes into the initramfs (a changed recipe builds anew)."""
+    recipe = "\0".join([INIT, UDHCPC, HELLO, *MODULES])
+    return hashlib.sha256(recipe.encode()).hexdigest()[:8]
+
+
 def cache_dir() -> Path:
     root = os.environ.get("NUBE_GUEST_CACHE") or str(Path.home() / ".cache" / "nube" / "guest")
     return Path(root)
@@ -116,7 +124,7 @@ def cache_dir() -> Path:
 def build(force: bool = False) -> Guest:
     """The cached guest, built first when missing (or with ``force``)."""
     release = kernel_release()
-    out = cache_dir() / release
+    out = cache_dir() / f"{release}-{recipe_tag()}"
     kernel, initrd = out / "vmlinuz", out / "initrd.img"
     if force or not (kernel.exists() and initrd.exists()):
         out.mkdir(parents=True, exist_ok=True)
