@@ -58,6 +58,10 @@ class Key:
     def __repr__(self) -> str:
         return f"Key(kid={self.kid!r})"
 
+    def __reduce__(self) -> tuple[type[Key], tuple[str, bytes]]:
+        # copied or pickled as (kid, secret); the copy prepares its own cipher
+        return (Key, (self.kid, self.secret))
+
     def to_line(self) -> str:
         """The ``kid:base64`` text form of this key."""
         return f"{self.kid}:{base64.b64encode(self.secret).decode()}"

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import base64
+import copy
+import pickle
 import stat
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from nube.errors import KeyringInvalid
 from nube.sealing.keyring import Keyring, drop, generate_key, rotate, write_keyring
@@ -68,3 +71,14 @@ def test_write_is_private_and_atomic(tmp_path: Path) -> None:
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert Keyring.from_files([path]).kids == ["k1"]
     assert [p.name for p in tmp_path.iterdir()] == ["keys"]
+
+
+def test_a_key_prepares_its_cipher_once_and_copies_as_kid_and_secret() -> None:
+    key = generate_key("k1")
+    nonce = bytes(12)
+    sealed = key.cipher.encrypt(nonce, b"body", b"aad")
+    assert AESGCM(key.secret).decrypt(nonce, sealed, b"aad") == b"body"
+    for twin in (copy.deepcopy(key), pickle.loads(pickle.dumps(key))):
+        assert twin == key and twin.cipher is not key.cipher
+        assert twin.cipher.decrypt(nonce, sealed, b"aad") == b"body"
+    assert "cipher" not in repr(key) and key.secret.hex() not in repr(key)
