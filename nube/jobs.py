@@ -25,6 +25,8 @@ from nube.wire import RelayRequest
 
 JOB_TTL = 30 * 24 * 3600  # job records outlive results (7 days) so a finished job reads finished
 IDEMPOTENCY_TTL = 24 * 3600
+#: Ids of the jobs whose relay request is kept (accepted, not ended): the reconciler's list.
+PENDING = "nube:jobs-pending"
 
 
 class JobStatus(StrEnum):
@@ -134,7 +136,10 @@ local current = redis.call('GET', KEYS[1])
 if not current then return 0 end
 if redis.sha1hex(current) ~= ARGV[1] then return -1 end
 redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
-if ARGV[3] == '1' then redis.call('DEL', KEYS[2]) end
+if ARGV[3] == '1' then
+    redis.call('DEL', KEYS[2])
+    redis.call('SREM', KEYS[3], ARGV[6])
+end
 redis.call('PUBLISH', ARGV[4], ARGV[5])
 return 1
 """
@@ -146,7 +151,10 @@ _CREATE = """
 local seq = redis.call('INCR', KEYS[1])
 redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
 redis.call('ZADD', KEYS[3], seq, ARGV[3])
-if ARGV[4] ~= '' then redis.call('SET', KEYS[4], ARGV[4], 'EX', ARGV[2]) end
+if ARGV[4] ~= '' then
+    redis.call('SET', KEYS[4], ARGV[4], 'EX', ARGV[2])
+    redis.call('SADD', KEYS[5], ARGV[3])
+end
 return seq
 """
 
@@ -172,6 +180,7 @@ class JobStore:
         #: Set by a process that waits for many jobs at once (the API): one subscriber
         #: connection for all its waits instead of one per wait.
         self.waiters: JobWaiters | None = None
+        self._adopted_pending = False
         self._transition = client.register_script(_TRANSITION)
         self._create = client.register_script(_CREATE)
 
@@ -244,6 +253,7 @@ class JobStore:
                     self.key(job.id),
                     self.index(job.tenant),
                     self.request_key(job.id),
+                    PENDING,
                 ],
                 args=[dumped, JOB_TTL, job.id, kept],
             )
@@ -258,7 +268,10 @@ class JobStore:
 
     def keep_request(self, job: Job, request: RelayRequest) -> None:
         """Keep the job's relay request (sealed when a sealer is set) until the job ends."""
-        self.redis.set(self.request_key(job.id), self._sealed_request(job, request), ex=JOB_TTL)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.set(self.request_key(job.id), self._sealed_request(job, request), ex=JOB_TTL)
+        pipe.sadd(PENDING, job.id)
+        pipe.execute()
 
     def _sealed_request(self, job: Job, request: RelayRequest) -> str:
         raw = request.model_dump_json().encode()
@@ -273,16 +286,27 @@ class JobStore:
         return RelayRequest.model_validate_json(text)
 
     def pending_ids(self) -> Iterator[str]:
-        """Ids of jobs whose relay request is kept: accepted, not yet ended."""
+        """Ids of jobs whose relay request is kept: accepted, not yet ended (the set
+        :data:`PENDING`, so the reconciler's sweep does not walk every job record)."""
+        if not self._adopted_pending:
+            self._adopt_pending()
+        for job_id in self.redis.sscan_iter(PENDING, count=500):
+            yield str(job_id)
+
+    def _adopt_pending(self) -> None:
+        """Once per store: add to :data:`PENDING` any kept request made before it existed."""
         prefix = self.request_key("")
-        for key in self.redis.scan_iter(match=prefix + "*", count=500):
-            yield str(key)[len(prefix) :]
+        ids = [str(k)[len(prefix) :] for k in self.redis.scan_iter(match=prefix + "*", count=500)]
+        if ids:
+            self.redis.sadd(PENDING, *ids)
+        self._adopted_pending = True
 
     def discard(self, job: Job) -> None:
         """Remove a job that was never published (its publish failed)."""
         pipe = self.redis.pipeline()
         pipe.delete(self.key(job.id), self.request_key(job.id))
         pipe.zrem(self.index(job.tenant), job.id)
+        pipe.srem(PENDING, job.id)
         pipe.execute()
 
     def find(self, job_id: str) -> Job | None:
@@ -394,13 +418,14 @@ class JobStore:
             job.history.append(JobEvent(event=event, at=now_iso(), detail=detail))
             dumped = self._dump(job)
             stored = self._transition(
-                keys=[self.key(job_id), self.request_key(job_id)],
+                keys=[self.key(job_id), self.request_key(job_id), PENDING],
                 args=[
                     job._digest or "",
                     dumped,
                     "1" if job.status.terminal else "0",
                     self.channel(job_id),
                     json.dumps({"event": event, "status": job.status}),
+                    job_id,
                 ],
             )
             if stored == 1:

@@ -116,3 +116,29 @@ def test_a_cancel_wins_over_a_transition_from_an_older_copy(store: JobStore) -> 
     assert store.finish(job.id, {"ok": 1}, base=running) is None
     final = store.get(job.id)
     assert final.status == JobStatus.CANCELLED and final.result is None
+
+
+def test_pending_ids_are_the_jobs_with_a_kept_request(store: JobStore) -> None:
+    """Accepted and not ended, from a set (no walk over every record), and a request kept
+    before the set existed is adopted."""
+    from nube.wire import RelayRequest
+
+    def request(job: Job) -> RelayRequest:
+        return RelayRequest(job_id=job.id, operation=job.operation, tenant=job.tenant, params={})
+
+    done, open_, discarded, plain = (new_job(store) for _ in range(4))
+    for job in (done, open_, discarded):
+        store.keep_request(job, request(job))
+    legacy = new_job(store)
+    store.redis.set(store.request_key(legacy.id), "x")  # kept by an older nube: no set entry
+    store.finish(done.id, {"ok": 1})
+    store.discard(discarded)
+    assert set(store.pending_ids()) == {open_.id, legacy.id}
+    assert plain.id not in set(store.pending_ids())
+    created = Job(
+        id=new_job_id(), operation="vms.list", tenant="acme", queue="vms", submitted_at=now_iso()
+    )
+    store.create(created, request(created))  # the API's way: kept in create's round trip
+    assert created.id in set(store.pending_ids())
+    store.cancel(created.id)
+    assert created.id not in set(store.pending_ids())
