@@ -13,8 +13,10 @@ from __future__ import annotations
 import contextlib
 import functools
 import re
+import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from workers.drivers import ContainerDriver, HypervisorDriver
@@ -219,6 +221,13 @@ class SeenDomain:
     managed_save: bool
     autostart: bool
     snapshots: int
+    memory_mib: int = 0
+    """The definition's memory (its maximum)."""
+    vcpus: int = 0
+    """The definition's current vCPUs."""
+    disks: tuple[str, ...] = ()
+    """Target devices of the definition's disks (``vda``, ``hdc``)."""
+    macs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -240,6 +249,9 @@ class HypervisorBackend(Protocol):
 
     def network(self, name: str) -> SeenNetwork | None:
         """The network ``name``, ``None`` when the hypervisor has none."""
+
+    def volume_bytes(self, pool: str, name: str) -> bytes | None:
+        """The bytes stored in a volume, ``None`` when there is no such volume."""
 
 
 _FAKE_STATES = {
@@ -270,7 +282,16 @@ class FakeHypervisorView:
             managed_save=dom.state is VmState.SAVED,
             autostart=dom.autostart,
             snapshots=len(dom.snapshots),
+            memory_mib=dom.max_memory_mib,
+            vcpus=dom.vcpus,
+            disks=tuple(d["target"] for d in dom.disks),
+            macs=tuple(i["mac"] for i in dom.interfaces),
         )
+
+    def volume_bytes(self, pool: str, name: str) -> bytes | None:
+        found = self.driver.pools.get(pool)
+        vol = found.volumes.get(name) if found is not None else None
+        return None if vol is None else vol.data
 
     def domain_names(self) -> list[str]:
         return list(self.driver.domains)
@@ -313,12 +334,26 @@ class LibvirtView:
             lv.VIR_DOMAIN_SHUTOFF: "shutoff",
         }
         code = dom.state()[0]
+        xml = ET.fromstring(dom.XMLDesc(lv.VIR_DOMAIN_XML_INACTIVE))
+        vcpu = xml.find("vcpu")
         return SeenDomain(
             state=states.get(code, f"libvirt state {code}"),
             managed_save=bool(dom.hasManagedSaveImage(0)),
             autostart=bool(dom.autostart()),
             snapshots=dom.snapshotNum(0),
+            memory_mib=int(xml.findtext("memory") or 0) // 1024,
+            vcpus=int(vcpu.get("current", vcpu.text or 0)) if vcpu is not None else 0,
+            disks=tuple(t.get("dev", "") for t in xml.iterfind("devices/disk/target")),
+            macs=tuple(m.get("address", "") for m in xml.iterfind("devices/interface/mac")),
         )
+
+    def volume_bytes(self, pool: str, name: str) -> bytes | None:
+        lv = self.libvirt
+        found = self._lookup(self.conn.storagePoolLookupByName, pool, lv.VIR_ERR_NO_STORAGE_POOL)
+        if found is None:
+            return None
+        vol = self._lookup(found.storageVolLookupByName, name, lv.VIR_ERR_NO_STORAGE_VOL)
+        return None if vol is None else Path(vol.path()).read_bytes()
 
     def domain_names(self) -> list[str]:
         return [d.name() for d in self.conn.listAllDomains(0)]

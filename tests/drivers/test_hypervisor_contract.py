@@ -9,6 +9,9 @@ keeps, its mock hypervisor, kvm or emulation, a live snapshot, libvirtd going aw
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import os
 import random
 from pathlib import Path
 from typing import Any
@@ -17,7 +20,7 @@ import pytest
 
 from nube.catalog import NoParams
 from nube.catalog import vm_models as m
-from nube.errors import Conflict, Forbidden, NotFound, Timeout
+from nube.errors import Conflict, Forbidden, InvalidRequest, NotFound, Timeout
 from workers.drivers import Driver, HypervisorDriver, JobContext
 from workers.drivers.names import backend_name
 from workers.drivers.vm_states import VmState, allowed_actions
@@ -527,3 +530,188 @@ def test_transient_network(
     assert host.network(net) is None
     with pytest.raises(NotFound):
         hypervisor.network_info(ref, ctx)
+
+
+# --- volume content ------------------------------------------------------------------------------
+
+
+def upload_spec(pool: str, name: str, data: bytes, **extra: Any) -> m.StorageVolumeUpload:
+    spec = {
+        "pool": pool,
+        "name": name,
+        "content": base64.b64encode(data).decode(),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "size": len(data),
+    }
+    return m.StorageVolumeUpload.model_validate(spec | extra)
+
+
+def test_volume_upload_download_and_clone(
+    hypervisor: HypervisorDriver, ctx: JobContext, name: Name, host: HypervisorBackend
+) -> None:
+    pool = make_pool(hypervisor, ctx, name)
+    data = os.urandom(192 * 1024)
+    up = upload_spec(pool, "img", data)
+    made = hypervisor.upload_volume(up, ctx)
+    assert (made["format"], made["capacity_bytes"], made["sha256"]) == ("raw", len(data), up.sha256)
+    assert host.volume_bytes(pool, "img") == data
+    assert hypervisor.upload_volume(up, ctx)["path"] == made["path"]  # the same content again
+    other = os.urandom(1024)
+    with pytest.raises(Conflict):
+        hypervisor.upload_volume(upload_spec(pool, "img", other), ctx)
+    # checked before anything exists: size, digest, format
+    for bad in (
+        upload_spec(pool, "bad", data, size=len(data) + 1),
+        upload_spec(pool, "bad", data, sha256="0" * 64),
+        upload_spec(pool, "bad", data, format="qcow2"),
+        upload_spec(pool, "bad", b"QFI\xfb" + bytes(60), format="raw"),
+    ):
+        with pytest.raises(InvalidRequest):
+            hypervisor.upload_volume(bad, ctx)
+    assert host.volume_bytes(pool, "bad") is None
+
+    down = hypervisor.download_volume(m.StorageVolumeRef(pool=pool, name="img"), ctx)
+    assert base64.b64decode(down["content"]) == data
+    assert (down["size"], down["sha256"], down["format"]) == (len(data), up.sha256, "raw")
+
+    overlay = m.StorageVolumeClone(pool=pool, name="img", target="img-overlay")
+    linked = hypervisor.clone_volume(overlay, ctx)
+    assert (linked["format"], linked["backing"]) == ("qcow2", made["path"])
+    assert linked["capacity_bytes"] == len(data)
+    assert hypervisor.clone_volume(overlay, ctx)["path"] == linked["path"]
+    copy = m.StorageVolumeClone(pool=pool, name="img", target="img-copy", backing=False)
+    copied = hypervisor.clone_volume(copy, ctx)
+    assert (copied["format"], copied["backing"]) == ("raw", None)
+    assert host.volume_bytes(pool, "img-copy") == data
+    with pytest.raises(Conflict):  # a name taken by something else
+        hypervisor.clone_volume(copy.model_copy(update={"target": "img-overlay"}), ctx)
+    with pytest.raises(NotFound):
+        hypervisor.clone_volume(overlay.model_copy(update={"name": "none"}), ctx)
+
+
+# --- changing a VM -------------------------------------------------------------------------------
+
+
+def test_resize_offline_then_live_up_to_the_maximum(
+    hypervisor: HypervisorDriver, ctx: JobContext, name: Name, host: HypervisorBackend
+) -> None:
+    vm = name("vm")
+    hypervisor.define_domain(vm_spec(vm), ctx)
+    ref = backend_name(ctx.tenant, vm)
+    out = hypervisor.resize_domain(m.VmResize(name=vm, memory_mib=96, vcpus=2), ctx)
+    assert (out["max_memory_mib"], out["memory_mib"], out["vcpus"]) == (96, 96, 2)
+    seen = host.domain(ref)
+    assert seen is not None and (seen.memory_mib, seen.vcpus) == (96, 2)
+    out = hypervisor.resize_domain(m.VmResize(name=vm, memory_mib=64, vcpus=1), ctx)  # down
+    assert (out["max_memory_mib"], out["vcpus"], out["max_vcpus"]) == (64, 1, 1)
+
+    live = name("vm")
+    spec = vm_spec(live, memory_mib=64, max_memory_mib=128, max_vcpus=2, start=True)
+    made = hypervisor.define_domain(spec, ctx)
+    assert (made["max_memory_mib"], made["max_vcpus"], made["vcpus"]) == (128, 2, 1)
+    grown = hypervisor.resize_domain(m.VmResize(name=live, vcpus=2), ctx)
+    assert grown["vcpus"] == 2 and grown["state"] == "running"
+    seen = host.domain(backend_name(ctx.tenant, live))
+    assert seen is not None and seen.vcpus == 2  # in the definition too
+    for past in ({"vcpus": 3}, {"memory_mib": 256}):
+        with pytest.raises(Conflict) as err:
+            hypervisor.resize_domain(m.VmResize.model_validate({"name": live, **past}), ctx)
+        assert "stop it" in err.value.message
+    hypervisor.suspend_domain(m.VmRef(name=live), ctx)
+    hypervisor.resize_domain(m.VmResize(name=live, memory_mib=96), ctx)  # paused: allowed
+
+
+def test_attach_and_detach_disks_and_nics(
+    hypervisor: HypervisorDriver,
+    ctx: JobContext,
+    make_ctx: MakeCtx,
+    name: Name,
+    host: HypervisorBackend,
+) -> None:
+    pool = make_pool(hypervisor, ctx, name)
+    net = define_network(hypervisor, ctx, name)
+    hypervisor.create_volume(m.StorageVolumeCreate(pool=pool, name="data", capacity_mib=4), ctx)
+    vm = name("vm")
+    hypervisor.define_domain(vm_spec(vm, disks=[{"pool": pool, "capacity_mib": 4}]), ctx)
+    ref = backend_name(ctx.tenant, vm)
+    attach = m.VmDiskAttach(name=vm, pool=pool, volume="data")
+    out = hypervisor.attach_disk(attach, ctx)
+    assert out["target"] == "vdb" and out["volume"] == "data"
+    assert hypervisor.attach_disk(attach, ctx)["target"] == "vdb"  # a redelivery: the same disk
+    job = make_ctx(TENANT_A, job_id="job-hotplug")
+    new = hypervisor.attach_disk(m.VmDiskAttach(name=vm, pool=pool, capacity_mib=2), job)
+    assert new["target"] == "vdc" and new["volume"].startswith(f"{vm}-hp-")
+    seen = host.domain(ref)
+    assert seen is not None and seen.disks == ("vda", "vdb", "vdc")
+    hypervisor.detach_disk(m.VmDiskDetach(name=vm, target="vdb"), ctx)
+    seen = host.domain(ref)
+    assert seen is not None and seen.disks == ("vda", "vdc")
+    with pytest.raises(NotFound):
+        hypervisor.detach_disk(m.VmDiskDetach(name=vm, target="vdb"), ctx)
+    assert hypervisor.volume_info(m.StorageVolumeRef(pool=pool, name="data"), ctx)  # it stays
+
+    mac = "52:54:00:0e:0e:01"
+    nic = hypervisor.attach_nic(m.VmNicAttach(name=vm, network=net, mac=mac), ctx)
+    assert nic["mac"] == mac and [i["mac"] for i in nic["interfaces"]] == [mac]
+    seen = host.domain(ref)
+    assert seen is not None and seen.macs == (mac,)
+    with pytest.raises(NotFound):
+        hypervisor.attach_nic(m.VmNicAttach(name=vm, network=name("none")), ctx)
+    hypervisor.detach_nic(m.VmNicDetach(name=vm, mac=mac), ctx)
+    seen = host.domain(ref)
+    assert seen is not None and seen.macs == ()
+    with pytest.raises(NotFound):
+        hypervisor.detach_nic(m.VmNicDetach(name=vm, mac=mac), ctx)
+    hypervisor.start_domain(m.VmRef(name=vm), ctx)
+    hypervisor.suspend_domain(m.VmRef(name=vm), ctx)
+    with pytest.raises(Conflict):  # not while paused
+        hypervisor.attach_disk(attach, ctx)
+    with pytest.raises(NotFound):  # another tenant's VM
+        hypervisor.attach_disk(attach, make_ctx("tenant-b"))
+
+
+def test_console_stats_and_vnc(hypervisor: HypervisorDriver, ctx: JobContext, name: Name) -> None:
+    vm = name("vm")
+    made = hypervisor.define_domain(vm_spec(vm, vnc=True, start=True), ctx)
+    password = made["vnc_password"]
+    assert isinstance(password, str) and len(password) == 8
+    info = hypervisor.domain_info(m.VmRef(name=vm), ctx)
+    assert "vnc_password" not in info and password not in str(info)
+    assert info["vnc"]["listen"] == "127.0.0.1" and info["vnc"]["port"] >= 5900
+    console = hypervisor.domain_console(m.VmConsole(name=vm, tail=5), ctx)
+    assert console["name"] == vm and console["log"] is True
+    assert isinstance(console["lines"], list) and len(console["lines"]) <= 5
+    stats = hypervisor.domain_stats(m.VmRef(name=vm), ctx)
+    assert stats["state"] == "running" and stats["cpu"]["time"] > 0
+    hypervisor.destroy_domain(m.VmRef(name=vm), ctx)
+    stopped = hypervisor.domain_stats(m.VmRef(name=vm), ctx)
+    assert stopped["state"] == "defined" and stopped["block"] == stopped["net"] == []
+    quiet = name("vm")
+    hypervisor.define_domain(vm_spec(quiet, serial_console=False), ctx)
+    assert hypervisor.domain_console(m.VmConsole(name=quiet), ctx)["lines"] == []
+
+
+def test_kernel_boot_and_cloud_init_seed(
+    hypervisor: HypervisorDriver, ctx: JobContext, name: Name, host: HypervisorBackend
+) -> None:
+    pool = make_pool(hypervisor, ctx, name)
+    hypervisor.upload_volume(upload_spec(pool, "kernel", os.urandom(4096)), ctx)
+    vm = name("vm")
+    spec = vm_spec(
+        vm,
+        kernel={"pool": pool, "volume": "kernel"},
+        cmdline="console=ttyS0",
+        cloud_init={"user_data": "#cloud-config\n{}\n", "ssh_authorized_keys": [KEY]},
+    )
+    made = hypervisor.define_domain(spec, ctx)
+    assert made["kernel_boot"]["cmdline"] == "console=ttyS0"
+    assert made["kernel_boot"]["kernel"].endswith("/kernel")
+    seeds = [d for d in made["disks"] if d["device"] == "cdrom"]
+    assert len(seeds) == 1 and seeds[0]["volume"].startswith(f"{vm}-cidata-")
+    assert host.volume_bytes(pool, seeds[0]["volume"]) is not None
+    hypervisor.undefine_domain(m.VmUndefine(name=vm), ctx)
+    assert host.volume_bytes(pool, seeds[0]["volume"]) is None  # removed with the VM
+    assert host.volume_bytes(pool, "kernel") is not None
+
+
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGJ0ZXN0a2V5Zm9ybnViZWNvbnRyYWN0dGVzdHM nube@test"
