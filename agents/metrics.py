@@ -8,7 +8,9 @@ one span of its ``before_relay`` and one of its ``after_relay``, children of the
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
+from typing import Any
 
 from opentelemetry.trace import Status, StatusCode
 
@@ -23,7 +25,7 @@ class Outcomes(Middleware):
 
     def after_relay(self, message: RelayMessage, error: NubeError | None) -> None:
         if error is None:
-            metrics.RELAYS.labels(message.operation, "routed", "").inc()
+            _routed(message.operation).inc()
             return
         outcome = "denied" if error.code == "policy_denied" else "refused"
         metrics.RELAYS.labels(message.operation, outcome, error.code).inc()
@@ -63,3 +65,8 @@ def observed(middlewares: Sequence[Middleware]) -> list[Middleware]:
     if not tracing.enabled():
         return [Outcomes(), *middlewares]
     return [Outcomes(), *(Spanned(m) for m in middlewares)]
+
+
+@functools.cache
+def _routed(operation: str) -> Any:
+    return metrics.RELAYS.labels(operation, "routed", "")

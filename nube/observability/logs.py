@@ -119,7 +119,6 @@ def _keep_ours(**_: Any) -> None:
     """Celery's ``setup_logging``: nube configured logging already."""
 
 
-
 def _no_banner(instance: Any = None, **_: Any) -> None:
     """A worker writing JSON lines prints no banner (``celery worker --quiet``); Celery still
     prints its shutdown notices (``worker: Warm shutdown ...``) as plain lines."""

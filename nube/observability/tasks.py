@@ -15,6 +15,7 @@ service). Nothing here touches Redis: each signal updates in-memory metrics and 
 
 from __future__ import annotations
 
+import functools
 import time
 from contextvars import Token
 from dataclasses import dataclass
@@ -43,7 +44,7 @@ OUTCOMES = {"SUCCESS": "succeeded", "FAILURE": "failed", "RETRY": "retried", "IG
 class _Run:
     operation: str
     started: float
-    span: Span
+    span: Span | None
     span_token: object
     log_token: Token[dict[str, str]]
 
@@ -90,9 +91,9 @@ def _after_publish(sender: str | None = None, headers: Any = None, **_: Any) -> 
     if not name or name.startswith("celery."):
         return
     hop, role = hop_of(name), _state["role"]
-    metrics.PUBLISHED.labels(hop, role, operation).inc()
+    _child(metrics.PUBLISHED, hop, role, operation).inc()
     if started is not None:
-        metrics.PUBLISH_DURATION.labels(hop, operation).observe(time.perf_counter() - started)
+        _child(metrics.PUBLISH_DURATION, hop, operation).observe(time.perf_counter() - started)
     if hop == "ingress" and role == "agent":  # the agent sends a relay request again
         metrics.RECONCILER_RELAYS.inc()
 
@@ -116,33 +117,38 @@ def _prerun(
     operation, fields = _message_of(task, args, kwargs)
     hop = hop_of(task.name)
     now = time.time()
-    parent = tracing.context_of(fields.get("traceparent"))
     request = task.request
     redelivered = bool((request.delivery_info or {}).get("redelivered"))
     if redelivered:
-        metrics.REDELIVERIES.labels(role, operation).inc()
-    sent_at = fields.get("sent_at")
-    if isinstance(sent_at, float | int) and not redelivered and not request.retries:
-        metrics.QUEUE_WAIT.labels(hop, operation).observe(max(0.0, now - sent_at))
-        if tracing.enabled():
+        _child(metrics.REDELIVERIES, role, operation).inc()
+    raw_sent = fields.get("sent_at")
+    sent_at = float(raw_sent) if isinstance(raw_sent, float | int) else now
+    waited = raw_sent is not None and not redelivered and not request.retries
+    if waited:
+        _child(metrics.QUEUE_WAIT, hop, operation).observe(max(0.0, now - sent_at))
+    job_id = str(fields.get("job_id") or task_id)
+    traceparent = fields.get("traceparent")
+    span = span_token = None
+    if tracing.enabled():
+        parent = tracing.context_of(traceparent)
+        if waited:
             tracing.start_span(
                 f"queue wait {hop}",
                 parent,
                 start_time=int(sent_at * 1e9),
                 attributes={"nube.queue": str(request.delivery_info.get("routing_key") or "")},
             ).end(int(now * 1e9))
-    job_id = str(fields.get("job_id") or task_id)
-    span = tracing.start_span(
-        f"{'relay' if hop == 'ingress' else 'run'} {operation}",
-        parent,
-        attributes={"nube.job_id": job_id, "nube.operation": operation, "nube.role": role},
-    )
-    span_token = tracing.attach(span)
+        span = tracing.start_span(
+            f"{'relay' if hop == 'ingress' else 'run'} {operation}",
+            parent,
+            attributes={"nube.job_id": job_id, "nube.operation": operation, "nube.role": role},
+        )
+        span_token = tracing.attach(span)
+        trace_id = tracing.active_trace_id()
+    else:
+        trace_id = tracing.trace_id_of(traceparent) if traceparent else None
     log_token = context.bind(
-        job_id=job_id,
-        tenant=fields.get("tenant"),
-        operation=operation,
-        trace_id=tracing.active_trace_id(),
+        job_id=job_id, tenant=fields.get("tenant"), operation=operation, trace_id=trace_id
     )
     _runs[task_id] = _Run(operation, time.perf_counter(), span, span_token, log_token)
 
@@ -152,14 +158,15 @@ def _postrun(task_id: str = "", task: Any = None, state: str | None = None, **_:
     if run is None:
         return
     role = _state["role"]
-    metrics.TASK_DURATION.labels(role, run.operation).observe(time.perf_counter() - run.started)
+    _child(metrics.TASK_DURATION, role, run.operation).observe(time.perf_counter() - run.started)
     outcome = OUTCOMES.get(state or "", str(state).lower())
-    metrics.TASKS.labels(role, run.operation, outcome).inc()
+    _child(metrics.TASKS, role, run.operation, outcome).inc()
     if role != "agent" and outcome in ("succeeded", "failed"):
-        metrics.JOBS_ENDED.labels(run.operation, outcome).inc()
-    run.span.set_attribute("nube.outcome", outcome)
-    run.span.end()
-    tracing.detach(run.span_token)
+        _child(metrics.JOBS_ENDED, run.operation, outcome).inc()
+    if run.span is not None:
+        run.span.set_attribute("nube.outcome", outcome)
+        run.span.end()
+        tracing.detach(run.span_token)
     context.unbind(run.log_token)
 
 
@@ -168,11 +175,19 @@ def _failure(task_id: str = "", exception: BaseException | None = None, **_: Any
     if run is None:
         return
     code = str(getattr(exception, "code", None) or type(exception).__name__)
-    metrics.TASK_FAILURES.labels(run.operation, code).inc()
-    run.span.set_status(Status(StatusCode.ERROR, code))
+    _child(metrics.TASK_FAILURES, run.operation, code).inc()
+    if run.span is not None:
+        run.span.set_status(Status(StatusCode.ERROR, code))
 
 
 def _retry(request: Any = None, **_: Any) -> None:
     run = _runs.get(str(getattr(request, "id", "")))
     if run is not None:
-        metrics.TASK_RETRIES.labels(run.operation).inc()
+        _child(metrics.TASK_RETRIES, run.operation).inc()
+
+
+@functools.cache
+def _child(metric: Any, *labels: str) -> Any:
+    """``metric.labels(*labels)``, looked up once (labels() costs a lock and a few dict
+    look-ups; operations and codes are few)."""
+    return metric.labels(*labels)

@@ -3,6 +3,7 @@ counters and the per-hop latency quantiles, and it loaded nube's alert rules."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from pathlib import Path
@@ -11,9 +12,11 @@ from typing import Any
 import requests
 import yaml
 
-from nube.tools.devstack import Stack
+from nube.tools.devstack import ROOT, Stack
 from tests.conftest import need
 from tests.observability.conftest import eventually, finished, submit
+
+DASHBOARD = ROOT / "docs" / "grafana" / "nube-golden-signals.json"
 
 
 def query(url: str, expr: str) -> list[dict[str, Any]]:
@@ -65,6 +68,10 @@ def test_prometheus_scrapes_the_stack_and_answers_per_hop_quantiles(
         rules = requests.get(f"{url}/api/v1/rules", timeout=10).json()["data"]["groups"]
         names = {rule["name"] for group in rules for rule in group["rules"]}
         assert "NubeQueueWithoutConsumer" in names and "NubeAuditWriteFailures" in names
+        dashboard = json.loads(DASHBOARD.read_text())
+        for panel in dashboard["panels"]:  # every query of the Grafana dashboard is valid
+            for target in panel["targets"]:
+                query(url, target["expr"])
     finally:
         observed.stop("prometheus")
 
