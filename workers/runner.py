@@ -76,6 +76,7 @@ class Runtime:
             admin=meta.admin,
             hardening=meta.hardening,
             report_progress=lambda progress: self.jobs.report_progress(job_id, progress),
+            after_recorded=[],
         )
         try:
             result = self._call(op, params, ctx)
@@ -84,6 +85,7 @@ class Runtime:
         else:
             self._place(op, params, ctx)
             self.jobs.finish(job_id, result, base=job)
+            _run_recorded(ctx)
             return result
         # outside the except block: nothing raised from here on carries the error as context
         return self._handle_error(task, op, job, error)
@@ -162,3 +164,13 @@ class Runtime:
         else:
             log.info("skipping job %s: already %s", job_id, job.status.value)
         raise Ignore()
+
+
+def _run_recorded(ctx: JobContext) -> None:
+    """What the driver left until the result was recorded (a finished run's container)."""
+    for action in ctx.after_recorded or []:
+        try:
+            action()
+        except Exception as e:  # the job has succeeded: a cleanup fault is only logged
+            log.warning("cleanup after job %s failed: %s", ctx.job_id, type(e).__name__)
+            log.debug("cleanup after job %s failed", ctx.job_id, exc_info=True)

@@ -9,10 +9,13 @@ resolved on a user network, an unreachable registry) is in ``tests/containers``.
 from __future__ import annotations
 
 import base64
+import concurrent.futures
+import dataclasses
 import io
 import random
 import tarfile
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -221,6 +224,34 @@ def test_redelivered_run_to_completion_reuses_the_first_container(
     first = container_driver.create(m.ContainerCreate(image=IMAGE, command=["echo", "once"]), ctx)
     result = run(container_driver, ctx, command=["echo", "twice"])
     assert result["id"] == first["id"] and result["stdout"] == "once\n"
+
+
+def test_two_deliveries_of_a_run_make_one_container_and_return_its_output(
+    container_driver: ContainerDriver, make_ctx: MakeCtx, engine: ContainerBackend
+) -> None:
+    """A job delivered twice (its node cut off from Redis, the job given to another node): the
+    second delivery, while the first one's container runs, waits for that container instead of
+    making another; both return its output. The container is kept until the job's result is
+    recorded (a later delivery still finds it), then removed."""
+    job_id = f"job-{uuid.uuid4().hex}"
+    label = f"nube.job={job_id}"
+    recorded: list[Callable[[], None]] = []
+    deliveries = [dataclasses.replace(make_ctx(job_id=job_id), after_recorded=recorded)] * 2
+    spec = {"command": ["sh", "-c", "sleep 3; echo x"]}
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        first = pool.submit(run, container_driver, deliveries[0], **spec)
+        running = dict(label=[label], status="running")  # on the fake, it has ended at once
+        eventually(lambda: first.done() or ids(container_driver, make_ctx(), **running))
+        second = pool.submit(run, container_driver, deliveries[1], **spec)
+        results = [first.result(timeout=60), second.result(timeout=60)]
+    assert results[0] == results[1] and results[0]["stdout"] == "x\n", results
+    assert engine.count("container", label) == 1
+    assert engine.container(results[0]["id"]) is not None  # kept until the result is recorded
+    third = run(container_driver, deliveries[0], **spec)  # the record write failed: again
+    assert third == results[0] and engine.count("container", label) == 1
+    for action in recorded:  # what the runner does once it has recorded the result
+        action()
+    assert engine.count("container", label) == 0
 
 
 def test_list_filters_by_status_name_and_label(

@@ -38,10 +38,22 @@ class JobContext:
     """What the agent's policy requires of a container create (backend-neutral: each container
     driver maps it to its backend's options); empty for every other operation."""
     report_progress: Callable[[dict[str, Any]], None] = field(default=_no_progress)
+    after_recorded: list[Callable[[], None]] | None = None
+    """What to do once the job's result is in its record: the runner gives a list and runs it
+    after writing the result; ``None`` (a direct call, nobody records it) runs each at once."""
 
     @property
     def labels(self) -> dict[str, str]:
         return {"nube.tenant": self.tenant, "nube.job": self.job_id}
+
+    def when_recorded(self, action: Callable[[], None]) -> None:
+        """Run ``action`` once the job's result is recorded (a finished run's container is
+        removed then: until the job is terminal, a redelivery must find it, see
+        :meth:`~workers.drivers.containers.ContainerDriver.run`)."""
+        if self.after_recorded is None:
+            action()
+        else:
+            self.after_recorded.append(action)
 
 
 def name_taken(kind: str, name: str) -> Conflict:

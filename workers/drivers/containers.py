@@ -43,10 +43,12 @@ class ContainerDriver(ABC):
 
         With ``detach`` it returns the container (as :meth:`inspect`) once started. Otherwise
         it waits up to ``wait_timeout`` s for the container to exit and returns ``{"id",
-        "exit_code", "stdout", "stderr", "truncated"}``; the container is removed afterwards
-        (a container still running at the timeout is killed, removed and reported as
-        ``Timeout``). A redelivered call finds the container of the first attempt (by its
-        ``nube.job`` label) and starts or waits for it instead of making another.
+        "exit_code", "stdout", "stderr", "truncated"}``; the container is removed once that
+        result is recorded (:meth:`~workers.drivers.base.JobContext.when_recorded`; a container
+        still running at the timeout is killed, removed at once and reported as ``Timeout``).
+        A redelivered call finds the container of an earlier attempt (by its ``nube.job``
+        label): it starts it if it never started, else waits for it (running) or collects the
+        result it ended with, and never makes a second one or runs its program twice.
         Missing image: ``NotFound``; name taken (:func:`~workers.drivers.base.name_taken`, which
         never says who holds it) or port already allocated: ``Conflict``; a container that
         failed to start is removed before the error is raised.

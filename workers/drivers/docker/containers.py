@@ -33,7 +33,7 @@ class ContainersMixin(DockerBase):
         if params.detach:
             self._start_or_remove(container)
             return self._view(container)
-        return self._run_to_completion(container, params.wait_timeout)
+        return self._run_to_completion(container, params.wait_timeout, ctx)
 
     def create(self, params: m.ContainerCreate, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`ContainerDriver.create`."""
@@ -180,9 +180,11 @@ class ContainersMixin(DockerBase):
         return {"network": spec.network, "networking_config": {spec.network: endpoint}}
 
     def _start_or_remove(self, container: Container) -> None:
-        """Start; a container that cannot start is removed before the error is raised."""
+        """Start a container never started (one an earlier attempt started, running or ended,
+        is left as it is: starting it again would run its program twice); a container that
+        cannot start is removed before the error is raised."""
         container.reload()
-        if container.status not in ("created", "exited"):
+        if container.status != "created":
             return
         try:
             with translated("container", container.id):
@@ -191,19 +193,28 @@ class ContainersMixin(DockerBase):
             self._discard(container)
             raise
 
-    def _run_to_completion(self, container: Container, timeout: int) -> dict[str, Any]:
-        interrupted = False
+    def _run_to_completion(
+        self, container: Container, timeout: int, ctx: JobContext
+    ) -> dict[str, Any]:
+        """Start (unless an earlier attempt did), wait, collect the exit code and output. The
+        container is removed once the result is recorded (:meth:`JobContext.when_recorded`):
+        until then a redelivery (this node cut off from Redis, its job given to another) finds
+        it by its label and returns its result instead of running the program again."""
+        kept = False
         try:
             self._start_or_remove(container)
             code = self._wait(container, timeout)
-            return {"id": container.id, "exit_code": code} | self._output(container)
+            result = {"id": container.id, "exit_code": code} | self._output(container)
+            kept = True
+            ctx.when_recorded(lambda: self._discard(container))
+            return result
         except (SystemExit, KeyboardInterrupt):
             # The worker is shutting down (SIGTERM in the pool child): the message is requeued
             # and the redelivery finds this container by its label, so keep it.
-            interrupted = True
+            kept = True
             raise
         finally:
-            if not interrupted:
+            if not kept:
                 self._discard(container)
 
     def _wait(self, container: Container, timeout: int) -> int:

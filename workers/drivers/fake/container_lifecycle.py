@@ -53,7 +53,7 @@ class FakeLifecycleMixin(FakeEngineBase):
         if params.detach:
             self._start_or_remove(container)
             return self._view(container)
-        return self._run_to_completion(container, params.wait_timeout)
+        return self._run_to_completion(container, params.wait_timeout, ctx)
 
     def create(self, params: ContainerCreate, ctx: JobContext) -> Result:
         """See :meth:`ContainerDriver.create`."""
@@ -215,8 +215,9 @@ class FakeLifecycleMixin(FakeEngineBase):
             raise Conflict(f"Container {container.id} is not running")
 
     def _start_or_remove(self, container: FakeContainer) -> None:
-        """Start; a container that cannot start is removed before the error is raised."""
-        if container.status not in ("created", "exited"):
+        """Start a container never started (one an earlier attempt started is left as it is);
+        a container that cannot start is removed before the error is raised."""
+        if container.status != "created":
             return
         try:
             self._start(container)
@@ -263,15 +264,23 @@ class FakeLifecycleMixin(FakeEngineBase):
         if container.spec.auto_remove and not restarting:
             self.containers.pop(container.id, None)
 
-    def _run_to_completion(self, container: FakeContainer, timeout: int) -> Result:
+    def _run_to_completion(self, container: FakeContainer, timeout: int, ctx: JobContext) -> Result:
+        """As the Docker driver's: the ended container is removed once the result is recorded
+        (:meth:`JobContext.when_recorded`), so that a redelivery until then returns its result."""
         try:
             self._start_or_remove(container)
             if container.status != "exited":
                 raise Timeout(f"the container ran longer than {timeout} s", limit=timeout)
-            stdout, stderr = _streams(container)
-            return {"id": container.id, "exit_code": container.exit_code} | _capped(stdout, stderr)
-        finally:
+        except BaseException:
             self.containers.pop(container.id, None)
+            raise
+        stdout, stderr = _streams(container)
+        ctx.when_recorded(lambda: self._forget(container.id))
+        return {"id": container.id, "exit_code": container.exit_code} | _capped(stdout, stderr)
+
+    def _forget(self, container_id: str) -> None:
+        with self._lock:
+            self.containers.pop(container_id, None)
 
     def _view(self, container: FakeContainer) -> Result:
         if container.id not in self.containers:
