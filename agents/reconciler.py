@@ -15,12 +15,12 @@ Dead holders (Redis). kombu's Redis transport keeps a delivered, unacknowledged 
 default) has passed: a worker killed cold leaves its job stuck that long. Every
 :data:`SWEEP_SECONDS` the reconciler asks every service over the sealed control channel which of
 those messages it holds (Celery's ``query_task``: active, reserved or scheduled). A message that
-no service holds, on sweeps where every live service (those whose heartbeat key has not expired,
-:mod:`nube.registry`) answered, for :data:`ORPHAN_SECONDS`, is held by a process that is dead:
-it goes back to its queue (kombu's own ``restore_by_tag``). A service that
-is merely slow still heartbeats; one that heartbeats but does not answer in time stops the sweep
-(nothing is restored until every live service answers), so a slow worker's message is never
-handed to another worker.
+no service that answered holds, and whose queue no live but silent service serves (live: its
+heartbeat key has not expired, :mod:`nube.registry`), for :data:`ORPHAN_SECONDS`, is held by a
+process that is dead: it goes back to its queue (kombu's own ``restore_by_tag``). A service that
+is merely slow still heartbeats; one that heartbeats but does not answer in time keeps every
+message of the queues it serves where it is, so a slow worker's message is never handed to
+another worker.
 
 On RabbitMQ neither is needed, nor could be seen from Redis: the broker holds each message until
 its consumer acknowledges it and requeues it as soon as that consumer's channel closes (a dead
@@ -47,7 +47,7 @@ from kombu import Connection
 from nube.broker import relay_task_id
 from nube.jobs import Job, JobStore
 from nube.publish import publish_request
-from nube.registry import Registry
+from nube.registry import Registry, ServiceInstance
 from nube.settings import AMQP_SCHEMES
 
 log = logging.getLogger(__name__)
@@ -81,17 +81,23 @@ def _ids(raws: Iterable[str | bytes], unacked: bool = False) -> Iterable[str]:
 
 @dataclass(frozen=True)
 class Delivery:
-    """A message delivered to some consumer and not acknowledged yet (kombu's Redis QoS)."""
+    """A message delivered to some consumer and not acknowledged yet (kombu's Redis QoS), and
+    the queue it came from (its routing key: nube's queues and their exchanges share a name)."""
 
     tag: str
     task_id: str
+    queue: str
 
 
 def unacked_deliveries(client: redis.Redis) -> list[Delivery]:
     out = []
     for tag, raw in client.hgetall(UNACKED).items():
+        try:
+            _, exchange, routing_key = json.loads(raw)
+        except (ValueError, TypeError):
+            continue
         for task_id in _ids([raw], unacked=True):
-            out.append(Delivery(_text(tag), task_id))
+            out.append(Delivery(_text(tag), task_id, str(routing_key or exchange or "")))
     return out
 
 
@@ -99,15 +105,28 @@ def _text(value: str | bytes) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def held_by_the_living(app: Celery, names: list[str], task_ids: list[str]) -> set[str] | None:
+def held_by_the_living(app: Celery, task_ids: list[str]) -> tuple[set[str], set[str]]:
     """Which of ``task_ids`` the services hold (active, reserved or scheduled), asked of all of
-    them (also one too new to heartbeat yet); None when one of the live services ``names`` did
-    not answer in :data:`QUERY_TIMEOUT`."""
-    inspect = app.control.inspect(timeout=QUERY_TIMEOUT)
-    replies = inspect.query_task(*task_ids) or {}
-    if set(names) - set(replies):
-        return None
-    return {task_id for reply in replies.values() for task_id in (reply or {})}
+    them (also one too new to heartbeat yet), and the names of those that answered within
+    :data:`QUERY_TIMEOUT`."""
+    replies = app.control.inspect(timeout=QUERY_TIMEOUT).query_task(*task_ids) or {}
+    held = {task_id for reply in replies.values() for task_id in (reply or {})}
+    return held, set(replies)
+
+
+def orphaned(
+    deliveries: list[Delivery], held: set[str], answered: set[str], live: list[ServiceInstance]
+) -> list[Delivery]:
+    """The deliveries no live service can hold: none that answered holds it, and none that is
+    live (its heartbeat key has not expired) but silent serves its queue (a delivery from an
+    unknown queue waits while any live service is silent)."""
+    silent = [i for i in live if i.name not in answered]
+    silent_queues = {q for i in silent for q in i.queues}
+    return [
+        d
+        for d in deliveries
+        if d.task_id not in held and d.queue not in silent_queues and (d.queue or not silent)
+    ]
 
 
 class Reconciler(threading.Thread):
@@ -145,17 +164,16 @@ class Reconciler(threading.Thread):
         if not deliveries:
             self.orphans = {}
             return []
-        names = [i.name for i in Registry(self.jobs.redis).live()]
+        live = Registry(self.jobs.redis).live()
         try:
-            held = held_by_the_living(self.app, names, sorted({d.task_id for d in deliveries}))
+            held, answered = held_by_the_living(self.app, sorted({d.task_id for d in deliveries}))
         except Exception as e:  # the control channel is down: decide nothing
             log.warning("reconciler: cannot ask the live services what they hold: %s", e)
-            held = None
-        if held is None:
             self.orphans = {}
             return []
         now = time.monotonic()
-        self.orphans = {d: self.orphans.get(d, now) for d in deliveries if d.task_id not in held}
+        orphans = orphaned(deliveries, held, answered, live)
+        self.orphans = {d: self.orphans.get(d, now) for d in orphans}
         restore = sorted(
             (d for d, since in self.orphans.items() if now - since >= ORPHAN_SECONDS),
             key=lambda d: d.tag,
