@@ -98,7 +98,8 @@ class Job(BaseModel):
     error: JobError | None = None
     history: list[JobEvent] = Field(default_factory=list)
     seq: int = 0
-    """The job's place in its tenant's index (the score there; records keep 0)."""
+    """The job's place in its tenant's index (the score there; records keep 0): the list's
+    cursor."""
     #: SHA-1 of the record as last read or written by this process: what a transition from this
     #: copy expects to replace (:meth:`JobStore.mutate`). Not part of the job.
     _digest: str | None = PrivateAttr(default=None)
@@ -145,18 +146,25 @@ return 1
 """
 
 
-#: A new job in one round trip: its number (the tenant index's score), the record, the index
-#: entry and, when given, the kept relay request. Returns the number.
+#: A new job in one round trip: its place in the tenant's index, the record, the index entry
+#: and, when given, the kept relay request; and the index's entries of records that expired
+#: are dropped. The place is Redis's clock in milliseconds x 1000 plus a counter (newest first,
+#: unique, and old entries found by time). Returns the place.
 _CREATE = """
 local seq = redis.call('INCR', KEYS[1])
+local now = redis.call('TIME')
+local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local place = string.format('%.0f', ms * 1000 + seq % 1000)
 redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
-redis.call('ZADD', KEYS[3], seq, ARGV[3])
+redis.call('ZADD', KEYS[3], place, ARGV[3])
+local expired = string.format('%.0f', (ms - tonumber(ARGV[2]) * 1000) * 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[3], PLACE_FLOOR, '(' .. expired)
 if ARGV[4] ~= '' then
     redis.call('SET', KEYS[4], ARGV[4], 'EX', ARGV[2])
     redis.call('SADD', KEYS[5], ARGV[3])
 end
-return seq
-"""
+return place
+""".replace("PLACE_FLOOR", "'1000000000000'")  # below: places of older nubes (plain counters)
 
 
 def _sha1(raw: str | bytes) -> str:

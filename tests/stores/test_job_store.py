@@ -142,3 +142,19 @@ def test_pending_ids_are_the_jobs_with_a_kept_request(store: JobStore) -> None:
     assert created.id in set(store.pending_ids())
     store.cancel(created.id)
     assert created.id not in set(store.pending_ids())
+
+
+def test_the_tenant_index_forgets_jobs_whose_records_expired(store: JobStore) -> None:
+    """Index entries outlived their records (a leak found by the soak): a create drops the
+    entries older than a record lives; places of older nubes (counters) are left to listing."""
+    index = store.index("acme")
+    now_ms = int(time.time() * 1000)
+    stale = (now_ms - (30 * 24 * 3600 + 60) * 1000) * 1000  # a record's life ago, and a minute
+    recent = (now_ms - 3600 * 1000) * 1000
+    store.redis.zadd(index, {"stale": stale, "recent": recent, "legacy": 7})
+    job = new_job(store)
+    assert store.redis.zrange(index, 0, -1) == ["legacy", "recent", job.id]
+    assert job.seq > recent  # newest first
+    page, _ = store.list("acme", limit=10)
+    assert [j.id for j in page] == [job.id]  # and listing drops the entries with no record
+    assert store.redis.zrange(index, 0, -1) == [job.id]
