@@ -105,6 +105,12 @@ class Settings(BaseModel):
     publish_timeout: float = Field(default=5.0, gt=0, description="Broker publish timeout (s)")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     audit_file: Path | None = Field(default=None, description="JSON-lines mirror of the audit log")
+    audit_retention_days: float = Field(
+        default=90,
+        ge=0,
+        description="How long audit records stay in Redis (the JSON-lines mirror keeps every "
+        "one); 0 keeps them all",
+    )
     keys: str | None = Field(
         default=None,
         repr=False,

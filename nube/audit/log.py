@@ -34,7 +34,9 @@ if TYPE_CHECKING:
     from nube.audit.verifier import VerifyReport
 
 #: Append one record if the head is still at the seq it was built on (ARGV[1]); else answer
-#: the head as it is, so the caller rebuilds without reading it again.
+#: the head as it is, so the caller rebuilds without reading it again. With a cut-off stream id
+#: (ARGV[5]), the records older than it are trimmed and the newest of them becomes the anchor
+#: (KEYS[3]: its seq, hash and id), which the verifier starts the chain from.
 _APPEND = """
 local seq = redis.call('HGET', KEYS[1], 'seq') or '0'
 if seq ~= ARGV[1] then
@@ -42,11 +44,25 @@ if seq ~= ARGV[1] then
 end
 local id = redis.call('XADD', KEYS[2], '*', 'r', ARGV[2])
 redis.call('HSET', KEYS[1], 'seq', tonumber(ARGV[1]) + 1, 'hash', ARGV[3])
+if ARGV[5] ~= '' then
+    local last = redis.call('XREVRANGE', KEYS[2], '(' .. ARGV[5], '-', 'COUNT', 1)
+    if #last > 0 then
+        local ok, rec = pcall(cjson.decode, last[1][2][2])
+        if ok and type(rec) == 'table' and rec.seq and rec.hash then
+            redis.call('HSET', KEYS[3], 'seq', rec.seq, 'hash', rec.hash, 'id', last[1][1])
+            redis.call('XTRIM', KEYS[2], 'MINID', ARGV[5])
+        end
+    end
+end
 return {1, id}
 """
 
+#: Trimming is tried on every this many appends (when a retention is set).
+TRIM_EVERY = 1000
+
 STREAM = "nube:audit"
 HEAD = "nube:audit:head"
+ANCHOR = "nube:audit:anchor"
 GENESIS = "0" * 64
 FIELDS = (
     "seq",
@@ -160,11 +176,17 @@ class AuditLog:
         stream: str = STREAM,
         head: str = HEAD,
         clock: Callable[[], float] = time.time,
+        retention_s: float = 0,
+        anchor: str = ANCHOR,
     ) -> None:
         self.redis = client
         self.mirror = mirror
         self.stream = stream
         self.head = head
+        self.anchor = anchor
+        #: Records older than this many seconds leave the stream (the mirror keeps every one);
+        #: 0 keeps them all.
+        self.retention_s = retention_s
         self._clock = clock
         self._append_script = client.register_script(_APPEND)
         self._lock = threading.Lock()
@@ -195,8 +217,8 @@ class AuditLog:
             while True:
                 record = build_record(event, seq + 1, prev, _now_iso(self._clock))
                 done, *rest = self._append_script(
-                    keys=[self.head, self.stream],
-                    args=[seq, canonical(record), record["hash"], GENESIS],
+                    keys=[self.head, self.stream, self.anchor],
+                    args=[seq, canonical(record), record["hash"], GENESIS, self._cutoff(seq + 1)],
                 )
                 if done == 1:
                     self._head = (seq + 1, record["hash"])
@@ -226,6 +248,18 @@ class AuditLog:
                     return out, entry.id
         return out, None
 
+    def _cutoff(self, seq: int) -> str:
+        """The stream id before which records are trimmed with the append of ``seq`` (every
+        :data:`TRIM_EVERY` appends, when a retention is set), or ``""``."""
+        if not self.retention_s or seq % TRIM_EVERY:
+            return ""
+        return f"{max(0, int((self._clock() - self.retention_s) * 1000))}-0"
+
+    def anchor_state(self) -> tuple[int, str] | None:
+        """``(seq, hash)`` of the newest record trimmed away, or None if none was."""
+        raw = self.redis.hgetall(self.anchor)
+        return _head_of(raw) if raw else None
+
     def head_state(self) -> tuple[int, str]:
         """``(seq, hash)`` of the last record according to the head key."""
         return _head_of(self.redis.hgetall(self.head))
@@ -234,7 +268,11 @@ class AuditLog:
         """Verify the stream's chain and that it ends where the head key says."""
         from nube.audit.verifier import verify  # the verifier builds on this module's chain
 
-        return verify(self.entries(), head=self.head_state())
+        head = self.head_state()
+        entries = list(self.entries())
+        # the anchor after the entries: a trim in between leaves entries the anchor now covers,
+        # which the verifier skips (read before, it would show them as deleted)
+        return verify(entries, head=head, anchor=self.anchor_state())
 
     def sync_mirror(self) -> int:
         """Append to the mirror every record it lacks; return how many were written."""

@@ -37,13 +37,23 @@ class VerifyReport:
         return self.problem is None
 
 
-def verify(entries: Iterable[Entry], head: tuple[int, str] | None = None) -> VerifyReport:
+def verify(
+    entries: Iterable[Entry],
+    head: tuple[int, str] | None = None,
+    anchor: tuple[int, str] | None = None,
+) -> VerifyReport:
     """Recompute the chain; name the first altered, inserted or deleted record.
 
     ``head``: the ``(seq, hash)`` the log should end with (detects deletion at the end).
+    ``anchor``: the ``(seq, hash)`` of the newest record trimmed away by the retention: the
+    chain starts after it instead of at seq 1.
     """
     items = list(entries)
     prev, expected = GENESIS, 1
+    if anchor is not None:
+        prev, expected = anchor[1], anchor[0] + 1
+        if items and items[0].record is not None and items[0].record.get("seq", 0) < expected:
+            items = _after_anchor(items, expected)
     for i, entry in enumerate(items):
         rec = entry.record
         problem = _check_one(items, i, prev, expected)
@@ -52,6 +62,14 @@ def verify(entries: Iterable[Entry], head: tuple[int, str] | None = None) -> Ver
         assert rec is not None
         prev, expected = rec["hash"], rec["seq"] + 1
     return _check_end(len(items), prev, expected, head)
+
+
+def _after_anchor(items: list[Entry], first: int) -> list[Entry]:
+    """The entries from seq ``first`` on: a trim that raced the reading left older ones."""
+    for i, entry in enumerate(items):
+        if entry.record is None or entry.record.get("seq", 0) >= first:
+            return items[i:]
+    return []
 
 
 def _report(kind: Problem, entry: Entry, seq: int | None, msg: str, checked: int) -> VerifyReport:

@@ -60,7 +60,11 @@ def load_security(settings: Settings, client: redis.Redis) -> Security:
     guard = ReplayGuard(
         RedisNonceStore(client), settings.replay_window_seconds, settings.replay_skew_seconds
     )
-    audit = AuditLog(client, mirror=settings.audit_file)
+    audit = AuditLog(
+        client,
+        mirror=settings.audit_file,
+        retention_s=settings.audit_retention_days * 86400,
+    )
     return Security(Sealer(ring, mode), guard, audit)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -231,3 +232,31 @@ def test_mirror_catches_up_from_its_last_line(redis_url: str, tmp_path: Path) ->
     lines = path.read_text().splitlines()
     assert [json.loads(x)["seq"] for x in lines] == [1, 2, 3, 4, 5]
     assert verify_file(path).ok
+
+
+def test_retention_trims_old_records_and_the_chain_verifies_from_its_anchor(
+    redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stream keeps ``retention_s`` of records (trimmed every TRIM_EVERY appends); the
+    newest trimmed record becomes the anchor the verifier starts from; the mirror keeps all."""
+    from nube.audit import log as audit_log
+
+    path = tmp_path / "audit.jsonl"
+    r = redis.Redis.from_url(redis_url)
+    log = AuditLog(r, mirror=path, retention_s=1.0)
+    monkeypatch.setattr(audit_log, "TRIM_EVERY", 26)  # the 26th append trims
+    for i in range(25):
+        log.append(AuditEvent(operation="op", outcome="ok", job_id=str(i)))
+        time.sleep(0.003)  # one stream id millisecond each
+    ids = [i.decode() for i, _ in entries(r.xrange(STREAM), bytes)]
+    cut_ms = int(ids[12].split("-")[0])  # the cut-off falls just before seq 13
+    log._clock = lambda: cut_ms / 1000 + log.retention_s
+    log.append(AuditEvent(operation="op", outcome="ok"))
+    assert [e.record["seq"] for e in log.entries() if e.record] == list(range(13, 27))
+    anchor = log.anchor_state()
+    assert anchor is not None and anchor[0] == 12
+    report = log.verify()
+    assert report.ok and report.checked == 14, report
+    assert verify_file(path).ok and len(path.read_text().splitlines()) == 26  # all, in the mirror
+    r.xdel(STREAM, ids[12])  # deleting the oldest kept record is still seen
+    assert log.verify().problem is Problem.DELETED
