@@ -3,7 +3,7 @@
 Before each request: the request id (``X-Request-ID`` when the client sent a usable one, else a
 new one; echoed on the answer), the log context, and the request's span, continuing the
 client's W3C ``traceparent`` when it sent one. After it: the request counted by route and status
-and timed, and one access log line (method, route, status, duration: never the query or body).
+and timed, and one access log line (method, path, status, duration: never the query or body).
 ``/metrics`` serves every gunicorn worker's metrics (multiprocess mode) and the cluster's gauges
 read from Redis (:class:`~nube.observability.cluster.ClusterCollector`).
 """
@@ -94,7 +94,9 @@ def _after(response: Response) -> Response:
     job_id = _job_of(response)
     if job_id:  # the job the request made: its id in the access line
         context.bind(job_id=job_id)  # undone with the request's own binding (teardown)
-    access.info("%s %s %d %.1f ms", request.method, route, response.status_code, elapsed * 1000)
+    access.info(
+        "%s %s %d %.1f ms", request.method, request.path, response.status_code, elapsed * 1000
+    )
     return response
 
 

@@ -63,6 +63,7 @@ class NubeJsonFormatter(JsonFormatter):
             "%(asctime)s %(levelname)s %(name)s %(message)s",
             rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
             timestamp=False,
+            json_ensure_ascii=False,  # UTF-8 as written (a `→` stays greppable)
         )
 
     def add_fields(
