@@ -15,6 +15,7 @@ from nube.tools.client import NubeClient
 from nube.tools.devstack import Stack
 
 JSON_LIMIT = 1024 * 1024  # NUBE_MAX_BODY_BYTES as the test stack runs (the default)
+PAYLOAD_LIMIT = 16 * 1024 * 1024  # nube.catalog.PAYLOAD_LIMIT
 ROUTES = (
     "/v1/vms",
     "/v1/vms/{name}/start",
@@ -49,14 +50,19 @@ def test_openapi_states_the_json_limit_of_vm_routes(stack: Stack, make_client: A
         assert spec["requestBody"]["x-nube-max-body-bytes"] == JSON_LIMIT, path
         assert "x-nube-max-payload-bytes" not in spec["requestBody"], path
         assert str(JSON_LIMIT) in spec["responses"]["413"]["description"], path
-    vm_ops = [
-        spec
+    vm_ops = {
+        (path, method): spec
         for path, methods in doc["paths"].items()
-        for spec in methods.values()
+        for method, spec in methods.items()
         if path.startswith(("/v1/vms", "/v1/storage-pools", "/v1/vm-networks"))
         and "requestBody" in spec
-    ]
-    assert vm_ops and all(s["requestBody"]["x-nube-max-body-bytes"] == JSON_LIMIT for s in vm_ops)
+    }
+    # one VM route carries a binary payload: a volume's content, base64, at most 16 MiB
+    content = vm_ops.pop(("/v1/storage-pools/{pool}/volumes/{name}/content", "put"))
+    assert content["requestBody"]["x-nube-max-payload-bytes"] == PAYLOAD_LIMIT
+    assert content["requestBody"]["x-nube-max-body-bytes"] > PAYLOAD_LIMIT * 4 // 3
+    bodies = [s["requestBody"] for s in vm_ops.values()]
+    assert bodies and all(b["x-nube-max-body-bytes"] == JSON_LIMIT for b in bodies)
 
 
 def test_a_vm_body_over_the_limit_is_413_and_queues_nothing(stack: Stack, make_client: Any) -> None:
