@@ -6,11 +6,12 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify
 
-from api.auth import require
+from api.auth import current_token, require
 from api.routedoc import documented
 from api.services import services
 from nube.broker import INGRESS_QUEUE
 from nube.catalog import CATALOG
+from nube.nodes import lost_nodes, when
 from nube.redis_client import REDIS_ERRORS
 from nube.registry import describe
 
@@ -69,10 +70,13 @@ def list_services() -> Response:
 @documented("services.nodes")
 @require("read")
 def list_nodes() -> Response:
-    """Nodes with live workers, and what each runs."""
+    """Nodes with live workers, and what each runs; and the nodes the agent declared lost
+    (``state: lost``: when it was last heard of, since when it is lost, the caller's VMs
+    placed on it, every tenant's for an admin)."""
+    svc = services()
     nodes: dict[str, dict[str, Any]] = {}
-    for inst in services().registry.live():
-        node = nodes.setdefault(inst.node, {"name": inst.node, "services": []})
+    for inst in svc.registry.live():
+        node = nodes.setdefault(inst.node, _node(inst.node))
         node["services"].append(
             {
                 "kind": inst.kind,
@@ -82,4 +86,17 @@ def list_nodes() -> Response:
                 "capacity": inst.capacity,
             }
         )
+    token = current_token()
+    for name, record in lost_nodes(svc.redis).items():
+        vms = record.get("vms") or []
+        nodes.setdefault(name, _node(name)).update(
+            state="lost",
+            last_seen=when(float(record["last_seen"])),
+            lost_since=when(float(record["declared_at"])),
+            vms=[vm for vm in vms if token.admin or vm.get("tenant") == token.tenant],
+        )
     return jsonify({"nodes": sorted(nodes.values(), key=lambda n: n["name"])})
+
+
+def _node(name: str) -> dict[str, Any]:
+    return {"name": name, "state": "live", "services": []}

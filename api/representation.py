@@ -10,9 +10,10 @@ from flask import Response, jsonify
 from api.problems import problem
 from api.services import Services
 from api.waiting import Preferences
-from nube.catalog import Operation
+from nube.catalog import CATALOG, Operation
 from nube.errors import Cancelled, error_class
 from nube.jobs import Job, JobError, JobStatus
+from nube.nodes import LAST_SEEN, lost_nodes, when
 
 #: How old the registry's answer may be in a job's representation (seconds).
 SERVED_MAX_AGE = 1.0
@@ -28,19 +29,45 @@ def job_body(svc: Services, job: Job, served: set[str] | None = None) -> dict[st
     }
     if job.status == JobStatus.QUEUED:
         body["waiting"] = waiting_reason(
-            job, svc.registry.served_queues(SERVED_MAX_AGE) if served is None else served
+            job, svc.registry.served_queues(SERVED_MAX_AGE) if served is None else served, svc
         )
     return body
 
 
-def waiting_reason(job: Job, served: set[str]) -> str | None:
-    """Says so when no live agent or worker would pick the job up."""
+def waiting_reason(job: Job, served: set[str], svc: Services | None = None) -> str | None:
+    """Says so when no live agent or worker would pick the job up; for a queue pinned to a
+    node (``<service>.<node>``), what the agent's node watch knows of that node (read from
+    ``svc``'s Redis)."""
     relayed = any(event.event == "relayed" for event in job.history)
     if not relayed and "nube.ingress" not in served:
         return "no live agent serves queue 'nube.ingress'; the job waits until one starts"
-    if job.queue not in served:
-        return f"no live worker serves queue '{job.queue}'; the job waits until one starts"
-    return None
+    if job.queue in served:
+        return None
+    reason = f"no live worker serves queue '{job.queue}'"
+    service, dot, node = job.queue.partition(".")
+    if svc is None or not dot or service not in CATALOG.services():
+        return f"{reason}; the job waits until one starts"
+    return f"{reason}: {_node_state(svc, node)}"
+
+
+def _node_state(svc: Services, node: str) -> str:
+    """Whether ``node`` is lost, else when it was last heard of, and what becomes of its jobs."""
+    lost = lost_nodes(svc.redis).get(node)
+    if lost is not None:
+        return (
+            f"node '{node}' is lost (silent since {when(float(lost['last_seen']))}, declared "
+            f"lost at {when(float(lost['declared_at']))}); the job fails node_lost"
+        )
+    seen = svc.redis.hget(LAST_SEEN, node)
+    heard = f"node '{node}' was last heard of at {when(float(seen))}" if seen else ""
+    limit = svc.settings.node_lost_seconds
+    outcome = (
+        f"the job waits for it, and fails node_lost if the node stays silent for "
+        f"NUBE_NODE_LOST_SECONDS ({limit} s)"
+        if limit
+        else "the job waits until it is back"
+    )
+    return f"{heard}; {outcome}" if heard else f"node '{node}': {outcome}"
 
 
 def job_response(

@@ -4,6 +4,7 @@ to read: each node's newest worker heartbeat, and the nodes declared lost with t
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import redis
@@ -17,3 +18,8 @@ LOST = "nube:nodes:lost"
 def lost_nodes(client: redis.Redis) -> dict[str, dict[str, Any]]:
     """The nodes declared lost, each with when it was last heard of and the VMs placed on it."""
     return {str(node): json.loads(raw) for node, raw in client.hgetall(LOST).items()}
+
+
+def when(epoch: float) -> str:
+    """An epoch time as the API shows times (RFC 3339, UTC, to the second)."""
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
