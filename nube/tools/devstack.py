@@ -457,13 +457,13 @@ def _admin_token(stack: Stack, given: str | None) -> str:
 def _announce(stack: Stack, settings: Settings, token: str, job: dict[str, object]) -> None:
     print(f"\nnube is up.\n  API      {stack.api_url}   (docs: {stack.api_url}/docs)")
     print(f"  Flower   {stack.flower_url}   (admin / {stack.flower_password})")
+    if stack.prometheus_port:
+        print(f"  metrics  http://127.0.0.1:{stack.prometheus_port}   (Prometheus; API /metrics)")
     print(f"  token    {token}   (admin, tenant 'local')")
     print(f"  env      {stack.workdir / 'local.env'}   (source it to use curl or the CLI)")
     print("\n".join(settings_lines(stack, settings)))
     print(f"\nfirst job: POST /v1/containers → {job['status']}")
     print(json.dumps({k: job[k] for k in ("id", "status", "result", "error")}, indent=2))
-    if stack.prometheus_port:
-        print(f"  metrics  http://127.0.0.1:{stack.prometheus_port}   (Prometheus; API /metrics)")
     print(
         f"\nlogs in {stack.workdir}/*.log (JSON lines; follow a job: grep <job id>)"
         " — press Ctrl-C to stop everything.",
