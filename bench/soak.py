@@ -10,9 +10,11 @@ worker and its pool children, redis-server) and Redis' ``used_memory``.
 After the run, expiry: nube keeps a job record (and its kept request) for 30 days
 (``JOB_TTL``, :mod:`nube.jobs`; there is no setting to shorten it, and Celery's result expiry,
 ``NUBE_RESULT_EXPIRES_DAYS``, is at least a day), so the soak fast-forwards it: every key that
-has a TTL gets one of 1 ms, and Redis' memory is read once they are gone. What stays is what
-nube never expires; the soak lists those keys by pattern with how many and how much memory each
-pattern holds, before and after the run.
+has a TTL gets one of 1 ms, and Redis' memory is read once they are gone. The audit stream's
+retention is set short (``--audit-retention`` seconds, 60; ``NUBE_AUDIT_RETENTION_DAYS``): its
+records leave the stream as the run goes. What stays is what nube never expires; the soak lists
+those keys by pattern with how many and how much memory each pattern holds, before and after
+the run.
 
 Printed: a table of each process's RSS after 1,000 jobs and at the end (and the ratio), Redis'
 ``used_memory`` at the start, at its peak and after expiry, the keys that stay; a PNG plot
@@ -285,6 +287,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8, help="concurrent HTTP clients")
     parser.add_argument("--every", type=float, default=2.0, help="seconds between samples")
     parser.add_argument("--budget", type=float, default=0, help="stop submitting after (s)")
+    parser.add_argument("--audit-retention", type=float, default=60, help="seconds")
     parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "soak.png")
     args = parser.parse_args()
     started_at = f"{datetime.now().astimezone():%Y-%m-%d %H:%M %Z}"
@@ -299,6 +302,7 @@ def main() -> None:
                 "NUBE_VM_DRIVER": "fake",
                 "NUBE_VM_POOL_ROOT": str(Path(tmp) / "pools"),
                 "NUBE_RATE_LIMIT": "0",
+                "NUBE_AUDIT_RETENTION_DAYS": f"{args.audit_retention / 86400:.9f}",
             },
         )
         try:
