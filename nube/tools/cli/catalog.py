@@ -59,8 +59,13 @@ SHOWN_ALIASES = {("vm", "stop")}
 
 #: Operations whose job reports progress: drawn as a bar on a terminal.
 PROGRESS = {"containers.image_pull": "pull", "containers.image_push": "push"}
-#: Operations whose result carries an archive that ``--output`` writes.
-ARCHIVES = {"containers.image_save", "containers.volume_backup"}
+#: Operations whose result carries an archive (base64, in the named field) that ``--output``
+#: writes.
+ARCHIVES = {
+    "containers.image_save": "archive",
+    "containers.volume_backup": "archive",
+    "vms.volume_download": "content",
+}
 #: Operations with a command of their own (``nube run``, ``nube images build``).
 HANDWRITTEN = {"containers.run", "containers.image_build"}
 
@@ -341,8 +346,9 @@ def _short(result: dict[str, Any]) -> str:
 def finish(op: Operation, result: Any, as_json: bool, output: Path | None) -> None:
     """Show an operation's result: raw text for logs and XML, the archive to ``--output``, one
     line for a pull, push or build."""
-    if op.name in ARCHIVES and isinstance(result, dict) and "archive" in result:
-        data = base64.b64decode(result.pop("archive"))
+    field = ARCHIVES.get(op.name, "")
+    if field and isinstance(result, dict) and field in result:
+        data = base64.b64decode(result.pop(field))
         if output is None:
             usage("the result is an archive: give --output FILE (or -o - for stdout)")
         if str(output) == "-":
@@ -356,6 +362,8 @@ def finish(op: Operation, result: Any, as_json: bool, output: Path | None) -> No
             return stdout_text(str(result.get("logs", "")))
         if op.name == "vms.xml":
             return stdout_text(str(result.get("xml", "")) + "\n")
+        if op.name == "vms.console":
+            return stdout_text("".join(f"{line}\n" for line in result.get("lines") or []))
         if op.name in SUMMARY:
             return out.print(SUMMARY[op.name](result), soft_wrap=True)
     render.show(result, as_json=as_json)
