@@ -109,3 +109,29 @@ def _or_zero(read: object) -> float:
         return float(read())  # type: ignore[operator]
     except AssertionError:
         return 0.0
+
+
+def test_a_refused_message_is_counted_by_its_reason(observed: Stack) -> None:
+    """An unsealed message on the ingress queue: the agent refuses it, audits it, counts it."""
+    from celery import Celery
+
+    from nube.broker import INGRESS_QUEUE, RELAY_TASK
+
+    agent = f"http://127.0.0.1:{observed.metrics_ports['agent']}/metrics"
+
+    def refused() -> float:
+        text = scrape(agent)
+        return (
+            value(text, "nube_refused_messages_total")
+            if "nube_refused_messages_total{" in text
+            else 0.0
+        )
+
+    before = refused()
+    plain = Celery("test-plain", broker=observed.broker_url)
+    try:
+        plain.send_task(RELAY_TASK, args=({"job_id": "none"},), queue=INGRESS_QUEUE)
+    finally:
+        plain.close()
+    assert eventually(lambda: refused() >= before + 1)
+    assert "nube_refused_messages_total{reason=" in scrape(agent)
