@@ -4,7 +4,7 @@ Installed once per process by :func:`install` (the agent: ``role="agent"``; a wo
 service). Nothing here touches Redis: each signal updates in-memory metrics and spans.
 
 - ``before/after_task_publish`` — publishes per hop (the API's and reconciler's relay requests,
-  the agent's operations) and their latency;
+  the agent's operations), their latency and a ``publish <task>`` span;
 - ``task_prerun`` — the queue wait (``sent_at`` inside the sealed message to now), a redelivery,
   the log context (job, tenant, operation, trace) and the task's span, continued from the
   ``traceparent`` inside the sealed message;
@@ -34,7 +34,6 @@ from opentelemetry.trace import Span, Status, StatusCode
 
 from nube.broker import RELAY_TASK
 from nube.observability import context, metrics, tracing
-from nube.sealing.celery_hooks import PUBLISH_HEADER
 
 #: A task's outcome, by its final Celery state.
 OUTCOMES = {"SUCCESS": "succeeded", "FAILURE": "failed", "RETRY": "retried", "IGNORED": "ignored"}
@@ -50,7 +49,7 @@ class _Run:
 
 
 _runs: dict[str, _Run] = {}
-_publishing: dict[str, tuple[float | None, str]] = {}
+_publishing: dict[str, tuple[float, Span | None]] = {}
 _state = {"role": "api"}
 
 
@@ -77,23 +76,27 @@ def hop_of(task_name: str) -> str:
 
 
 def _before_publish(sender: str | None = None, headers: Any = None, **_: Any) -> None:
-    if not isinstance(headers, dict) or not headers.get("id"):
+    name = str(sender or "")
+    if not isinstance(headers, dict) or not headers.get("id") or name.startswith("celery."):
         return
-    binding = headers.get(PUBLISH_HEADER)
-    operation = binding.get("op") if isinstance(binding, dict) else None
-    _publishing[str(headers["id"])] = (time.perf_counter(), str(operation or sender or "-"))
+    span = None
+    if tracing.enabled():
+        span = tracing.start_span(f"publish {name}", attributes={"nube.hop": hop_of(name)})
+    _publishing[str(headers["id"])] = (time.perf_counter(), span)
 
 
 def _after_publish(sender: str | None = None, headers: Any = None, **_: Any) -> None:
+    """``sender`` is the task's name: ``agent.relay`` on the ingress hop, else the operation."""
     task_id = str(headers.get("id")) if isinstance(headers, dict) else ""
-    started, operation = _publishing.pop(task_id, (None, str(sender or "-")))
+    started, span = _publishing.pop(task_id, (None, None))
     name = str(sender or "")
-    if not name or name.startswith("celery."):
+    if started is None or not name:
         return
     hop, role = hop_of(name), _state["role"]
-    _child(metrics.PUBLISHED, hop, role, operation).inc()
-    if started is not None:
-        _child(metrics.PUBLISH_DURATION, hop, operation).observe(time.perf_counter() - started)
+    _child(metrics.PUBLISHED, hop, role, name).inc()
+    _child(metrics.PUBLISH_DURATION, hop, name).observe(time.perf_counter() - started)
+    if span is not None:
+        span.end()
     if hop == "ingress" and role == "agent":  # the agent sends a relay request again
         metrics.RECONCILER_RELAYS.inc()
 

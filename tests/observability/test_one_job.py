@@ -57,6 +57,13 @@ def test_one_job_is_one_trace_from_the_request_to_the_driver(observed: Stack, to
     ]
     names = {s["name"] for s in spans}
     assert {"queue wait ingress", "queue wait worker"} <= names
+    [api_publish] = [s for s in spans if s["name"] == "publish agent.relay"]
+    assert ancestry(api_publish)[1:] == ["nube-api:GET /v1/containers"]
+    [relay_publish] = [s for s in spans if s["name"] == "publish containers.list"]
+    assert ancestry(relay_publish)[1:] == [
+        "nube-agent:relay containers.list",
+        "nube-api:GET /v1/containers",
+    ]
     assert any(n.startswith("middleware PolicyCheck") for n in names)
     waits = [s for s in spans if s["name"].startswith("queue wait")]
     assert all(s["end"] >= s["start"] for s in waits)
