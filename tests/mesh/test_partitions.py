@@ -178,26 +178,35 @@ def test_agent_node_cut_off_the_api_keeps_accepting(mesh: Mesh, report: Report) 
         remove_docker_resources(api.tenant)  # type: ignore[attr-defined]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known not to hold yet: a cut node's delivery goes back to its queue after the "
-    "reconciler's dead-holder sweep (~15 s) and runs again elsewhere, while the cut node, which "
-    "still reaches Docker through its socket, runs its copy too; a container run that waits for "
-    "its container (detach: false) is not keyed by the job id, so it makes two containers",
-)
 def test_long_partition_of_a_node_running_a_job(
     mesh: Mesh, api: NubeClient, report: Report
 ) -> None:
-    """A node cut for longer than the dead-holder detection while it runs a container run."""
+    """A node cut for longer than the reconciler's dead-holder detection (~15 s) while it runs
+    a container run that waits for its container: the job is delivered again, to the other
+    node, while the cut node (which still reaches Docker through its socket) finishes its run
+    but cannot record the result. The ended container is kept until a result is recorded, so
+    the second delivery collects it: one container, and the job succeeds with its output."""
     since = time.time()
     job_id = api.submit("POST", "/v1/containers", {**LONG_RUN})["id"]
     running = wait_until(lambda: records(mesh, [job_id])[job_id].get("node"), 30, "the run")
     mesh.cut(running)
     time.sleep(25)
     mesh.heal(running)
+    healed_at = time.time()
     jobs = all_terminal(mesh, [job_id], 90)
     counts = count(jobs, [job_id], since, f"node {running} cut 25 s while running a job", report)
     assert counts["lost"] == 0 and counts["duplicates"] == 0, counts
+    assert jobs[job_id]["status"] == "succeeded", timeline(jobs[job_id])
+    assert api.job(job_id)["result"]["exit_code"] == 0
+    # The node's heartbeats may take a while to resume (TCP's retransmission backoff after a long
+    # cut): the next test must not find its last heartbeat from before the cut.
+    wait_until(partial(heartbeats_since, mesh, running, healed_at), 60, f"{running}'s heartbeats")
+
+
+def heartbeats_since(mesh: Mesh, node: str, since: float) -> bool:
+    """Every worker of ``node`` has heartbeated since ``since`` (epoch seconds)."""
+    beats = {i.kind: i.heartbeat_at for i in Registry(mesh.redis()).live() if i.node == node}
+    return set(beats) == set(mesh.layout[node]) and min(beats.values()) > since
 
 
 def test_worker_node_gone_for_good(mesh: Mesh, api: NubeClient, report: Report) -> None:
