@@ -59,8 +59,17 @@ def test_allowed_actions_of_a_running_vm() -> None:
         "snapshot_create",
         "snapshot_revert",
         "snapshot_delete",
+        "resize",
+        "disk_attach",
+        "disk_detach",
+        "nic_attach",
+        "nic_detach",
     ]
     assert "save" not in allowed_actions(S.RUNNING, False)
+    # a paused VM may be resized (up to its maximum) but takes no new devices
+    paused = allowed_actions(S.PAUSED, True)
+    assert "resize" in paused and "disk_attach" not in paused and "nic_detach" not in paused
+    assert "resize" not in allowed_actions(S.SAVED, True)
     assert allowed_actions(S.UNDEFINED, True) == ["define"]
 
 

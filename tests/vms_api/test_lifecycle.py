@@ -53,6 +53,11 @@ def test_life_cycle_of_a_diskless_vm(
         "snapshot_create",
         "snapshot_revert",
         "snapshot_delete",
+        "resize",
+        "disk_attach",
+        "disk_detach",
+        "nic_attach",
+        "nic_detach",
     ]
 
     paused = ok(act(vm_api, name, "suspend"))
