@@ -10,14 +10,18 @@ read from Redis (:class:`~nube.observability.cluster.ClusterCollector`).
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
 import re
 import time
-import uuid
 from collections.abc import Iterator
+from contextvars import Token
+from dataclasses import dataclass
+from typing import Any
 
 from flask import Flask, Response, g, request
-from opentelemetry.trace import Status, StatusCode
+from opentelemetry.trace import Span, Status, StatusCode
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.metrics_core import Metric
 
@@ -55,62 +59,88 @@ class _Single:
         return self.collector.collect()
 
 
+@dataclass
+class _Request:
+    """What the hooks keep for one request (``g.nube``)."""
+
+    request_id: str
+    route: str
+    started: float
+    log_token: Token[dict[str, str]]
+    span: Span | None = None
+    span_token: object = None
+
+
 def _route() -> str:
     return request.url_rule.rule if request.url_rule is not None else "unmatched"
 
 
 def _before() -> None:
     given = request.headers.get(REQUEST_ID, "")
-    g.nube_request_id = given if USABLE_ID.fullmatch(given) else uuid.uuid4().hex
-    g.nube_started = time.perf_counter()
-    parent = tracing.context_of(request.headers.get("traceparent"))
-    span = tracing.start_span(
-        f"{request.method} {_route()}",
-        parent,
-        attributes={"http.request.method": request.method, "http.route": _route()},
-    )
-    g.nube_span, g.nube_span_token = span, tracing.attach(span)
-    job_id = (request.view_args or {}).get("job_id")
-    g.nube_log_token = context.bind(
-        request_id=g.nube_request_id,
-        trace_id=tracing.active_trace_id(),
+    request_id = given if USABLE_ID.fullmatch(given) else os.urandom(16).hex()
+    route, started = _route(), time.perf_counter()
+    span = span_token = trace_id = None
+    if tracing.enabled():
+        span = tracing.start_span(
+            f"{request.method} {route}",
+            tracing.context_of(request.headers.get("traceparent")),
+            attributes={"http.request.method": request.method, "http.route": route},
+        )
+        span_token, trace_id = tracing.attach(span), tracing.active_trace_id()
+    job_id = request.view_args.get("job_id") if request.view_args else None
+    log_token = context.bind(
+        request_id=request_id,
+        trace_id=trace_id,
         job_id=job_id if isinstance(job_id, str) else None,
     )
+    g.nube = _Request(request_id, route, started, log_token, span, span_token)
 
 
 def _after(response: Response) -> Response:
-    response.headers[REQUEST_ID] = g.get("nube_request_id", "")
-    started = g.get("nube_started")
-    if started is None or request.path == "/metrics":
+    state: _Request | None = g.get("nube")
+    if state is None:
         return response
-    route, elapsed = _route(), time.perf_counter() - started
-    metrics.HTTP_REQUESTS.labels(request.method, route, str(response.status_code)).inc()
-    metrics.HTTP_DURATION.labels(request.method, route).observe(elapsed)
-    span = g.get("nube_span")
-    if span is not None:
-        span.set_attribute("http.response.status_code", response.status_code)
-        if response.status_code >= 500:
-            span.set_status(Status(StatusCode.ERROR))
+    response.headers[REQUEST_ID] = state.request_id
+    if state.route == "/metrics":
+        return response
+    elapsed, status = time.perf_counter() - state.started, response.status_code
+    _requests(request.method, state.route, status).inc()
+    _durations(request.method, state.route).observe(elapsed)
+    if state.span is not None:
+        state.span.set_attribute("http.response.status_code", status)
+        if status >= 500:
+            state.span.set_status(Status(StatusCode.ERROR))
     job_id = _job_of(response)
     if job_id:  # the job the request made: its id in the access line
         context.bind(job_id=job_id)  # undone with the request's own binding (teardown)
-    access.info(
-        "%s %s %d %.1f ms", request.method, request.path, response.status_code, elapsed * 1000
-    )
+    access.info("%s %s %d %.1f ms", request.method, request.path, status, elapsed * 1000)
     return response
+
+
+@functools.cache
+def _requests(method: str, route: str, status: int) -> Any:
+    return metrics.HTTP_REQUESTS.labels(method, route, str(status))
+
+
+@functools.cache
+def _durations(method: str, route: str) -> Any:
+    return metrics.HTTP_DURATION.labels(method, route)
 
 
 def _job_of(response: Response) -> str | None:
     """The job an answer links to (its ``Location``, ``/v1/jobs/<id>``)."""
-    _, found, rest = response.headers.get("Location", "").partition("/v1/jobs/")
+    location = response.headers.get("Location")
+    if not location:
+        return None
+    _, found, rest = location.partition("/v1/jobs/")
     return rest.split("/", 1)[0] or None if found else None
 
 
 def _teardown(_: BaseException | None) -> None:
-    span, token = g.pop("nube_span", None), g.pop("nube_span_token", None)
-    if span is not None:
-        span.end()
-        tracing.detach(token)
-    log_token = g.pop("nube_log_token", None)
-    if log_token is not None:
-        context.unbind(log_token)
+    state: _Request | None = g.pop("nube", None)
+    if state is None:
+        return
+    if state.span is not None:
+        state.span.end()
+        tracing.detach(state.span_token)
+    context.unbind(state.log_token)
