@@ -38,6 +38,11 @@ def test_container_run_polls_to_succeeded(api: NubeClient) -> None:
     events = [e["event"] for e in job["history"]]
     assert events[:3] == ["queued", "relayed", "running"] and events[-1] == "succeeded"
     assert job["attempts"] == 1 and job["node"]
+    # kept until the result was recorded (what a redelivery would collect), then removed
+    deadline = time.monotonic() + 10
+    while docker_ps(f"nube.job={job['id']}") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert docker_ps(f"nube.job={job['id']}") == []
 
 
 def test_post_answers_202_with_location(stack: Stack, api: NubeClient) -> None:
