@@ -34,6 +34,7 @@ from .conftest import call, exists, lookup, ok, unique
 
 pytestmark = pytest.mark.libvirt
 BOOT_SECONDS = 120
+INACTIVE = libvirt.VIR_DOMAIN_XML_INACTIVE
 
 
 def content_body(path: Path) -> dict[str, Any]:
@@ -180,12 +181,25 @@ def test_boot_reach_resize_hotplug_remove(
     assert stats["cpu"]["time"] > 0 and stats["net"][0]["rx.bytes"] > 0
     assert any(b["name"] == target for b in stats["block"])
 
+    # a second NIC, live and in the definition, and out again
+    nic = ok(call(vm_api, "POST", f"/v1/vms/{name}/nics", {"network": net}))
+    assert [i["mac"] for i in nic["interfaces"]] == [mac, nic["mac"]]
+    assert nic["mac"] in dom.XMLDesc(0) and nic["mac"] in dom.XMLDesc(INACTIVE)
+    ok(call(vm_api, "DELETE", f"/v1/vms/{name}/nics/{nic['mac']}"))
+    assert nic["mac"] not in dom.XMLDesc(0) and nic["mac"] not in dom.XMLDesc(INACTIVE)
+
+    # the guest lets go of the hot-plugged disk (ACPI eject): gone live and from the definition
+    detached = ok(call(vm_api, "DELETE", f"/v1/vms/{name}/disks/{target}"))
+    assert [d["target"] for d in detached["disks"] if d["device"] == "disk"] == []
+    assert f"dev='{target}'" not in dom.XMLDesc(0) + dom.XMLDesc(INACTIVE)
+
     # remove everything: the VM with its storage, the seed with it, the network and pool
     ok(call(vm_api, "POST", f"/v1/vms/{name}/destroy"))
     gone = ok(call(vm_api, "DELETE", f"/v1/vms/{name}", {"remove_storage": True}))
-    assert gone["removed_volumes"] == [f"{pool}/{plugged['volume']}"]
+    assert gone["removed_volumes"] == []  # the detached disk's volume stays
     left = {v.name() for v in raw.storagePoolLookupByName(pool).listAllVolumes(0)}
-    assert left == {"vmlinuz", "initrd"}  # the seed went with the VM
+    assert left == {"vmlinuz", "initrd", plugged["volume"]}  # the seed went with the VM
+    ok(call(admin, "DELETE", f"{vols}/{plugged['volume']}"))
     assert not exists(raw.lookupByName, name)
     for vol in ("vmlinuz", "initrd"):
         ok(call(admin, "DELETE", f"{vols}/{vol}"))
