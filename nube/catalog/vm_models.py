@@ -358,6 +358,12 @@ class StorageVolumeUpload(StorageVolumeRef):
     size: int = Field(ge=1, le=PAYLOAD_LIMIT, description="Bytes of the decoded content")
 
 
+class StorageVolumeGrow(StorageVolumeRef):
+    """Grow a volume to a new capacity (never shrink it)."""
+
+    capacity_mib: CapacityMiB = Field(description="The new capacity, at least the current one")
+
+
 class StorageVolumeClone(StorageVolumeRef):
     """Copy a volume into a new one of the same pool."""
 

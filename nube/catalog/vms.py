@@ -386,6 +386,15 @@ _POOLS = [
         time_limit=300,
     ),
     _op(
+        "volume_grow",
+        m.StorageVolumeGrow,
+        "POST",
+        f"{VOL}/<name>/grow",
+        "Grow a volume (its guest grows its file system itself)",
+        "grow_volume",
+        time_limit=120,
+    ),
+    _op(
         "volume_clone",
         m.StorageVolumeClone,
         "POST",

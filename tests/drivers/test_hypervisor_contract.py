@@ -589,6 +589,23 @@ def test_volume_upload_download_and_clone(
         hypervisor.clone_volume(overlay.model_copy(update={"name": "none"}), ctx)
 
 
+def test_grow_a_volume(hypervisor: HypervisorDriver, ctx: JobContext, name: Name) -> None:
+    pool = make_pool(hypervisor, ctx, name)
+    for fmt in ("qcow2", "raw"):
+        vol = f"v-{fmt}"
+        spec = m.StorageVolumeCreate(pool=pool, name=vol, capacity_mib=4, format=fmt)
+        hypervisor.create_volume(spec, ctx)
+        grow = m.StorageVolumeGrow(pool=pool, name=vol, capacity_mib=12)
+        assert hypervisor.grow_volume(grow, ctx)["capacity_bytes"] == 12 << 20
+        assert hypervisor.grow_volume(grow, ctx)["capacity_bytes"] == 12 << 20  # again: the same
+        ref = m.StorageVolumeRef(pool=pool, name=vol)
+        assert hypervisor.volume_info(ref, ctx)["capacity_bytes"] == 12 << 20
+        with pytest.raises(Conflict):
+            hypervisor.grow_volume(grow.model_copy(update={"capacity_mib": 8}), ctx)
+    with pytest.raises(NotFound):
+        hypervisor.grow_volume(m.StorageVolumeGrow(pool=pool, name="none", capacity_mib=8), ctx)
+
+
 # --- changing a VM -------------------------------------------------------------------------------
 
 

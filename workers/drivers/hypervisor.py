@@ -240,6 +240,11 @@ class HypervisorDriver(ABC):
         over ``PAYLOAD_LIMIT`` bytes is ``InvalidRequest``."""
 
     @abstractmethod
+    def grow_volume(self, params: m.StorageVolumeGrow, ctx: JobContext) -> Result:
+        """Grow a volume to ``capacity_mib`` (the same size again returns it; smaller is
+        ``Conflict``). A disk of a running VM sees its new size after the VM restarts."""
+
+    @abstractmethod
     def clone_volume(self, params: m.StorageVolumeClone, ctx: JobContext) -> Result:
         """A new volume ``target`` in the same pool: a qcow2 overlay backed by the source
         (``backing``) or a full copy. An existing ``target`` made from the same source is

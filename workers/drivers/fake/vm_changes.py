@@ -62,6 +62,19 @@ class FakeVmChangesMixin(FakeVmInfraMixin):
             "content": base64.b64encode(data).decode(),
         }
 
+    def grow_volume(self, params: m.StorageVolumeGrow, ctx: JobContext) -> Result:
+        """See :meth:`HypervisorDriver.grow_volume`."""
+        pool = self.active_pool(params.pool)
+        vol = self.storage_volume(pool, params.name)
+        wanted = params.capacity_mib << 20
+        if wanted < vol.capacity_bytes:
+            raise Conflict(
+                f"volume '{params.name}' holds {vol.capacity_bytes} bytes; it only grows",
+                capacity_bytes=vol.capacity_bytes,
+            )
+        vol.capacity_bytes = wanted
+        return volume_view(pool, vol)
+
     def clone_volume(self, params: m.StorageVolumeClone, ctx: JobContext) -> Result:
         """See :meth:`HypervisorDriver.clone_volume`."""
         pool = self.active_pool(params.pool)

@@ -101,6 +101,24 @@ class ContentMixin(LibvirtBase):
 
         return self._run(call)
 
+    def grow_volume(self, params: m.StorageVolumeGrow, ctx: JobContext) -> dict[str, Any]:
+        """See :meth:`HypervisorDriver.grow_volume`."""
+
+        def call(conn: libvirt.virConnect) -> dict[str, Any]:
+            pool = lookup_pool(conn, params.pool)
+            vol = lookup_volume(pool, params.name)
+            wanted, capacity = params.capacity_mib << 20, vol.info()[1]
+            if wanted < capacity:
+                raise Conflict(
+                    f"volume '{params.name}' holds {capacity} bytes; it only grows",
+                    capacity_bytes=capacity,
+                )
+            if wanted > capacity:
+                vol.resize(wanted, 0)
+            return describe_volume(pool, vol)
+
+        return self._run(call)
+
     def clone_volume(self, params: m.StorageVolumeClone, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`HypervisorDriver.clone_volume`."""
         return self._run(lambda c: self._clone(c, params))
