@@ -78,6 +78,12 @@ class VmRef(Params):
     name: LibvirtName = Field(description="Domain name")
 
 
+class VmInfo(VmRef):
+    """One domain's representation, optionally with its statistics."""
+
+    stats: bool = Field(default=False, description="Add the VM's stats (as GET .../stats)")
+
+
 class VmDisk(Params):
     """A disk: an existing volume of a pool, or a new volume of a size and format."""
 

@@ -88,7 +88,7 @@ _DOMAINS = [
     ),
     _vm(
         "info",
-        m.VmRef,
+        m.VmInfo,
         "GET",
         VM,
         "State, memory, vCPUs, CPU time and allowed actions",

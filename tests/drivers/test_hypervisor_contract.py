@@ -110,7 +110,7 @@ def test_life_cycle(
     assert_state(host, hypervisor.reboot_domain(m.VmReboot(name=vm), ctx), "running")
     assert_state(host, hypervisor.save_domain(ref, ctx), "saved")
     assert_state(host, hypervisor.restore_domain(ref, ctx), "running")
-    info = hypervisor.domain_info(ref, ctx)
+    info = hypervisor.domain_info(m.VmInfo(name=vm), ctx)
     assert (info["memory_mib"], info["vcpus"]) == (64, 1) and info["cpu_time_ns"] > 0
     assert_state(host, hypervisor.destroy_domain(ref, ctx), "defined")
     gone = hypervisor.undefine_domain(m.VmUndefine(name=vm), ctx)
@@ -122,7 +122,7 @@ def test_life_cycle(
     assert vm not in vm_names(hypervisor, ctx)
     assert host.domain(backend_name(TENANT_A, vm)) is None
     with pytest.raises(NotFound):
-        hypervisor.domain_info(ref, ctx)
+        hypervisor.domain_info(m.VmInfo(name=vm), ctx)
 
 
 def test_save_from_paused_and_start_a_saved_vm(
@@ -170,7 +170,7 @@ def test_illegal_transitions_conflict(
     hypervisor.define_domain(vm_spec(vm), ctx)
     for step in setup:
         getattr(hypervisor, step)(m.VmRef(name=vm), ctx)
-    before = hypervisor.domain_info(m.VmRef(name=vm), ctx)
+    before = hypervisor.domain_info(m.VmInfo(name=vm), ctx)
     seen_before = host.domain(backend_name(TENANT_A, vm))
     params = {
         "shutdown_domain": m.VmShutdown,
@@ -181,7 +181,7 @@ def test_illegal_transitions_conflict(
         getattr(hypervisor, action)(params, ctx)
     assert err.value.code == "conflict"
     assert err.value.details["allowed_actions"] == before["allowed_actions"]
-    assert hypervisor.domain_info(m.VmRef(name=vm), ctx)["state"] == before["state"]
+    assert hypervisor.domain_info(m.VmInfo(name=vm), ctx)["state"] == before["state"]
     assert host.domain(backend_name(TENANT_A, vm)) == seen_before
 
 
@@ -198,7 +198,7 @@ def test_transient_vm(
     assert hypervisor.destroy_domain(m.VmRef(name=vm), ctx)["state"] == "undefined"
     assert host.domain(backend_name(TENANT_A, vm)) is None
     with pytest.raises(NotFound):
-        hypervisor.domain_info(m.VmRef(name=vm), ctx)
+        hypervisor.domain_info(m.VmInfo(name=vm), ctx)
 
 
 def test_shutdown_of_a_guest_without_an_os_times_out_then_forces(
@@ -209,7 +209,7 @@ def test_shutdown_of_a_guest_without_an_os_times_out_then_forces(
     with pytest.raises(Timeout) as err:  # no guest OS answers the ACPI power button
         hypervisor.shutdown_domain(m.VmShutdown(name=vm, timeout=1), ctx)
     assert err.value.code == "timeout"
-    assert hypervisor.domain_info(m.VmRef(name=vm), ctx)["state"] == "running"
+    assert hypervisor.domain_info(m.VmInfo(name=vm), ctx)["state"] == "running"
     done = hypervisor.shutdown_domain(m.VmShutdown(name=vm, timeout=1, force=True), ctx)
     assert (done["state"], done["graceful"], done["forced"]) == ("defined", False, True)
     assert (seen := host.domain(backend_name(TENANT_A, vm))) is not None and seen.state == "shutoff"
@@ -222,7 +222,7 @@ def test_autostart(
     assert hypervisor.define_domain(vm_spec(vm, autostart=True), ctx)["autostart"] is True
     off = hypervisor.set_domain_autostart(m.VmAutostart(name=vm, enabled=False), ctx)
     assert off["autostart"] is False
-    assert hypervisor.domain_info(m.VmRef(name=vm), ctx)["autostart"] is False
+    assert hypervisor.domain_info(m.VmInfo(name=vm), ctx)["autostart"] is False
     assert (seen := host.domain(backend_name(TENANT_A, vm))) is not None and seen.autostart is False
 
 
@@ -259,13 +259,13 @@ def test_another_tenants_vm_is_not_found(
         hypervisor.create_snapshot(m.SnapshotCreate(name=vm, snapshot="s1"), other)
     # an admin of another tenant finds it by its name while one tenant alone has that name
     admin = make_ctx(tenant="ops", admin=True)
-    assert hypervisor.domain_info(m.VmRef(name=vm), admin)["tenant"] == ctx.tenant
+    assert hypervisor.domain_info(m.VmInfo(name=vm), admin)["tenant"] == ctx.tenant
     # names are per tenant: B gets a VM of its own under that name
     theirs = hypervisor.define_domain(vm_spec(vm), other)
     assert theirs["tenant"] == "tenant-b" and theirs["name"] == vm
     with pytest.raises(Conflict):  # ... and then an admin must say whose: the backend name
-        hypervisor.domain_info(m.VmRef(name=vm), admin)
-    by_backend = m.VmRef(name=backend_name(ctx.tenant, vm))
+        hypervisor.domain_info(m.VmInfo(name=vm), admin)
+    by_backend = m.VmInfo(name=backend_name(ctx.tenant, vm))
     assert hypervisor.domain_info(by_backend, admin)["tenant"] == ctx.tenant
 
 
@@ -692,7 +692,7 @@ def test_console_stats_and_vnc(hypervisor: HypervisorDriver, ctx: JobContext, na
     made = hypervisor.define_domain(vm_spec(vm, vnc=True, start=True), ctx)
     password = made["vnc_password"]
     assert isinstance(password, str) and len(password) == 8
-    info = hypervisor.domain_info(m.VmRef(name=vm), ctx)
+    info = hypervisor.domain_info(m.VmInfo(name=vm), ctx)
     assert "vnc_password" not in info and password not in str(info)
     assert info["vnc"]["listen"] == "127.0.0.1" and info["vnc"]["port"] >= 5900
     console = hypervisor.domain_console(m.VmConsole(name=vm, tail=5), ctx)
@@ -700,6 +700,9 @@ def test_console_stats_and_vnc(hypervisor: HypervisorDriver, ctx: JobContext, na
     assert isinstance(console["lines"], list) and len(console["lines"]) <= 5
     stats = hypervisor.domain_stats(m.VmRef(name=vm), ctx)
     assert stats["state"] == "running" and stats["cpu"]["time"] > 0
+    with_stats = hypervisor.domain_info(m.VmInfo(name=vm, stats=True), ctx)
+    assert with_stats["stats"]["cpu"]["time"] > 0 and "name" not in with_stats["stats"]
+    assert "stats" not in hypervisor.domain_info(m.VmInfo(name=vm), ctx)
     hypervisor.destroy_domain(m.VmRef(name=vm), ctx)
     stopped = hypervisor.domain_stats(m.VmRef(name=vm), ctx)
     assert stopped["state"] == "defined" and stopped["block"] == stopped["net"] == []

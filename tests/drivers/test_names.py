@@ -31,7 +31,7 @@ from nube.catalog.container_models import (
     ContainerVolumeRemove,
     LabelFilter,
 )
-from nube.catalog.vm_models import VmDefine, VmList, VmRef
+from nube.catalog.vm_models import VmDefine, VmInfo, VmList, VmRef
 from nube.errors import Conflict, NubeError
 from workers.drivers import ContainerDriver, HypervisorDriver, JobContext
 from workers.drivers.names import backend_name, tenant_prefix, user_name
@@ -212,7 +212,7 @@ def test_two_tenants_each_hold_a_vm_of_one_name(
     for ctx, made in ((a_ctx, a_vm), (b_ctx, b_vm)):
         listed = hypervisor.list_domains(VmList(), ctx)["vms"]
         assert [(v["name"], v["uuid"]) for v in listed] == [(vm, made["uuid"])]
-        assert hypervisor.domain_info(VmRef(name=vm), ctx)["uuid"] == made["uuid"]
+        assert hypervisor.domain_info(VmInfo(name=vm), ctx)["uuid"] == made["uuid"]
         no_backend_names(listed)
     # a name the caller holds itself is 409 for either tenant
     for tenant in (TENANT_A, TENANT_B):
@@ -223,7 +223,7 @@ def test_two_tenants_each_hold_a_vm_of_one_name(
     started = hypervisor.start_domain(VmRef(name=vm), b_ctx)
     assert started["name"] == vm and started["state"] == "running"
     hypervisor.destroy_domain(VmRef(name=vm), b_ctx)
-    assert hypervisor.domain_info(VmRef(name=vm), a_ctx)["state"] == "defined"
+    assert hypervisor.domain_info(VmInfo(name=vm), a_ctx)["state"] == "defined"
 
 
 def _longest(name: Name, length: int) -> str:

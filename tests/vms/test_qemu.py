@@ -112,11 +112,11 @@ def test_libvirtd_stopped_mid_job(
     assert isinstance(error, BackendUnavailable)
     assert error.retryable and error.code == "backend_unavailable"
     with pytest.raises(BackendUnavailable):
-        qemu.domain_info(m.VmRef(name=vm), ctx)
+        qemu.domain_info(m.VmInfo(name=vm), ctx)
     _start_libvirtd()
     # Reconnected. libvirtd finishes a power-off that was asked for before it stopped, so the
     # VM may be shut off by now (libvirt log: "shutting down, reason=daemon").
-    assert qemu.domain_info(m.VmRef(name=vm), ctx)["state"] in ("running", "defined")
+    assert qemu.domain_info(m.VmInfo(name=vm), ctx)["state"] in ("running", "defined")
     fresh = name("vm")  # and the backend works again
     assert qemu.define_domain(vm_spec(fresh, start=True), ctx)["state"] == "running"
     assert qemu.destroy_domain(m.VmRef(name=fresh), ctx)["state"] == "defined"

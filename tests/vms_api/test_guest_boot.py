@@ -180,6 +180,8 @@ def test_boot_reach_resize_hotplug_remove(
     stats = ok(call(vm_api, "GET", f"/v1/vms/{name}/stats"))
     assert stats["cpu"]["time"] > 0 and stats["net"][0]["rx.bytes"] > 0
     assert any(b["name"] == target for b in stats["block"])
+    with_stats = ok(call(vm_api, "GET", f"/v1/vms/{name}", stats="true"))
+    assert with_stats["stats"]["cpu"]["time"] >= stats["cpu"]["time"]
 
     # a second NIC, live and in the definition, and out again
     nic = ok(call(vm_api, "POST", f"/v1/vms/{name}/nics", {"network": net}))

@@ -63,8 +63,10 @@ class HypervisorDriver(ABC):
         """
 
     @abstractmethod
-    def domain_info(self, params: m.VmRef, ctx: JobContext) -> Result:
-        """State, max memory, memory, vCPUs, CPU time, node and ``allowed_actions``."""
+    def domain_info(self, params: m.VmInfo, ctx: JobContext) -> Result:
+        """State, max memory, memory, vCPUs, CPU time, node and ``allowed_actions``; with
+        ``stats``, also ``stats`` (as
+        :meth:`domain_stats` gives them, without name and state)."""
 
     @abstractmethod
     def domain_xml(self, params: m.VmRef, ctx: JobContext) -> Result:

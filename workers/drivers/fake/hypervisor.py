@@ -26,6 +26,7 @@ from nube.catalog.vm_models import (
     VmAutostart,
     VmDefine,
     VmDisk,
+    VmInfo,
     VmList,
     VmReboot,
     VmRef,
@@ -163,9 +164,13 @@ class FakeHypervisorDriver(FakeVmChangesMixin, HypervisorDriver):
         mine = [d for d in self.domains.values() if d.tenant == ctx.tenant and keep(d)]
         return {"vms": [self._view(d) for d in sorted(mine, key=lambda d: d.name)]}
 
-    def domain_info(self, params: VmRef, ctx: JobContext) -> Result:
+    def domain_info(self, params: VmInfo, ctx: JobContext) -> Result:
         """See :meth:`HypervisorDriver.domain_info`."""
-        return self._view(self.owned(params.name, ctx))
+        found = self._view(self.owned(params.name, ctx))
+        if params.stats:
+            stats = self.domain_stats(VmRef(name=params.name), ctx)
+            found["stats"] = {k: v for k, v in stats.items() if k not in ("name", "state")}
+        return found
 
     def domain_xml(self, params: VmRef, ctx: JobContext) -> Result:
         """See :meth:`HypervisorDriver.domain_xml`."""

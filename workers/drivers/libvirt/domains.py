@@ -64,9 +64,13 @@ class DomainsMixin(LibvirtBase):
                     raise
         return sorted(vms, key=lambda vm: vm["name"])
 
-    def domain_info(self, params: m.VmRef, ctx: JobContext) -> dict[str, Any]:
+    def domain_info(self, params: m.VmInfo, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`HypervisorDriver.domain_info`."""
-        return self._run(lambda c: describe(*owned_domain(c, params.name, ctx), self.node))
+        found = self._run(lambda c: describe(*owned_domain(c, params.name, ctx), self.node))
+        if params.stats:
+            stats = self.domain_stats(m.VmRef(name=params.name), ctx)  # type: ignore[attr-defined]
+            found["stats"] = {k: v for k, v in stats.items() if k not in ("name", "state")}
+        return found
 
     def domain_xml(self, params: m.VmRef, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`HypervisorDriver.domain_xml`."""
