@@ -74,6 +74,7 @@ class Runtime:
             tenant=meta.tenant,
             operation=op.name,
             admin=meta.admin,
+            attempt=job.attempts,
             hardening=meta.hardening,
             report_progress=lambda progress: self.jobs.report_progress(job_id, progress),
             after_recorded=[],

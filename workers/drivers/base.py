@@ -34,6 +34,9 @@ class JobContext:
     tenant: str
     operation: str
     admin: bool = False
+    attempt: int = 0
+    """Which delivery of the job this is (1 for the first); 0 when unknown (a direct call). On
+    a first delivery no earlier attempt can have made anything, so a create need not look."""
     hardening: Hardening = field(default_factory=Hardening)
     """What the agent's policy requires of a container create (backend-neutral: each container
     driver maps it to its backend's options); empty for every other operation."""
@@ -41,6 +44,11 @@ class JobContext:
     after_recorded: list[Callable[[], None]] | None = None
     """What to do once the job's result is in its record: the runner gives a list and runs it
     after writing the result; ``None`` (a direct call, nobody records it) runs each at once."""
+
+    @property
+    def may_have_made(self) -> bool:
+        """Whether an earlier delivery of this job may have made its resource already."""
+        return self.attempt != 1
 
     @property
     def labels(self) -> dict[str, str]:

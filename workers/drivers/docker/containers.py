@@ -29,11 +29,12 @@ class ContainersMixin(DockerBase):
     def run(self, params: m.ContainerRun, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`ContainerDriver.run`."""
         spec = params if params.detach else params.model_copy(update={"auto_remove": False})
-        container = self._created_by_job(ctx) or self._create(spec, ctx)
+        earlier = self._created_by_job(ctx)
+        container = earlier or self._create(spec, ctx)
         if params.detach:
-            self._start_or_remove(container)
+            self._start_or_remove(container, fresh=earlier is None)
             return self._view(container)
-        return self._run_to_completion(container, params.wait_timeout, ctx)
+        return self._run_to_completion(container, params.wait_timeout, ctx, fresh=earlier is None)
 
     def create(self, params: m.ContainerCreate, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`ContainerDriver.create`."""
@@ -128,7 +129,10 @@ class ContainersMixin(DockerBase):
             network.connect(container, aliases=list(dict.fromkeys(kept)))
 
     def _created_by_job(self, ctx: JobContext) -> Container | None:
-        """The container an earlier attempt of this job made, if any."""
+        """The container an earlier attempt of this job made, if any (none on a first
+        delivery: the engine is not asked)."""
+        if not ctx.may_have_made:
+            return None
         found = self.client.containers.list(all=True, filters=self.job_filter(ctx))
         return next((c for c in found if HELPER not in c.labels), None)
 
@@ -179,13 +183,15 @@ class ContainersMixin(DockerBase):
         endpoint = self.client.api.create_endpoint_config(aliases=spec.network_aliases)
         return {"network": spec.network, "networking_config": {spec.network: endpoint}}
 
-    def _start_or_remove(self, container: Container) -> None:
+    def _start_or_remove(self, container: Container, fresh: bool = False) -> None:
         """Start a container never started (one an earlier attempt started, running or ended,
         is left as it is: starting it again would run its program twice); a container that
-        cannot start is removed before the error is raised."""
-        container.reload()
-        if container.status != "created":
-            return
+        cannot start is removed before the error is raised. ``fresh``: just created here, so
+        its state need not be read again."""
+        if not fresh:
+            container.reload()
+            if container.status != "created":
+                return
         try:
             with translated("container", container.id):
                 container.start()
@@ -194,7 +200,7 @@ class ContainersMixin(DockerBase):
             raise
 
     def _run_to_completion(
-        self, container: Container, timeout: int, ctx: JobContext
+        self, container: Container, timeout: int, ctx: JobContext, fresh: bool = False
     ) -> dict[str, Any]:
         """Start (unless an earlier attempt did), wait, collect the exit code and output. The
         container is removed once the result is recorded (:meth:`JobContext.when_recorded`):
@@ -202,7 +208,7 @@ class ContainersMixin(DockerBase):
         it by its label and returns its result instead of running the program again."""
         kept = False
         try:
-            self._start_or_remove(container)
+            self._start_or_remove(container, fresh)
             code = self._wait(container, timeout)
             result = {"id": container.id, "exit_code": code} | self._output(container)
             kept = True
