@@ -197,7 +197,10 @@ def test_boot_reach_resize_hotplug_remove(
 
     # remove everything: the VM with its storage, the seed with it, the network and pool
     ok(call(vm_api, "POST", f"/v1/vms/{name}/destroy"))
+    logs = list(Path("/var/log/libvirt/qemu").glob(f"n*-{name}-console.log"))
+    assert len(logs) == 1  # the console log, on this host
     gone = ok(call(vm_api, "DELETE", f"/v1/vms/{name}", {"remove_storage": True}))
+    assert not logs[0].exists()  # gone with the VM
     assert gone["removed_volumes"] == []  # the detached disk's volume stays
     left = {v.name() for v in raw.storagePoolLookupByName(pool).listAllVolumes(0)}
     assert left == {"vmlinuz", "initrd", plugged["volume"]}  # the seed went with the VM

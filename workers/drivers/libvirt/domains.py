@@ -3,6 +3,8 @@ restore, undefine, autostart. Every action checks the state table first (``Confl
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -21,7 +23,7 @@ from workers.drivers.libvirt.guests import (
     owner_of,
     state_of,
 )
-from workers.drivers.libvirt.provision import SEED_TAG
+from workers.drivers.libvirt.provision import CONSOLE_LOG_DIR, SEED_TAG
 from workers.drivers.libvirt.xml import parse_domain
 from workers.drivers.names import user_name
 from workers.drivers.vm_states import VmAction, VmState, require
@@ -168,16 +170,26 @@ class DomainsMixin(LibvirtBase):
         removed: list[str] = []
 
         def undefine(dom: Dom) -> None:
-            all_disks = parse_domain(dom.XMLDesc(0)).disks
+            spec = parse_domain(dom.XMLDesc(0))
+            all_disks = spec.disks
             disks = [d for d in all_disks if d.device == "disk"]
             seeds = [d for d in all_disks if d.device == "cdrom" and SEED_TAG in d.volume]
             dom.undefineFlags(_UNDEFINE_FLAGS)
             _delete_volumes(dom.connect(), seeds)  # the cloud-init seed goes with the VM
+            _remove_console_log(spec.console_log)
             if params.remove_storage:
                 removed.extend(_delete_volumes(dom.connect(), disks))
 
         self._act(params.name, ctx, VmAction.UNDEFINE, undefine)
         return {**gone(params.name, self.node), "removed_volumes": removed}
+
+
+def _remove_console_log(path: str | None) -> None:
+    """The console log goes with the VM (nube's own file under the log directory, on this
+    host; a remote connection's is left to its host)."""
+    if path and path.startswith(f"{CONSOLE_LOG_DIR}/") and path.endswith("-console.log"):
+        with contextlib.suppress(OSError):
+            os.remove(path)
 
 
 def _wait_off(dom: Dom, timeout: float, ctx: JobContext) -> bool:
