@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
@@ -372,6 +373,14 @@ def hypervisor_observer(driver: HypervisorDriver, uri: str) -> HypervisorBackend
     return LibvirtView(uri)
 
 
+def remove_console_log(domain: str) -> None:
+    """The serial console log nube's driver gives a domain (it goes with the VM; a cleanup
+    that undefines a domain behind the driver's back removes it too)."""
+    # workers.drivers.libvirt.provision.console_log_path (not imported: it needs libvirt-python)
+    with contextlib.suppress(OSError):
+        os.remove(f"/var/log/libvirt/qemu/{domain}-console.log")
+
+
 def clean_libvirt(uri: str, prefix: str) -> None:
     """Destroy and undefine every domain, network and pool (with volumes) named ``prefix...``
     (a domain's name as its tenant gave it: behind any tenant's prefix, ``n<tag>-prefix...``)."""
@@ -400,6 +409,7 @@ def clean_libvirt(uri: str, prefix: str) -> None:
                     meta_only = libvirt.VIR_DOMAIN_SNAPSHOT_DELETE_METADATA_ONLY
                     quiet(functools.partial(snap.delete, meta_only))
                 quiet(functools.partial(dom.undefineFlags, flags))
+                remove_console_log(dom.name())
         for net in conn.listAllNetworks(0):
             if net.name().startswith(prefix):
                 quiet(net.destroy)

@@ -23,6 +23,7 @@ from nube.tokens import Scope, TokenStore
 from nube.tools.client import ApiError, NubeClient
 from nube.tools.devstack import Stack
 from tests.conftest import libvirt_available, need
+from tests.drivers.backends import remove_console_log
 
 QEMU = "qemu:///system"
 PREFIX = "nubetest-api-"
@@ -105,6 +106,7 @@ def _clean_domain(dom: libvirt.virDomain) -> None:
         libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
     )
     _quiet(lambda: dom.undefineFlags(flags))
+    remove_console_log(dom.name())
 
 
 def clean_prefix() -> None:
