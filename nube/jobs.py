@@ -25,6 +25,8 @@ from nube.wire import RelayRequest
 
 JOB_TTL = 30 * 24 * 3600  # job records outlive results (7 days) so a finished job reads finished
 IDEMPOTENCY_TTL = 24 * 3600
+#: Jobs by status (a hash kept by the create and transition scripts).
+STATUS_COUNTS = "nube:jobs-by-status"
 #: Ids of the jobs whose relay request is kept (accepted, not ended): the reconciler's list.
 PENDING = "nube:jobs-pending"
 
@@ -130,8 +132,9 @@ class RecordSealer(Protocol):
 SEALED = "$sealed"
 
 #: One transition in one round trip: replace the record if it is still the one the change was
-#: computed from (its SHA-1), drop the kept relay request when the job ends, and publish the
-#: event for waiters. Returns 1 when stored, 0 for an unknown job, -1 when the record changed.
+#: computed from (its SHA-1), drop the kept relay request when the job ends, move the job
+#: between the status counts, and publish the event for waiters. Returns 1 when stored, 0 for
+#: an unknown job, -1 when the record changed.
 _TRANSITION = """
 local current = redis.call('GET', KEYS[1])
 if not current then return 0 end
@@ -140,6 +143,10 @@ redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
 if ARGV[3] == '1' then
     redis.call('DEL', KEYS[2])
     redis.call('SREM', KEYS[3], ARGV[6])
+end
+if ARGV[7] ~= ARGV[8] then
+    redis.call('HINCRBY', KEYS[4], ARGV[7], -1)
+    redis.call('HINCRBY', KEYS[4], ARGV[8], 1)
 end
 redis.call('PUBLISH', ARGV[4], ARGV[5])
 return 1
@@ -163,6 +170,7 @@ if ARGV[4] ~= '' then
     redis.call('SET', KEYS[4], ARGV[4], 'EX', ARGV[2])
     redis.call('SADD', KEYS[5], ARGV[3])
 end
+redis.call('HINCRBY', KEYS[6], 'queued', 1)
 return place
 """.replace("PLACE_FLOOR", "'1000000000000'")  # below: places of older nubes (plain counters)
 
@@ -262,6 +270,7 @@ class JobStore:
                     self.index(job.tenant),
                     self.request_key(job.id),
                     PENDING,
+                    STATUS_COUNTS,
                 ],
                 args=[dumped, JOB_TTL, job.id, kept],
             )
@@ -315,7 +324,15 @@ class JobStore:
         pipe.delete(self.key(job.id), self.request_key(job.id))
         pipe.zrem(self.index(job.tenant), job.id)
         pipe.srem(PENDING, job.id)
+        pipe.hincrby(STATUS_COUNTS, JobStatus.QUEUED.value, -1)
         pipe.execute()
+
+    def status_counts(self) -> dict[str, int]:
+        """Jobs by status: queued and running now; the terminal ones, every job that ended
+        since the counts began (records expire, the counts stay)."""
+        raw = self.redis.hgetall(STATUS_COUNTS)
+        counts = {str(k): int(v) for k, v in raw.items()}
+        return {status.value: counts.get(status.value, 0) for status in JobStatus}
 
     def find(self, job_id: str) -> Job | None:
         raw = self.redis.get(self.key(job_id))
@@ -422,11 +439,12 @@ class JobStore:
                 job = self._load(raw)
             if job.status.terminal:
                 return None
+            was = job.status
             detail = change(job)
             job.history.append(JobEvent(event=event, at=now_iso(), detail=detail))
             dumped = self._dump(job)
             stored = self._transition(
-                keys=[self.key(job_id), self.request_key(job_id), PENDING],
+                keys=[self.key(job_id), self.request_key(job_id), PENDING, STATUS_COUNTS],
                 args=[
                     job._digest or "",
                     dumped,
@@ -434,6 +452,8 @@ class JobStore:
                     self.channel(job_id),
                     json.dumps({"event": event, "status": job.status}),
                     job_id,
+                    was.value,
+                    job.status.value,
                 ],
             )
             if stored == 1:

@@ -1,7 +1,8 @@
 """What is the same for the whole cluster, read from Redis when Prometheus scrapes the API.
 
 Queue depths and the age of each queue's oldest message, live consumers per queue (the
-registry's heartbeats) and the audit chain's length: a handful of commands per scrape, none on
+registry's heartbeats), jobs by status (counts the job store's scripts keep) and the audit
+chain's length: a handful of commands per scrape, none on
 the message path. The oldest message of a queue is the last of its Redis list (kombu pushes on
 the left and pops on the right); its age is the time since its job last changed (submitted,
 relayed or retried), read from the job record.
@@ -71,6 +72,16 @@ class ClusterCollector(Collector):
             if (seconds := time_limit_of(queue)) is not None:
                 limit.add_metric([queue], seconds)
         yield from (depth, age, served, limit)
+        jobs = GaugeMetricFamily(
+            "nube_jobs",
+            "Jobs by status: queued and running now; the terminal ones, every job that ended "
+            "since the counts began",
+            None,
+            ["status"],
+        )
+        for status, count in self.jobs.status_counts().items():
+            jobs.add_metric([status], count)
+        yield jobs
         head = self.redis.hget(HEAD, "seq")
         audit = GaugeMetricFamily(
             "nube_audit_records", "Records in the audit chain (its head's sequence number)"

@@ -78,6 +78,8 @@ def test_every_process_counts_the_jobs_that_pass_through_it(observed: Stack, tok
     assert value(text, "nube_queue_messages", queue="containers") == 0
     assert value(text, "nube_queue_time_limit_seconds", queue="containers") > 0
     assert value(text, "nube_audit_records") >= 3
+    assert value(text, "nube_jobs", status="succeeded") >= 3
+    assert value(text, "nube_jobs", status="queued") == 0
 
 
 def test_a_waiting_message_shows_its_queue_depth_and_age(observed: Stack) -> None:

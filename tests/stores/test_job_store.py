@@ -158,3 +158,20 @@ def test_the_tenant_index_forgets_jobs_whose_records_expired(store: JobStore) ->
     page, _ = store.list("acme", limit=10)
     assert [j.id for j in page] == [job.id]  # and listing drops the entries with no record
     assert store.redis.zrange(index, 0, -1) == [job.id]
+
+
+def test_status_counts_follow_every_transition(store: JobStore) -> None:
+    a, b, c, d = (new_job(store) for _ in range(4))
+    store.mark_running(a.id, "n1")
+    store.mark_running(b.id, "n1")
+    store.finish(b.id, {"ok": 1})
+    store.fail(c.id, {"code": "internal", "message": "x"})
+    store.cancel(c.id)  # terminal already: no change
+    store.discard(d)
+    assert store.status_counts() == {
+        "queued": 0,
+        "running": 1,
+        "succeeded": 1,
+        "failed": 1,
+        "cancelled": 0,
+    }
