@@ -92,15 +92,16 @@ class Runtime:
         return self._handle_error(task, op, job, error)
 
     def _place(self, op: Operation, params: dict[str, Any], ctx: JobContext) -> None:
-        """Record (or drop) where the resource an operation made (or removed) lives."""
-        name = params.get("name")
-        if not isinstance(name, str) or not (op.places or op.releases):
+        """Record (or drop) where the resource an operation made (or removed, or renamed)
+        lives."""
+        if not (op.places or op.releases):
             return
         placements = Placements(self.jobs.redis)
-        if op.places:
-            placements.record(op.service, ctx.tenant, name, self.settings.node)
-        else:
-            placements.forget(op.service, ctx.tenant, name)
+        released, placed = params.get("name"), params.get(op.placed_by)
+        if op.releases and isinstance(released, str):
+            placements.forget(op.service, ctx.tenant, released)
+        if op.places and isinstance(placed, str):
+            placements.record(op.service, ctx.tenant, placed, self.settings.node)
 
     def _call(self, op: Operation, params: dict[str, Any], ctx: JobContext) -> Any:
         try:

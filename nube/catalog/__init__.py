@@ -61,9 +61,13 @@ class Operation:
     routes it to that node's queue, ``<service>.<node>``, found by the ``name`` parameter."""
     places: bool = False
     """Makes a resource that lives on one node: once it succeeds, the worker records its own node
-    for the ``name`` parameter (see :mod:`nube.placement`)."""
+    for the parameter :attr:`placed_by` names (see :mod:`nube.placement`)."""
+    placed_by: str = "name"
+    """The parameter naming what :attr:`places` places: ``name``, or for an operation that
+    makes a resource under another name (a rename's ``new_name``, a clone's target) that one."""
     releases: bool = False
-    """Removes such a resource: once it succeeds, the worker forgets where ``name`` lived."""
+    """Removes such a resource: once it succeeds, the worker forgets where ``name`` lived. With
+    :attr:`places` and another :attr:`placed_by`, the resource moves: a rename."""
     counted_kind: str | None = None
     """The kind a policy count cap limits (``containers``, ``vms``) of which this operation makes
     one more (it ``creates``), or which it lists for the count (it has ``lists_all``)."""
@@ -148,8 +152,10 @@ def _check(op: Operation) -> None:
         raise ValueError(f"operation {op.name}: binary field(s) {sorted(unknown)} unknown")
     if (op.pinned or op.places or op.releases) and "name" not in fields:
         raise ValueError(f"operation {op.name}: placement needs a name parameter")
-    if op.places and op.releases:
-        raise ValueError(f"operation {op.name}: places and releases at once")
+    if op.places and op.placed_by not in fields:
+        raise ValueError(f"operation {op.name}: placed_by {op.placed_by!r} is not a parameter")
+    if op.places and op.releases and op.placed_by == "name":
+        raise ValueError(f"operation {op.name}: places and releases the same name")
     if op.lists_all is not None and not isinstance(op.lists_all, op.params):
         raise ValueError(f"operation {op.name}: lists_all is not a {op.params.__name__}")
     lists = op.lists_all is not None

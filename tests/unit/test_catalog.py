@@ -105,6 +105,7 @@ def _op(name: str = "vms.thing", **fields: Any) -> Operation:
     "fields",
     [
         {"places": True, "releases": True},
+        {"places": True, "placed_by": "new_name"},
         {"pinned": True, "params": NoParams},
         {"counted_kind": "vms"},
         {"lists_all": VmRef(name="a")},
