@@ -277,15 +277,15 @@ class VmNicDetach(VmRef):
 
 
 class VmRename(VmRef):
-    """Rename a shut-off VM."""
+    """Rename a shut-off VM (its disks, snapshots and owner stay)."""
 
-    new_name: LibvirtName
+    new_name: LibvirtName = Field(description="The VM's new name (free in the tenant)")
 
 
 class VmClone(VmRef):
     """Copy a shut-off VM with its disks (qcow2 overlays on the originals, or full copies)."""
 
-    new_name: LibvirtName
+    target: LibvirtName = Field(description="The new VM's name (free in the tenant)")
     linked: bool = Field(default=False, description="qcow2 overlays backed by the disks")
 
 

@@ -735,3 +735,96 @@ def test_kernel_boot_and_cloud_init_seed(
 
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGJ0ZXN0a2V5Zm9ybnViZWNvbnRyYWN0dGVzdHM nube@test"
+
+
+# --- rename and clone ----------------------------------------------------------------------------
+
+
+def test_rename_a_shut_off_vm(
+    hypervisor: HypervisorDriver,
+    ctx: JobContext,
+    make_ctx: MakeCtx,
+    name: Name,
+    host: HypervisorBackend,
+) -> None:
+    pool = make_pool(hypervisor, ctx, name)
+    vm, new, taken = name("vm"), name("renamed"), name("taken")
+    made = hypervisor.define_domain(vm_spec(vm, disks=[{"pool": pool, "capacity_mib": 4}]), ctx)
+    hypervisor.define_domain(vm_spec(taken), ctx)
+    hypervisor.define_domain(vm_spec(new), make_ctx("tenant-b"))  # B's name does not block A
+    assert "rename" in made["allowed_actions"]
+    with pytest.raises(Conflict):  # the tenant holds that name
+        hypervisor.rename_domain(m.VmRename(name=vm, new_name=taken), ctx)
+    with pytest.raises(NotFound):  # another tenant's VM
+        hypervisor.rename_domain(m.VmRename(name=vm, new_name=name("x")), make_ctx("tenant-b"))
+    out = hypervisor.rename_domain(m.VmRename(name=vm, new_name=new), ctx)
+    assert (out["name"], out["uuid"], out["tenant"], out["job"]) == (
+        new,
+        made["uuid"],
+        ctx.tenant,
+        ctx.job_id,
+    )
+    assert out["disks"] == made["disks"]
+    assert host.domain(backend_name(ctx.tenant, vm)) is None
+    assert_state(host, out, "defined")
+    assert vm_names(hypervisor, ctx) == {new, taken}
+    again = hypervisor.rename_domain(m.VmRename(name=vm, new_name=new), ctx)  # a redelivery
+    assert again["uuid"] == made["uuid"]
+    assert_state(host, hypervisor.start_domain(m.VmRef(name=new), ctx), "running")  # disks work
+    with pytest.raises(Conflict):  # only shut off
+        hypervisor.rename_domain(m.VmRename(name=new, new_name=vm), ctx)
+    hypervisor.destroy_domain(m.VmRef(name=new), ctx)
+    gone = hypervisor.undefine_domain(m.VmUndefine(name=new, remove_storage=True), ctx)
+    assert gone["removed_volumes"] == [f"{pool}/{made['disks'][0]['volume']}"]
+
+
+def test_clone_a_shut_off_vm_with_its_disks(
+    hypervisor: HypervisorDriver,
+    ctx: JobContext,
+    make_ctx: MakeCtx,
+    name: Name,
+    host: HypervisorBackend,
+) -> None:
+    pool = make_pool(hypervisor, ctx, name)
+    net = define_network(hypervisor, ctx, name)
+    data = os.urandom(64 * 1024)
+    hypervisor.upload_volume(upload_spec(pool, "base", data), ctx)
+    vm = name("vm")
+    spec = vm_spec(vm, disks=[{"pool": pool, "volume": "base"}], interfaces=[{"network": net}])
+    source = hypervisor.define_domain(spec, ctx)
+    job = make_ctx()
+    copy = name("copy")
+    out = hypervisor.clone_domain(m.VmClone(name=vm, target=copy), job)
+    assert (out["name"], out["state"], out["tenant"], out["job"]) == (
+        copy,
+        "defined",
+        ctx.tenant,
+        job.job_id,
+    )
+    assert out["uuid"] != source["uuid"]
+    assert out["interfaces"][0]["network"] == net
+    assert out["interfaces"][0]["mac"] != source["interfaces"][0]["mac"]
+    disk = out["disks"][0]
+    assert disk["volume"].startswith(f"{copy}-disk0-") and disk["format"] == "raw"
+    assert host.volume_bytes(pool, disk["volume"]) == data  # a full copy
+    assert hypervisor.clone_domain(m.VmClone(name=vm, target=copy), job)["uuid"] == out["uuid"]
+    with pytest.raises(Conflict):  # another job's clone under that name
+        hypervisor.clone_domain(m.VmClone(name=vm, target=copy), make_ctx())
+
+    linked = name("linked")
+    lout = hypervisor.clone_domain(m.VmClone(name=vm, target=linked, linked=True), make_ctx())
+    overlay = lout["disks"][0]
+    assert overlay["format"] == "qcow2"
+    info = hypervisor.volume_info(m.StorageVolumeRef(pool=pool, name=overlay["volume"]), ctx)
+    base = hypervisor.volume_info(m.StorageVolumeRef(pool=pool, name="base"), ctx)
+    assert info["backing"] == base["path"]
+    assert vm_names(hypervisor, ctx) == {vm, copy, linked}
+
+    assert_state(host, hypervisor.start_domain(m.VmRef(name=vm), ctx), "running")
+    with pytest.raises(Conflict):  # only a shut-off VM
+        hypervisor.clone_domain(m.VmClone(name=vm, target=name("late")), make_ctx())
+    hypervisor.destroy_domain(m.VmRef(name=vm), ctx)
+    for clone, vol in ((linked, overlay["volume"]), (copy, disk["volume"])):
+        gone = hypervisor.undefine_domain(m.VmUndefine(name=clone, remove_storage=True), ctx)
+        assert gone["removed_volumes"] == [f"{pool}/{vol}"]
+    assert host.volume_bytes(pool, "base") == data  # the source's volume stays

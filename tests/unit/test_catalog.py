@@ -68,7 +68,7 @@ def test_the_drivers_are_concrete() -> None:
 
 def test_creating_operations_of_the_count_caps() -> None:
     assert CATALOG.creating("containers") == {"containers.run", "containers.create"}
-    assert CATALOG.creating("vms") == {"vms.define"}
+    assert CATALOG.creating("vms") == {"vms.define", "vms.clone"}
     assert CATALOG.creating("containers") == CONTAINER_CREATES
     assert CATALOG.creating("vms") == VM_CREATES
 
@@ -91,8 +91,12 @@ def test_every_operation_on_an_existing_vm_is_pinned() -> None:
     for op in CATALOG:
         on_a_vm = op.path.startswith("/v1/vms/<name>")
         assert op.pinned is on_a_vm, op.name
-    assert [op.name for op in CATALOG if op.places] == ["vms.define"]
-    assert [op.name for op in CATALOG if op.releases] == ["vms.undefine"]
+    assert {op.name for op in CATALOG if op.places} == {"vms.define", "vms.rename", "vms.clone"}
+    assert {op.name for op in CATALOG if op.releases} == {"vms.undefine", "vms.rename"}
+    assert (CATALOG.get("vms.rename").placed_by, CATALOG.get("vms.clone").placed_by) == (
+        "new_name",
+        "target",
+    )
     assert CATALOG.get("vms.undefine").pinned
 
 

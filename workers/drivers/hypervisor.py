@@ -154,6 +154,24 @@ class HypervisorDriver(ABC):
     def detach_nic(self, params: m.VmNicDetach, ctx: JobContext) -> Result:
         """Detach the NIC with ``mac`` (live and persistent); ``NotFound`` when there is none."""
 
+    # --- rename and clone -------------------------------------------------------------------------
+
+    @abstractmethod
+    def rename_domain(self, params: m.VmRename, ctx: JobContext) -> Result:
+        """Rename a shut-off persistent domain to ``new_name`` (its backend name moves with
+        it; owner metadata, disks and snapshots stay). A name the tenant already holds is
+        ``Conflict``; when ``name`` is gone and ``new_name`` exists after an earlier attempt of
+        the job, the renamed VM is returned."""
+
+    @abstractmethod
+    def clone_domain(self, params: m.VmClone, ctx: JobContext) -> Result:
+        """A new shut-off domain ``target`` on this node, owned by ``ctx.job_id``, copying a
+        shut-off source: each disk volume becomes ``<target>-disk<i>-<job tag>`` in its pool
+        (a qcow2 overlay backed by the source's volume when ``linked``, else a full copy), a
+        cloud-init seed is copied, other CD-ROMs are shared, NICs get new MAC addresses. A
+        ``target`` made by this job is returned; one held otherwise is ``Conflict``. On failure
+        the volumes this call made are removed."""
+
     # --- snapshots -------------------------------------------------------------------------------
 
     @abstractmethod

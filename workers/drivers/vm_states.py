@@ -43,6 +43,8 @@ class VmAction(StrEnum):
     DISK_DETACH = "disk_detach"
     NIC_ATTACH = "nic_attach"
     NIC_DETACH = "nic_detach"
+    RENAME = "rename"
+    CLONE = "clone"
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,8 @@ TABLE: dict[VmAction, Transition] = {
     VmAction.DISK_DETACH: Transition(frozenset({S.DEFINED, S.RUNNING}), None),
     VmAction.NIC_ATTACH: Transition(frozenset({S.DEFINED, S.RUNNING}), None),
     VmAction.NIC_DETACH: Transition(frozenset({S.DEFINED, S.RUNNING}), None),
+    VmAction.RENAME: Transition(frozenset({S.DEFINED}), None, True),
+    VmAction.CLONE: Transition(frozenset({S.DEFINED}), None, True),
 }
 """The whole life cycle. A transient domain that stops becomes ``undefined``."""
 

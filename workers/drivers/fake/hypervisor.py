@@ -37,6 +37,7 @@ from nube.errors import Conflict, Forbidden, InvalidRequest, NotFound, Timeout
 from workers.drivers.base import JobContext, Result, job_tag, name_taken
 from workers.drivers.fake.common import serialized
 from workers.drivers.fake.vm_changes import FakeVmChangesMixin
+from workers.drivers.fake.vm_copies import FakeVmCopiesMixin
 from workers.drivers.hypervisor import HypervisorDriver
 from workers.drivers.names import backend_name, only_one, user_name
 from workers.drivers.vm_states import VmAction, VmState, allowed_actions, require, target_state
@@ -103,7 +104,7 @@ class FakeDomain:
 
 
 @serialized(frozenset(HypervisorDriver.__abstractmethods__))
-class FakeHypervisorDriver(FakeVmChangesMixin, HypervisorDriver):
+class FakeHypervisorDriver(FakeVmCopiesMixin, FakeVmChangesMixin, HypervisorDriver):
     """VM operations on an in-memory hypervisor (for tests, and workers without libvirt)."""
 
     name = "fake"

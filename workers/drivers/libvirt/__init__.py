@@ -2,9 +2,10 @@
 
 Small parts composed into one driver: :mod:`.connection` (reconnect, error translation),
 :mod:`.xml` (builders and parsers), :mod:`.guests`, :mod:`.domains`, :mod:`.provision`
-(with :mod:`.seed`, cloud-init ISOs), :mod:`.changes` (resize, disks, NICs), :mod:`.consoles`
-(console log, stats), :mod:`.snapshots`, :mod:`.storage`, :mod:`.content` (volume import,
-download, clone, through :mod:`.streams`), :mod:`.networks` and :mod:`.host`.
+(with :mod:`.seed`, cloud-init ISOs), :mod:`.changes` (resize, disks, NICs), :mod:`.copies`
+(rename, clone), :mod:`.consoles` (console log, stats), :mod:`.snapshots`, :mod:`.storage`,
+:mod:`.content` (volume import, download, clone, through :mod:`.streams`), :mod:`.networks`
+and :mod:`.host`.
 The life-cycle table is :mod:`workers.drivers.vm_states`, shared with the fake driver.
 """
 
@@ -14,6 +15,7 @@ from workers.drivers.hypervisor import HypervisorDriver
 from workers.drivers.libvirt.changes import ChangesMixin
 from workers.drivers.libvirt.consoles import ConsolesMixin
 from workers.drivers.libvirt.content import ContentMixin
+from workers.drivers.libvirt.copies import CopiesMixin
 from workers.drivers.libvirt.domains import DomainsMixin
 from workers.drivers.libvirt.host import HostMixin
 from workers.drivers.libvirt.networks import NetworksMixin
@@ -31,6 +33,7 @@ class LibvirtDriver(
     DomainsMixin,
     ProvisionMixin,
     ChangesMixin,
+    CopiesMixin,
     ConsolesMixin,
     ContentMixin,
     SnapshotsMixin,
