@@ -7,7 +7,7 @@ up: setup            ## start the whole stack locally and show a first job (Ctrl
 	$(PY) -m nube.tools.devstack
 
 test: setup          ## install what is missing, start dockerd/libvirtd, run the whole suite
-	$(PY) -m pytest $(PYTEST_ARGS)
+	scripts/test.sh $(PYTEST_ARGS)
 
 mesh: setup          ## several hosts on one machine: the stack across network namespaces (Ctrl-C stops)
 	$(PY) -m nube.tools.mesh up
