@@ -50,7 +50,7 @@ def bootstrap(settings: Settings, role: str) -> Process:
     security = load_security(settings, client)
     instrument_security(security.sealer, security.audit)
     tasks.install(role)
-    _serve_metrics(role)
+    _serve_metrics(role, settings)
     jobs = JobStore(client, RecordSealer(security.sealer))
     app = make_celery(settings, f"nube-{role}")
     secure_app(app, security, jobs)
@@ -59,9 +59,10 @@ def bootstrap(settings: Settings, role: str) -> Process:
     return Process(name, client, security, jobs, app)
 
 
-def _serve_metrics(role: str) -> None:
+def _serve_metrics(role: str, settings: Settings) -> None:
     """An agent's or worker's ``/metrics`` on ``NUBE_METRICS_PORT`` (the API serves its own),
-    on ``NUBE_METRICS_ADDRESS`` (default 127.0.0.1)."""
+    on ``NUBE_METRICS_ADDRESS`` (default 127.0.0.1); a VM worker's with its node's stats."""
     port = os.environ.get(metrics.PORT_VARIABLE)
     if port and role not in ("api", "flower"):
-        metrics.serve(int(port), os.environ.get("NUBE_METRICS_ADDRESS", "127.0.0.1"))
+        address = os.environ.get("NUBE_METRICS_ADDRESS", "127.0.0.1")
+        metrics.serve(int(port), address, metrics.role_collectors(role, settings))

@@ -19,6 +19,7 @@ import atexit
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 
 MULTIPROC_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 PORT_VARIABLE = "NUBE_METRICS_PORT"
@@ -49,6 +50,9 @@ from prometheus_client import (  # noqa: E402
     start_http_server,
 )
 from prometheus_client import multiprocess as _multiprocess  # noqa: E402
+from prometheus_client.registry import Collector  # noqa: E402
+
+from nube.settings import Settings  # noqa: E402
 
 #: Latency buckets (seconds): 1 ms to 5 min — a relay takes milliseconds, a VM create minutes.
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
@@ -152,9 +156,23 @@ def registry() -> CollectorRegistry:
     return collected
 
 
-def serve(port: int, address: str = "127.0.0.1") -> None:
-    """Serve ``/metrics`` on ``address:port`` from a daemon thread (an agent or a worker)."""
-    start_http_server(port, addr=address, registry=registry())
+def serve(port: int, address: str = "127.0.0.1", extra: Sequence[Collector] = ()) -> None:
+    """Serve ``/metrics`` on ``address:port`` from a daemon thread (an agent or a worker), with
+    the ``extra`` collectors read at each scrape (:func:`role_collectors`)."""
+    served = registry()
+    for collector in extra:
+        served.register(collector)
+    start_http_server(port, addr=address, registry=served)
+
+
+def role_collectors(role: str, settings: Settings) -> list[Collector]:
+    """What a process of ``role`` reads at each scrape besides its counters: a VM worker on
+    libvirt, its node's statistics (:mod:`nube.observability.node`)."""
+    if role != "vms" or settings.vm_driver != "libvirt":
+        return []
+    from nube.observability.node import NodeStatsCollector
+
+    return [NodeStatsCollector(settings.libvirt_uri, settings.node)]
 
 
 def mark_process_dead(pid: int) -> None:

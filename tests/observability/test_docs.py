@@ -7,7 +7,7 @@ from pathlib import Path
 
 from prometheus_client.metrics import MetricWrapperBase
 
-from nube.observability import cluster, metrics
+from nube.observability import cluster, metrics, node
 from nube.tools.devstack import ROOT
 
 DOCS = ROOT / "docs" / "operations.md"
@@ -15,13 +15,14 @@ DOCS = ROOT / "docs" / "operations.md"
 
 def exported() -> set[str]:
     """The names of :mod:`nube.observability.metrics` (counters with ``_total``) and of the
-    gauges :mod:`nube.observability.cluster` makes at each scrape."""
+    metrics :mod:`nube.observability.cluster` and :mod:`nube.observability.node` make at each
+    scrape."""
     names = {
         value._name + ("_total" if value._type == "counter" else "")
         for value in vars(metrics).values()
         if isinstance(value, MetricWrapperBase)
     }
-    source = Path(cluster.__file__).read_text()
+    source = Path(cluster.__file__).read_text() + Path(node.__file__).read_text()
     return names | set(re.findall(r'"(nube_[a-z_]+)"', source))
 
 
