@@ -228,6 +228,13 @@ class VmConsole(VmRef):
     tail: int = Field(default=100, ge=1, le=10000, description="Lines from the end")
 
 
+class VmConsoleFollow(VmRef):
+    """Follow the serial console: its new lines as the job's progress events."""
+
+    seconds: int = Field(default=30, ge=1, le=300, description="How long to follow")
+    tail: int = Field(default=0, ge=0, le=1000, description="Lines from before to start with")
+
+
 class VmResize(VmRef):
     """Memory and vCPUs: a shut-off VM's definition (up to anything), a running VM's live
     values (up to its maximum) and definition together."""

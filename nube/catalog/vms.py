@@ -165,6 +165,15 @@ _DOMAINS = [
         time_limit=30,
     ),
     _vm(
+        "console_follow",
+        m.VmConsoleFollow,
+        "GET",
+        f"{VM}/console/follow",
+        "Follow the serial console for a while: its new lines as the job's progress events",
+        "follow_console",
+        time_limit=330,
+    ),
+    _vm(
         "stats",
         m.VmRef,
         "GET",

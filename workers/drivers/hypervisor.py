@@ -123,6 +123,12 @@ class HypervisorDriver(ABC):
         "truncated"}`` (the log of the current or last run; empty before the first start)."""
 
     @abstractmethod
+    def follow_console(self, params: m.VmConsoleFollow, ctx: JobContext) -> Result:
+        """Follow the serial console for ``seconds``: each batch of new lines is reported as
+        the job's progress (:func:`workers.drivers.console_follow.follow`), starting with the
+        last ``tail`` lines; the result is ``{"name", "lines", "first", "total"}``."""
+
+    @abstractmethod
     def domain_stats(self, params: m.VmRef, ctx: JobContext) -> Result:
         """CPU, memory (balloon), block and network counters of the domain (``domstats``) as
         ``{"name", "state", "cpu", "memory", "block", "net"}``; a shut-off VM's are empty."""

@@ -13,6 +13,7 @@ from nube.catalog import PAYLOAD_LIMIT
 from nube.catalog import vm_models as m
 from nube.errors import Conflict, InvalidRequest, NotFound
 from workers.drivers.base import JobContext, Result, job_tag
+from workers.drivers.console_follow import follow
 from workers.drivers.fake.vm_infra import FakeVmInfraMixin, volume_view
 from workers.drivers.libvirt.content import decode_content, qcow2_virtual_size
 from workers.drivers.names import user_name
@@ -105,6 +106,22 @@ class FakeVmChangesMixin(FakeVmInfraMixin):
             "truncated": len(lines) > params.tail,
             "log": dom.serial_console,
         }
+
+    def follow_console(self, params: m.VmConsoleFollow, ctx: JobContext) -> Result:
+        """See :meth:`HypervisorDriver.follow_console` (the domain's console lines; the fake
+        runs one call at a time, so no guest prints meanwhile)."""
+        dom = self.owned(params.name, ctx)
+        lines: list[str] = dom.console
+        first = lines[-params.tail :] if params.tail else []
+        read = [len(lines)]
+
+        def new_lines() -> list[str]:
+            fresh = dom.console[read[0] :]
+            read[0] = len(dom.console)
+            return list(fresh)
+
+        name = user_name(dom.name, dom.tenant)
+        return {"name": name, **follow(new_lines, params.seconds, ctx, first)}
 
     def domain_stats(self, params: m.VmRef, ctx: JobContext) -> Result:
         """See :meth:`HypervisorDriver.domain_stats`."""

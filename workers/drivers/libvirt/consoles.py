@@ -10,6 +10,7 @@ import libvirt
 
 from nube.catalog import vm_models as m
 from workers.drivers.base import JobContext
+from workers.drivers.console_follow import LogFile, follow
 from workers.drivers.libvirt.base import LibvirtBase, jsonable
 from workers.drivers.libvirt.guests import owned_domain, state_of, vm_name
 from workers.drivers.libvirt.xml import parse_domain
@@ -70,6 +71,22 @@ class ConsolesMixin(LibvirtBase):
             return {"name": vm_name(dom), "lines": lines, "truncated": truncated, "log": bool(log)}
 
         return self._run(call)
+
+    def follow_console(self, params: m.VmConsoleFollow, ctx: JobContext) -> dict[str, Any]:
+        """See :meth:`HypervisorDriver.follow_console` (the log as :meth:`domain_console`
+        reads it)."""
+
+        def call(conn: libvirt.virConnect) -> tuple[str, str | None]:
+            dom, _ = owned_domain(conn, params.name, ctx)
+            log = parse_domain(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)).console_log
+            return vm_name(dom), log
+
+        name, log = self._run(call)
+        if not log:
+            return {"name": name, **follow(lambda: [], params.seconds, ctx)}
+        first = tail_lines(Path(log), params.tail)[0] if params.tail else []
+        source = LogFile(Path(log))
+        return {"name": name, **follow(source.new_lines, params.seconds, ctx, first)}
 
     def domain_stats(self, params: m.VmRef, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`HypervisorDriver.domain_stats`."""
