@@ -5,13 +5,15 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 from celery import Celery, Task
+from celery.exceptions import TimeLimitExceeded
 
 from nube.bootstrap import Process, bootstrap
 from nube.catalog import CATALOG, Operation
-from nube.errors import NubeError
+from nube.errors import NubeError, Timeout
 from nube.registry import ServiceInstance, heartbeat_while_serving
 from nube.sealing.celery_hooks import verify_request
 from nube.settings import Settings
@@ -38,6 +40,7 @@ def register_operation(app: Celery, op: Operation, runtime: Runtime) -> Task:
         # nube's errors are expected outcomes (the job record says why): Celery logs them at
         # INFO without a traceback, which would print chained causes (a backend's own text)
         throws=(NubeError,),
+        on_failure=_fail_on_hard_time_limit(op, runtime),
     )
     def operation_task(self: Task, params: dict[str, Any], job: dict[str, Any]) -> Any:
         """``job`` is a :class:`nube.wire.JobMeta` as JSON (the runtime validates it)."""
@@ -45,6 +48,20 @@ def register_operation(app: Celery, op: Operation, runtime: Runtime) -> Task:
         return runtime.execute(self, op, params, job)
 
     return operation_task
+
+
+def _fail_on_hard_time_limit(op: Operation, runtime: Runtime) -> Callable[..., None]:
+    """The task's ``on_failure``: a hard time limit kills the pool child, so the runner never
+    records the outcome, and Celery acknowledges the message and calls this in the worker's
+    main process. Without it the job stays ``running`` and the reconciler, finding no message,
+    relays it again: a twin run. The job fails ``timeout`` here (a terminal job is left)."""
+
+    def on_failure(task: Task, exc: BaseException, task_id: str, *_: Any) -> None:
+        if isinstance(exc, TimeLimitExceeded):
+            log.info("job %s failed: timeout (hard time limit, %s s)", task_id, op.time_limit)
+            runtime.jobs.fail(task_id, Timeout(limit=op.time_limit).to_dict())
+
+    return on_failure
 
 
 def queues_for(service: str, settings: Settings) -> list[str]:

@@ -131,11 +131,5 @@ def test_hard_limit_replaces_the_pool_child(outcome: dict[str, Any]) -> None:
     assert outcome["worker_alive"], "the worker itself lives on"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a hard time limit leaves the job record 'running': Celery acknowledges the message "
-    "and kills the child, nothing in workers/ fails the job, so the reconciler relays it again "
-    "and it runs a second time (workers/app.py needs a task_failure hook for TimeLimitExceeded)",
-)
 def test_hard_limit_fails_the_job_timeout_without_a_twin(outcome: dict[str, Any]) -> None:
     _failed_timeout_once(outcome, "hard")
