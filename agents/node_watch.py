@@ -89,7 +89,7 @@ class NodeWatch(threading.Thread):
             return []
         failed = []
         for job_id in list(self.jobs.pending_ids()):
-            job = self.jobs.find(job_id)
+            job = self.jobs.peek(job_id)  # what the job is; its sealed result is not needed
             node = pinned_node(job) if job else None
             if job and node in lost and not job.status.terminal:
                 assert node is not None
@@ -121,14 +121,8 @@ class NodeWatch(threading.Thread):
                 log.warning("node %s lost: no heartbeat for %.0f s", node, now - at)
 
     def _vms_on(self, node: str) -> list[dict[str, str]]:
-        vms = []
-        placements = Placements(self.redis)
-        keys = list(self.redis.scan_iter(match=placements.key("vms", "*", "*"), count=500))
-        for key, where in zip(keys, self.redis.mget(keys) if keys else [], strict=True):
-            if where == node:
-                tenant, name = str(key).split(":")[-2:]
-                vms.append({"tenant": tenant, "name": name})
-        return sorted(vms, key=lambda vm: (vm["tenant"], vm["name"]))
+        on_node = Placements(self.redis).on_node("vms", node)
+        return [{"tenant": tenant, "name": name} for tenant, name in on_node]
 
     def _fail(self, job: Job, node: str, silent: int) -> bool:
         kind = KINDS.get(job.operation.split(".")[0], "the resource")

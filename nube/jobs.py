@@ -342,7 +342,11 @@ class JobStore:
         """The job without opening its sealed parts: no result, and an error with its code and
         title only. For readers that need what the job is, not what it returned."""
         raw = self.redis.get(self.key(job_id))
-        return self._load(raw, open_sealed=False) if raw else None
+        if not raw:
+            return None
+        job = self._load(raw, open_sealed=False)
+        job._digest = None  # not a copy to transition from: its sealed parts are missing
+        return job
 
     def get(self, job_id: str, tenant: str | None = None) -> Job:
         """The job, or ``NotFound`` (also when it belongs to another tenant)."""

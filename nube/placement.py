@@ -12,7 +12,9 @@ import redis
 
 
 class Placements:
-    """``nube:placement:<service>:<tenant>:<name>`` → node."""
+    """``nube:placement:<service>:<tenant>:<name>`` → node, and for each node the set
+    ``nube:placed-on:<service>:<node>`` of ``<tenant>:<name>`` (what lives there, read without a
+    scan of the key space)."""
 
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
@@ -21,11 +23,27 @@ class Placements:
     def key(service: str, tenant: str, name: str) -> str:
         return f"nube:placement:{service}:{tenant}:{name}"
 
+    @staticmethod
+    def on_node_key(service: str, node: str) -> str:
+        return f"nube:placed-on:{service}:{node}"
+
     def record(self, service: str, tenant: str, name: str, node: str) -> None:
-        self.redis.set(self.key(service, tenant, name), node)
+        before = self.redis.set(self.key(service, tenant, name), node, get=True)
+        pipe = self.redis.pipeline(transaction=False)
+        if before and str(before) != node:
+            pipe.srem(self.on_node_key(service, str(before)), f"{tenant}:{name}")
+        pipe.sadd(self.on_node_key(service, node), f"{tenant}:{name}")
+        pipe.execute()
 
     def forget(self, service: str, tenant: str, name: str) -> None:
-        self.redis.delete(self.key(service, tenant, name))
+        before = self.redis.getdel(self.key(service, tenant, name))
+        if before:
+            self.redis.srem(self.on_node_key(service, str(before)), f"{tenant}:{name}")
+
+    def on_node(self, service: str, node: str) -> list[tuple[str, str]]:
+        """``(tenant, name)`` of everything placed on ``node``, sorted."""
+        members = self.redis.smembers(self.on_node_key(service, node))
+        return sorted(tuple(str(m).split(":", 1)) for m in members)  # type: ignore[misc]
 
     def node_of(self, service: str, tenant: str, name: str) -> str | None:
         node = self.redis.get(self.key(service, tenant, name))
