@@ -50,6 +50,13 @@ class Settings(BaseModel):
     vm_pool_root: Path = Field(
         default=Path("/var/lib/nube/pools"), description="Where directory storage pools live"
     )
+    libvirt_peers: str = Field(
+        default="",
+        pattern=r"^(?:[A-Za-z0-9][A-Za-z0-9_.-]{0,63}=[^,\s]+(?:,[A-Za-z0-9][A-Za-z0-9_.-]{0,63}"
+        r"=[^,\s]+)*)?$",
+        description="Where VMs may migrate to: `node=uri,...` (`n2=qemu+tcp://10.0.0.2/system`), "
+        "the libvirt URI of each other node's hypervisor as this worker reaches it",
+    )
     docker_host: str | None = Field(
         default=None, description="Docker engine address (default: DOCKER_HOST or the socket)"
     )
