@@ -138,6 +138,19 @@ class Settings(BaseModel):
     policy_file: Path | None = Field(
         default=None, description="Per-tenant policy (YAML or JSON); none: the built-in default"
     )
+    tls_ca_file: Path | None = Field(
+        default=None,
+        description="The CA (PEM) that `rediss://` and `amqps://` servers must be signed by "
+        "(hostname checked); unset: the system's CAs. Make one with `nube certs create`",
+    )
+    tls_cert_file: Path | None = Field(
+        default=None,
+        description="Client certificate (PEM) presented to `rediss://` and `amqps://` servers "
+        "(with `NUBE_TLS_KEY_FILE`)",
+    )
+    tls_key_file: Path | None = Field(
+        default=None, description="The client certificate's private key (PEM)"
+    )
 
     @model_validator(mode="after")
     def _check_redis(self) -> Settings:
@@ -145,6 +158,16 @@ class Settings(BaseModel):
             raise ValueError("NUBE_REDIS_URL must be a redis:// or rediss:// URL")
         if self.broker_url is not None and not self.broker_url.startswith(AMQP_SCHEMES):
             raise ValueError("NUBE_BROKER_URL must be an amqp:// or amqps:// URL (or unset)")
+        return self
+
+    @model_validator(mode="after")
+    def _check_tls(self) -> Settings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("NUBE_TLS_CERT_FILE and NUBE_TLS_KEY_FILE go together: set both")
+        for name in ("tls_ca_file", "tls_cert_file", "tls_key_file"):
+            path = getattr(self, name)
+            if path is not None and not os.access(path, os.R_OK):
+                raise ValueError(f"{PREFIX}{name.upper()}: cannot read {path}")
         return self
 
     @model_validator(mode="after")
