@@ -38,6 +38,35 @@ class Settings(BaseModel):
         "with quorum queues and publisher confirms; job records, idempotency keys, results, "
         "tokens and the audit log stay on Redis",
     )
+    redis_sentinels: str | None = Field(
+        default=None,
+        description="Redis Sentinel: the sentinels' addresses, `host:port,host:port,...`. Set, "
+        "the job store, the results and (unless `NUBE_BROKER_URL`) the broker are the primary "
+        "these sentinels name `NUBE_REDIS_SENTINEL_MASTER`, asked again after a failover; "
+        "`NUBE_REDIS_URL` then gives only the database number (its host is not used)",
+    )
+    redis_sentinel_master: str = Field(
+        default="nube",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+        description="The name the sentinels monitor the primary under",
+    )
+    redis_sentinel_password: str | None = Field(
+        default=None,
+        repr=False,
+        description="The sentinels' own password (secret; their `requirepass`); unset: none. "
+        "The primary and replicas take `NUBE_REDIS_PASSWORD`",
+    )
+    redis_wait_replicas: int = Field(
+        default=0,
+        ge=0,
+        description="Replicas every write to the job store (job create and transitions, "
+        "idempotency keys, audit, tokens) waits for (`WAIT`) before it counts as done, so a "
+        "failover loses none of it; fewer within `NUBE_REDIS_WAIT_TIMEOUT_MS`: the write fails "
+        "as Redis unavailable (`503`; it may still be on the primary). 0: no wait",
+    )
+    redis_wait_timeout_ms: int = Field(
+        default=1000, ge=1, description="How long a write waits for its replicas (ms)"
+    )
     node: str = Field(
         default_factory=lambda: os.uname().nodename,
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
@@ -178,6 +207,36 @@ class Settings(BaseModel):
                 "redelivered message would be refused as expired"
             )
         return self
+
+    @model_validator(mode="after")
+    def _check_sentinels(self) -> Settings:
+        if self.redis_sentinels is not None:
+            self.sentinel_addresses  # noqa: B018 - raises on a bad address
+            if not self.redis_url.startswith("redis://"):
+                raise ValueError("NUBE_REDIS_SENTINELS needs a redis:// NUBE_REDIS_URL")
+        return self
+
+    @property
+    def sentinel_addresses(self) -> list[tuple[str, int]]:
+        """``NUBE_REDIS_SENTINELS`` as ``(host, port)`` pairs (none: not on Sentinel)."""
+        if self.redis_sentinels is None:
+            return []
+        found = []
+        for entry in self.redis_sentinels.split(","):
+            host, _, port = entry.strip().rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(
+                    f"NUBE_REDIS_SENTINELS: {entry.strip()!r} is not host:port "
+                    "(addresses separated by commas)"
+                )
+            found.append((host.strip("[]"), int(port)))
+        return found
+
+    @property
+    def redis_db(self) -> int:
+        """The database number of ``NUBE_REDIS_URL`` (its path; 0 when it has none)."""
+        path = self.redis_url.split("://", 1)[1].partition("/")[2].partition("?")[0]
+        return int(path) if path.isdigit() else 0
 
     @property
     def amqp(self) -> bool:
