@@ -16,7 +16,7 @@ from amqp.exceptions import AMQPError, MessageNacked  # type: ignore[import-unty
 from celery import Celery
 from kombu.exceptions import OperationalError
 
-from nube import redis_transport
+from nube import redis_transport, tls
 from nube.catalog import CATALOG, Catalog
 from nube.redis_client import REDIS_ERRORS
 from nube.settings import Settings, SettingsError
@@ -131,6 +131,13 @@ def make_celery(settings: Settings, main: str, catalog: Catalog = CATALOG) -> Ce
         task_create_missing_queues=True,
         worker_hijack_root_logger=False,
     )
+    if tls.redis_tls(settings):  # the result backend, and the broker when it is Redis
+        app.conf.redis_backend_use_ssl = tls.redis_options(settings)
+        if not settings.amqp:
+            app.conf.broker_use_ssl = tls.redis_options(settings)
+    if tls.amqp_tls(settings):
+        tls.check_server(settings, settings.broker, settings.publish_timeout)
+        app.conf.broker_use_ssl = tls.amqp_options(settings)
     if settings.amqp:
         app.conf.update(amqp_options())
     elif settings.broker.startswith(("redis://", "rediss://")):

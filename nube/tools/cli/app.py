@@ -9,6 +9,7 @@ from nube.tools.cli.catalog import GROUPS
 from nube.tools.cli.core import NubeGroup
 from nube.tools.cli.tokens import tokens_app
 from nube.tools.cli_audit import audit_app
+from nube.tools.cli_certs import certs_app
 from nube.tools.cli_keys import keys_app
 
 app = typer.Typer(
@@ -38,5 +39,6 @@ app.add_typer(jobs.jobs_app, name="jobs")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
+app.add_typer(certs_app, name="certs")
 app.command("call")(jobs.call)
 app.command("job", hidden=True)(jobs.job)
