@@ -92,16 +92,17 @@ class Runtime:
         return self._handle_error(task, op, job, error)
 
     def _place(self, op: Operation, params: dict[str, Any], ctx: JobContext) -> None:
-        """Record (or drop) where the resource an operation made (or removed, or renamed)
-        lives."""
+        """Record (or drop) where the resource an operation made (or removed, renamed, or
+        migrated to another node) lives."""
         if not (op.places or op.releases):
             return
         placements = Placements(self.jobs.redis)
         released, placed = params.get("name"), params.get(op.placed_by)
         if op.releases and isinstance(released, str):
             placements.forget(op.service, ctx.tenant, released)
-        if op.places and isinstance(placed, str):
-            placements.record(op.service, ctx.tenant, placed, self.settings.node)
+        node = params.get(op.placed_on) if op.placed_on else self.settings.node
+        if op.places and isinstance(placed, str) and isinstance(node, str):
+            placements.record(op.service, ctx.tenant, placed, node)
 
     def _call(self, op: Operation, params: dict[str, Any], ctx: JobContext) -> Any:
         try:

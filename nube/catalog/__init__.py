@@ -65,6 +65,9 @@ class Operation:
     placed_by: str = "name"
     """The parameter naming what :attr:`places` places: ``name``, or for an operation that
     makes a resource under another name (a rename's ``new_name``, a clone's target) that one."""
+    placed_on: str | None = None
+    """The parameter naming the node where :attr:`places` places the resource (a migration's
+    destination); ``None``: the node of the worker that ran the operation."""
     releases: bool = False
     """Removes such a resource: once it succeeds, the worker forgets where ``name`` lived. With
     :attr:`places` and another :attr:`placed_by`, the resource moves: a rename."""
@@ -154,6 +157,8 @@ def _check(op: Operation) -> None:
         raise ValueError(f"operation {op.name}: placement needs a name parameter")
     if op.places and op.placed_by not in fields:
         raise ValueError(f"operation {op.name}: placed_by {op.placed_by!r} is not a parameter")
+    if op.placed_on is not None and (not op.places or op.placed_on not in fields):
+        raise ValueError(f"operation {op.name}: placed_on {op.placed_on!r} needs places")
     if op.places and op.releases and op.placed_by == "name":
         raise ValueError(f"operation {op.name}: places and releases the same name")
     if op.lists_all is not None and not isinstance(op.lists_all, op.params):

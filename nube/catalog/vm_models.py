@@ -296,6 +296,23 @@ class VmClone(VmRef):
     linked: bool = Field(default=False, description="qcow2 overlays backed by the disks")
 
 
+#: A node's name, as ``NUBE_NODE`` (its pinned queues are ``<service>.<node>``).
+NodeName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+
+
+class VmMigrate(VmRef):
+    """Move a persistent VM to another node's hypervisor: a shut-off VM's definition (offline),
+    a running or paused one with its memory (live). Its disks must be on storage both nodes see
+    (the same pools, of the same paths)."""
+
+    node: NodeName = Field(description="The destination node (in the worker's NUBE_LIBVIRT_PEERS)")
+    live: bool = Field(
+        default=True,
+        description="A running VM keeps running while its memory is copied (false: it is "
+        "paused for the copy); a shut-off VM moves offline either way",
+    )
+
+
 class SnapshotCreate(VmRef):
     """Take an internal snapshot (all disks must be qcow2)."""
 

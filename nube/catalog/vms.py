@@ -249,6 +249,17 @@ _DOMAINS = [
         placed_by="target",
     ),
     _vm(
+        "migrate",
+        m.VmMigrate,
+        "POST",
+        f"{VM}/migrate",
+        "Move a VM to another node (offline when shut off, live while it runs)",
+        "migrate_domain",
+        time_limit=300,
+        places=True,
+        placed_on="node",
+    ),
+    _vm(
         "snapshot_create",
         m.SnapshotCreate,
         "POST",

@@ -91,7 +91,9 @@ def test_every_operation_on_an_existing_vm_is_pinned() -> None:
     for op in CATALOG:
         on_a_vm = op.path.startswith("/v1/vms/<name>")
         assert op.pinned is on_a_vm, op.name
-    assert {op.name for op in CATALOG if op.places} == {"vms.define", "vms.rename", "vms.clone"}
+    placing = {op.name for op in CATALOG if op.places}
+    assert placing == {"vms.define", "vms.rename", "vms.clone", "vms.migrate"}
+    assert CATALOG.get("vms.migrate").placed_on == "node"
     assert {op.name for op in CATALOG if op.releases} == {"vms.undefine", "vms.rename"}
     assert (CATALOG.get("vms.rename").placed_by, CATALOG.get("vms.clone").placed_by) == (
         "new_name",

@@ -13,6 +13,7 @@ from nube.settings import Settings
 from workers.drivers.base import Driver, JobContext, Result
 from workers.drivers.containers import ContainerDriver
 from workers.drivers.hypervisor import HypervisorDriver
+from workers.drivers.peers import parse_peers
 
 __all__ = [
     "ContainerDriver",
@@ -50,10 +51,13 @@ def _container_driver(settings: Settings) -> ContainerDriver:
 
 
 def _hypervisor_driver(settings: Settings) -> HypervisorDriver:
+    peers = parse_peers(settings.libvirt_peers)
     if settings.vm_driver == "fake":
         from workers.drivers.fake import FakeHypervisorDriver
 
-        return FakeHypervisorDriver(node=settings.node, pool_root=str(settings.vm_pool_root))
+        return FakeHypervisorDriver(
+            node=settings.node, pool_root=str(settings.vm_pool_root), peers=peers
+        )
     from workers.drivers.libvirt import LibvirtDriver
 
     return LibvirtDriver(
@@ -61,4 +65,5 @@ def _hypervisor_driver(settings: Settings) -> HypervisorDriver:
         node=settings.node,
         domain_type=settings.vm_domain_type,
         pool_root=str(settings.vm_pool_root),
+        peers=peers,
     )

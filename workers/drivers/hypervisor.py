@@ -178,6 +178,19 @@ class HypervisorDriver(ABC):
         ``target`` made by this job is returned; one held otherwise is ``Conflict``. On failure
         the volumes this call made are removed."""
 
+    # --- migration -------------------------------------------------------------------------------
+
+    @abstractmethod
+    def migrate_domain(self, params: m.VmMigrate, ctx: JobContext) -> Result:
+        """Move a persistent VM to the hypervisor of node ``params.node`` (a peer of this node:
+        ``NUBE_LIBVIRT_PEERS``): shut off it moves offline (its definition), running or paused
+        live (``live``) or paused for the copy, and keeps its state there; it is then gone from
+        this node. Its disks stay where they are: the destination must have the same pools and
+        volumes (shared storage), else ``Conflict`` before anything moves. A node that is not a
+        peer is ``InvalidRequest``, the VM's own node, a saved VM or a name the destination holds
+        ``Conflict``. Returns the representation on the destination (``node`` the destination);
+        when an earlier attempt of the job moved it already, that one."""
+
     # --- snapshots -------------------------------------------------------------------------------
 
     @abstractmethod

@@ -45,6 +45,7 @@ class VmAction(StrEnum):
     NIC_DETACH = "nic_detach"
     RENAME = "rename"
     CLONE = "clone"
+    MIGRATE = "migrate"
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,7 @@ TABLE: dict[VmAction, Transition] = {
     VmAction.NIC_DETACH: Transition(frozenset({S.DEFINED, S.RUNNING}), None),
     VmAction.RENAME: Transition(frozenset({S.DEFINED}), None, True),
     VmAction.CLONE: Transition(frozenset({S.DEFINED}), None, True),
+    VmAction.MIGRATE: Transition(frozenset({S.DEFINED, S.RUNNING, S.PAUSED}), None, True),
 }
 """The whole life cycle. A transient domain that stops becomes ``undefined``."""
 

@@ -15,6 +15,7 @@ import socket
 import time
 import uuid
 import xml.etree.ElementTree as ET
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -38,6 +39,7 @@ from workers.drivers.base import JobContext, Result, job_tag, name_taken
 from workers.drivers.fake.common import serialized
 from workers.drivers.fake.vm_changes import FakeVmChangesMixin
 from workers.drivers.fake.vm_copies import FakeVmCopiesMixin
+from workers.drivers.fake.vm_migrate import HOSTS, FakeVmMigrateMixin
 from workers.drivers.hypervisor import HypervisorDriver
 from workers.drivers.names import backend_name, only_one, user_name
 from workers.drivers.vm_states import VmAction, VmState, allowed_actions, require, target_state
@@ -104,16 +106,24 @@ class FakeDomain:
 
 
 @serialized(frozenset(HypervisorDriver.__abstractmethods__))
-class FakeHypervisorDriver(FakeVmCopiesMixin, FakeVmChangesMixin, HypervisorDriver):
+class FakeHypervisorDriver(
+    FakeVmCopiesMixin, FakeVmMigrateMixin, FakeVmChangesMixin, HypervisorDriver
+):
     """VM operations on an in-memory hypervisor (for tests, and workers without libvirt)."""
 
     name = "fake"
 
     def __init__(
-        self, node: str = "fake-node", pool_root: str = "/fake/pools", guest_powers_off: bool = True
+        self,
+        node: str = "fake-node",
+        pool_root: str = "/fake/pools",
+        guest_powers_off: bool = True,
+        peers: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__()
         self.node = node
+        self.peers = dict(peers or {})
+        HOSTS[node] = self
         self.pool_root = pool_root.rstrip("/") or "/"
         self.guest_powers_off = guest_powers_off
         self.domains: dict[str, FakeDomain] = {}

@@ -3,7 +3,8 @@
 Small parts composed into one driver: :mod:`.connection` (reconnect, error translation),
 :mod:`.xml` (builders and parsers), :mod:`.guests`, :mod:`.domains`, :mod:`.provision`
 (with :mod:`.seed`, cloud-init ISOs), :mod:`.changes` (resize, disks, NICs), :mod:`.copies`
-(rename, clone), :mod:`.consoles` (console log, stats), :mod:`.snapshots`, :mod:`.storage`,
+(rename, clone), :mod:`.migration` (to another node), :mod:`.consoles` (console log, stats),
+:mod:`.snapshots`, :mod:`.storage`,
 :mod:`.content` (volume import, download, clone, through :mod:`.streams`), :mod:`.networks`
 and :mod:`.host`.
 The life-cycle table is :mod:`workers.drivers.vm_states`, shared with the fake driver.
@@ -18,6 +19,7 @@ from workers.drivers.libvirt.content import ContentMixin
 from workers.drivers.libvirt.copies import CopiesMixin
 from workers.drivers.libvirt.domains import DomainsMixin
 from workers.drivers.libvirt.host import HostMixin
+from workers.drivers.libvirt.migration import MigrationMixin
 from workers.drivers.libvirt.networks import NetworksMixin
 from workers.drivers.libvirt.provision import ProvisionMixin
 from workers.drivers.libvirt.snapshots import SnapshotsMixin
@@ -34,6 +36,7 @@ class LibvirtDriver(
     ProvisionMixin,
     ChangesMixin,
     CopiesMixin,
+    MigrationMixin,
     ConsolesMixin,
     ContentMixin,
     SnapshotsMixin,
@@ -47,7 +50,8 @@ class LibvirtDriver(
     ``qemu:///session``, ``test:///default``, ``qemu+ssh://host/system``). Optional keywords:
     ``domain_type`` (``kvm``/``qemu``/``test``; default: ``kvm`` when libvirt offers it, else
     ``qemu``), ``pool_root`` (where directory pools live), ``attempts`` and ``backoff`` (retries
-    after a lost connection before ``BackendUnavailable``).
+    after a lost connection before ``BackendUnavailable``), ``peers`` (node → libvirt URI: where
+    VMs may migrate).
     """
 
     name = "libvirt"

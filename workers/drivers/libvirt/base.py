@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import libvirt
@@ -37,9 +37,11 @@ class LibvirtBase:
         pool_root: str = "/var/lib/nube/pools",
         attempts: int = 3,
         backoff: float = 0.5,
+        peers: Mapping[str, str] | None = None,
     ) -> None:
         self.uri = uri
         self.node = node
+        self.peers = dict(peers or {})
         self.pool_root = pool_root.rstrip("/") or "/"
         self.conn = LibvirtConnection(uri, attempts=attempts, backoff=backoff)
         self._wanted_type = domain_type
