@@ -12,7 +12,7 @@ APT_PACKAGES=(
   redis-server docker.io busybox-static docker-compose docker-registry
   libvirt-daemon-system libvirt-clients libvirt-dev pkg-config qemu-system-x86 qemu-utils
   dnsmasq-base iptables iproute2 debootstrap ca-certificates curl python3-venv python3-dev gcc
-  chromium chromium-driver tmux rabbitmq-server prometheus
+  chromium chromium-driver tmux rabbitmq-server prometheus tcpdump
   linux-image-amd64 genisoimage
 )
 VENV=${NUBE_VENV:-.venv}
