@@ -246,7 +246,11 @@ def main(argv: list[str]) -> int:
     if not argv or argv[0] not in ("up", "down", "status"):
         print("usage: python -m nube.tools.libvirt_host up|down|status [name]", file=sys.stderr)
         return 2
-    host = LibvirtHost(argv[1]) if len(argv) > 1 else LibvirtHost()
+    host = (
+        LibvirtHost(argv[1], int(argv[2]) if len(argv) > 2 else 0)
+        if len(argv) > 1
+        else LibvirtHost()
+    )
     try:
         if argv[0] == "up":
             host.up()

@@ -4,8 +4,12 @@ libvirt's own migration (``virDomainMigrate3``, managed direct: this worker hold
 connections) with ``PERSIST_DEST | UNDEFINE_SOURCE``: a shut-off VM moves ``OFFLINE`` (its
 definition), a running or paused one ``LIVE`` (its memory copied while it runs; without ``live``
 it is paused for the copy). Its disks are not copied: they must be volumes of pools the
-destination has too, of the same paths (shared storage). The definition that arrives names the
-destination in nube's metadata, so the VM's ``node`` is right at once; the worker then records
+destination has too, of the same paths (shared storage). libvirt cannot tell a directory both
+nodes see (NFS mounted as a plain directory pool, or here one machine's directory) from a local
+one and refuses a live move from it as unsafe; once every disk's volume was found on the
+destination, the move is made with ``VIR_MIGRATE_UNSAFE``. The definition that arrives names the
+destination in nube's metadata (an offline move's gets it once there), so the VM's ``node`` is
+right at once; the worker then records
 the new placement (the operation's ``placed_on``), and later operations reach the destination's
 worker.
 """
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -31,7 +36,7 @@ from workers.drivers.libvirt.guests import (
     state_of,
     visible,
 )
-from workers.drivers.libvirt.xml import NS, to_string
+from workers.drivers.libvirt.xml import NS, Owner, to_string
 from workers.drivers.peers import peer_uri
 from workers.drivers.vm_states import VmAction, VmState, require
 
@@ -72,18 +77,24 @@ class MigrationMixin(LibvirtBase):
         if find_domain(dest, dom.name()) is not None:
             raise name_taken("VM", p.name)
         persist = _with_node(dom.XMLDesc(_SECURE | libvirt.VIR_DOMAIN_XML_INACTIVE), p.node)
-        _check_storage(dest, persist, p)
+        shared = _check_storage(dest, persist, p)
         params: dict[str, Any] = {libvirt.VIR_MIGRATE_PARAM_PERSIST_XML: persist}
         if state is VmState.DEFINED:
             flags = _MOVE | libvirt.VIR_MIGRATE_OFFLINE
         else:
             flags = _MOVE | (libvirt.VIR_MIGRATE_LIVE if p.live else 0)
+            if shared:  # libvirt cannot tell a directory both nodes see from a local one
+                flags |= libvirt.VIR_MIGRATE_UNSAFE
             params[libvirt.VIR_MIGRATE_PARAM_DEST_XML] = _with_node(dom.XMLDesc(_SECURE), p.node)
             host = urlsplit(uri).hostname
             if host:  # the migration stream goes to the address the peer's URI names
                 params[libvirt.VIR_MIGRATE_PARAM_URI] = f"tcp://{_bracketed(host)}"
         moved = dom.migrate3(dest, params, flags)
-        return describe(moved, owner_of(moved), p.node)
+        owner = owner_of(moved)
+        if owner is not None and owner.node != p.node:  # an offline move ignores PERSIST_XML
+            owner = replace(owner, node=p.node)
+            _set_owner(moved, owner)
+        return describe(moved, owner, p.node)
 
 
 def _open(uri: str) -> libvirt.virConnect:
@@ -117,12 +128,26 @@ def _with_node(xml: str, node: str) -> str:
     return to_string(root)
 
 
-def _check_storage(dest: libvirt.virConnect, xml: str, p: m.VmMigrate) -> None:
+def _set_owner(dom: libvirt.virDomain, owner: Owner) -> None:
+    """Replace nube's metadata element of ``dom`` (its definition, and the running domain's)."""
+    el = ET.Element("instance")
+    for key in ("tenant", "job", "node", "created_at"):
+        ET.SubElement(el, key).text = getattr(owner, key)
+    flags = libvirt.VIR_DOMAIN_AFFECT_CONFIG
+    if dom.isActive():
+        flags |= libvirt.VIR_DOMAIN_AFFECT_LIVE
+    dom.setMetadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, to_string(el), "nube", NS, flags)
+
+
+def _check_storage(dest: libvirt.virConnect, xml: str, p: m.VmMigrate) -> bool:
     """Every pool volume of the VM must be on the destination too (shared storage): else
-    ``Conflict`` naming the first one missing, before anything moves."""
+    ``Conflict`` naming the first one missing, before anything moves. Whether every disk is
+    such a volume (then the storage is shared: nothing else has that volume's name)."""
+    shared = True
     for source in ET.fromstring(xml).iterfind("devices/disk/source"):
         pool_name, volume = source.get("pool"), source.get("volume")
         if not pool_name or not volume:
+            shared = False
             continue
         try:
             pool = dest.storagePoolLookupByName(pool_name)
@@ -142,6 +167,7 @@ def _check_storage(dest: libvirt.virConnect, xml: str, p: m.VmMigrate) -> None:
                 name=p.name,
                 node=p.node,
             ) from err
+    return shared
 
 
 def _bracketed(host: str) -> str:
