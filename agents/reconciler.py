@@ -42,7 +42,6 @@ from datetime import UTC, datetime
 
 import redis
 from celery import Celery
-from kombu import Connection
 
 from nube.broker import relay_task_id
 from nube.jobs import Job, JobStore
@@ -188,7 +187,7 @@ class Reconciler(threading.Thread):
             delivery.tag,
             delivery.task_id,
         )
-        with Connection(self.app.conf.broker_url) as conn:
+        with self.app.connection_for_write() as conn:  # its transport and options
             conn.default_channel.qos.restore_by_tag(delivery.tag)
         self.orphans.pop(delivery, None)
 

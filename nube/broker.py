@@ -3,7 +3,8 @@
 See docs/architecture.md ("Delivery guarantees") for why each setting is there. Messages are
 published through :mod:`nube.publish`.
 
-The broker is Redis (``NUBE_REDIS_URL``) or RabbitMQ (``NUBE_BROKER_URL=amqp://...``, see
+The broker is Redis (``NUBE_REDIS_URL``, or the primary of ``NUBE_REDIS_SENTINELS``,
+see :func:`sentinel_options`) or RabbitMQ (``NUBE_BROKER_URL=amqp://...``, see
 :func:`amqp_options`); results, job records and everything else stay on Redis either way.
 """
 
@@ -11,14 +12,16 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
+from urllib.parse import quote
 
 from amqp.exceptions import AMQPError, MessageNacked  # type: ignore[import-untyped]
 from celery import Celery
 from kombu.exceptions import OperationalError
+from redis.connection import parse_url
 
 from nube import redis_transport, tls
 from nube.catalog import CATALOG, Catalog
-from nube.redis_client import REDIS_ERRORS
+from nube.redis_client import REDIS_ERRORS, sentinel_kwargs
 from nube.settings import Settings, SettingsError
 
 #: What a publish raises when the broker cannot take a message (on RabbitMQ also a refused
@@ -87,6 +90,40 @@ def amqp_options() -> dict[str, Any]:
     }
 
 
+def sentinel_urls(settings: Settings) -> str:
+    """The sentinels as one kombu/Celery URL: ``sentinel://:pw@host:port/db;sentinel://...``
+    (the password is the primary's, ``NUBE_REDIS_PASSWORD``)."""
+    target = parse_url(settings.redis_dsn)
+    user, password = target.get("username") or "", target.get("password")
+    auth = f"{quote(user, safe='')}:{quote(password, safe='')}@" if password else ""
+    return ";".join(
+        f"sentinel://{auth}{host}:{port}/{settings.redis_db}"
+        for host, port in settings.sentinel_addresses
+    )
+
+
+def sentinel_options(settings: Settings) -> dict[str, Any]:
+    """Celery's settings on Redis Sentinel: results (and the messages, unless RabbitMQ carries
+    them) on the primary the sentinels name, found again after a failover (kombu's and
+    Celery's ``sentinel://`` transport and backend; the broker keeps one client per channel)."""
+    options = {
+        "master_name": settings.redis_sentinel_master,
+        "sentinel_kwargs": sentinel_kwargs(settings),
+        "visibility_timeout": settings.visibility_timeout,
+    }
+    conf: dict[str, Any] = {
+        "result_backend": sentinel_urls(settings),
+        "result_backend_transport_options": options,
+    }
+    if not settings.amqp:
+        conf |= {
+            "broker_url": sentinel_urls(settings),
+            "broker_transport": redis_transport.SENTINEL_TRANSPORT,
+            "broker_transport_options": options,
+        }
+    return conf
+
+
 def make_celery(settings: Settings, main: str, catalog: Catalog = CATALOG) -> Celery:
     """A Celery app on the settings' broker, configured for at-least-once, effectively-once;
     its results on Redis."""
@@ -142,6 +179,8 @@ def make_celery(settings: Settings, main: str, catalog: Catalog = CATALOG) -> Ce
         app.conf.update(amqp_options())
     elif settings.broker.startswith(("redis://", "rediss://")):
         app.conf.broker_transport = redis_transport.TRANSPORT  # one client per channel
+    if settings.sentinel_addresses:
+        app.conf.update(sentinel_options(settings))
     return app
 
 

@@ -7,7 +7,8 @@ microseconds of CPU: more than the command's round trip, several times per job i
 process. The client holds no state of its own between commands (connections come from the
 channel's pool, which is fork-safe), so one per channel serves every such call.
 
-Selected for ``redis://`` and ``rediss://`` broker URLs by :func:`nube.broker.make_celery`.
+Selected for ``redis://`` and ``rediss://`` broker URLs, and :data:`SENTINEL_TRANSPORT` on Redis
+Sentinel, by :func:`nube.broker.make_celery`.
 """
 
 from __future__ import annotations
@@ -36,3 +37,15 @@ class Transport(kombu_redis.Transport):
 
 
 TRANSPORT = f"{__name__}:Transport"
+
+
+class SentinelChannel(Channel, kombu_redis.SentinelChannel):
+    """The same on Redis Sentinel: kombu's sentinel channel (its pool asks the sentinels for
+    the primary on each new connection) with one synchronous client."""
+
+
+class SentinelTransport(kombu_redis.SentinelTransport):
+    Channel = SentinelChannel
+
+
+SENTINEL_TRANSPORT = f"{__name__}:SentinelTransport"
