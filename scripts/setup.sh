@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
-  redis-server docker.io busybox-static docker-compose docker-registry
+  redis-server redis-sentinel docker.io busybox-static docker-compose docker-registry
   libvirt-daemon-system libvirt-clients libvirt-dev pkg-config qemu-system-x86 qemu-utils
   dnsmasq-base iptables iproute2 debootstrap ca-certificates curl python3-venv python3-dev gcc
   chromium chromium-driver tmux rabbitmq-server prometheus tcpdump
