@@ -28,6 +28,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kombu import Connection, Exchange, Queue
@@ -47,7 +48,11 @@ def rabbitmq_available() -> bool:
 
 @dataclass
 class RabbitNode:
-    """A private RabbitMQ node on 127.0.0.1; ``start``/``stop`` it."""
+    """A private RabbitMQ node whose AMQP listener is on ``host`` (127.0.0.1, or the mesh's
+    bridge address); ``start``/``stop`` it. Its Erlang distribution stays on 127.0.0.1.
+
+    Nodes that share ``epmd_port``, ``cookie`` and ``password`` can form a cluster (see
+    :class:`RabbitCluster`)."""
 
     workdir: Path
     port: int = field(default_factory=free_port)
@@ -55,6 +60,8 @@ class RabbitNode:
     epmd_port: int = field(default_factory=free_port)
     password: str = field(default_factory=lambda: secrets.token_hex(12), repr=False)
     user: str = "nube"
+    host: str = "127.0.0.1"
+    cookie: str = field(default_factory=lambda: secrets.token_hex(16), repr=False)
     proc: subprocess.Popen[bytes] | None = None
     taken: int = 0
 
@@ -63,7 +70,7 @@ class RabbitNode:
         return f"nube-test-{self.port}@localhost"
 
     def url(self, vhost: str) -> str:
-        return f"amqp://{self.user}:{self.password}@127.0.0.1:{self.port}/{vhost}"
+        return f"amqp://{self.user}:{self.password}@{self.host}:{self.port}/{vhost}"
 
     def take_vhost(self) -> str:
         """The URL of a virtual host no stack has used."""
@@ -77,7 +84,7 @@ class RabbitNode:
         return base | {
             "HOME": str(self.workdir / "home"),
             "RABBITMQ_NODENAME": self.nodename,
-            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+            "RABBITMQ_NODE_IP_ADDRESS": self.host,
             "RABBITMQ_NODE_PORT": str(self.port),
             "RABBITMQ_DIST_PORT": str(self.dist_port),
             "ERL_EPMD_PORT": str(self.epmd_port),
@@ -93,8 +100,9 @@ class RabbitNode:
         for sub in ("home", "mnesia", "log"):
             (self.workdir / sub).mkdir(parents=True, exist_ok=True)
         cookie = self.workdir / "home" / ".erlang.cookie"
-        cookie.write_text(secrets.token_hex(16))
-        cookie.chmod(0o400)
+        if not cookie.exists():
+            cookie.write_text(self.cookie)
+            cookie.chmod(0o400)
         (self.workdir / "enabled_plugins").write_text("[].\n")
         vhosts = [f"t{i}" for i in range(1, VHOSTS + 1)]
         definitions = {
@@ -109,7 +117,7 @@ class RabbitNode:
         defs.write_text(json.dumps(definitions))
         defs.chmod(0o600)
         (self.workdir / "rabbitmq.conf").write_text(
-            f"listeners.tcp.default = 127.0.0.1:{self.port}\n"
+            f"listeners.tcp.default = {self.host}:{self.port}\n"
             f"load_definitions = {defs}\n"
             "loopback_users = none\n"
             # nube's longest operation (900 s) plus its retries' countdowns hold a delivery well
@@ -191,6 +199,71 @@ class RabbitNode:
             capture_output=True,
             timeout=10,
         )
+
+
+@dataclass
+class RabbitCluster:
+    """Three (``size``) RabbitMQ nodes on 127.0.0.1 clustered together: distinct node names,
+    AMQP and distribution ports and data directories; one epmd (its own port), one Erlang cookie,
+    one user. The first node starts with the definitions; the others join it (``join_cluster``),
+    so every quorum queue declared afterwards has a replica on each node."""
+
+    workdir: Path
+    size: int = 3
+    nodes: list[RabbitNode] = field(default_factory=list)
+
+    def start(self, timeout: float = 120) -> None:
+        epmd, cookie = free_port(), secrets.token_hex(16)
+        password = secrets.token_hex(12)
+        self.nodes = [
+            RabbitNode(self.workdir / f"r{i}", epmd_port=epmd, cookie=cookie, password=password)
+            for i in range(self.size)
+        ]
+        first, *others = self.nodes
+        first.start(timeout)
+        for node in others:
+            node.start(timeout)
+            node.ctl("stop_app")
+            node.ctl("reset")
+            node.ctl("join_cluster", first.nodename)
+            node.ctl("start_app")
+        running = self.running_nodes(first)
+        if sorted(running) != sorted(n.nodename for n in self.nodes):
+            raise RuntimeError(f"the cluster did not form: running {running}")
+
+    def running_nodes(self, via: RabbitNode) -> list[str]:
+        status = json.loads(via.ctl("cluster_status", "--formatter", "json"))
+        return [str(n) for n in status.get("running_nodes", [])]
+
+    def url(self, vhost: str = "t1") -> str:
+        """kombu's failover URL: every node's, first to last (a client tries them in turn)."""
+        return ";".join(node.url(vhost) for node in self.nodes)
+
+    def node_named(self, nodename: str) -> RabbitNode:
+        return next(n for n in self.nodes if n.nodename == nodename)
+
+    def quorum_queues(self, vhost: str = "t1") -> dict[str, dict[str, Any]]:
+        """The vhost's quorum queues: name → ``leader`` and ``members`` (node names), asked of
+        the first node still running."""
+        alive = next(n for n in self.nodes if n.proc is not None and n.proc.poll() is None)
+        out = alive.ctl(
+            "list_queues", "-p", vhost, "name", "type", "leader", "members", "--formatter", "json"
+        )
+        return {
+            str(q["name"]): {"leader": q.get("leader"), "members": q.get("members")}
+            for q in json.loads(out)
+            if q.get("type") == "quorum"
+        }
+
+    def kill(self, node: RabbitNode) -> None:
+        """SIGKILL ``node``'s Erlang VM (its process group): a host's death, no goodbye."""
+        assert node.proc is not None
+        os.killpg(node.proc.pid, signal.SIGKILL)
+        node.proc.wait(10)
+
+    def stop(self) -> None:
+        for node in reversed(self.nodes):
+            node.stop()
 
 
 @dataclass

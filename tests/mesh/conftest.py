@@ -2,7 +2,9 @@
 count jobs (accepted, terminal, lost, duplicate effects).
 
 Each test module starts its own mesh; whatever a crashed run left is removed first, and the
-network is removed afterwards even when a test fails.
+network is removed afterwards even when a test fails. The messages go through the mesh's Redis,
+or (``broker="rabbitmq"``) through a private RabbitMQ node (:class:`tests.brokers.RabbitNode`)
+listening on the bridge address, so every node reaches it; the job store stays on Redis.
 """
 
 from __future__ import annotations
@@ -20,10 +22,13 @@ from typing import Any
 
 import pytest
 
+from nube.placement import Placements
 from nube.tokens import Scope, TokenStore
 from nube.tools import mesh_net
 from nube.tools.client import NubeClient
 from nube.tools.mesh import Mesh
+from nube.tools.mesh_net import HOST
+from tests.brokers import RabbitNode, rabbitmq_available
 from tests.conftest import TEST_POLICY, docker_available, libvirt_available, need
 from tests.faults.test_message_path_faults import _container_creations
 from tests.faults.test_worker_and_redis_faults import records
@@ -41,10 +46,13 @@ def need_mesh() -> None:
 
 
 @contextlib.contextmanager
-def running_mesh(workdir: Path, **env: str) -> Iterator[Mesh]:
+def running_mesh(workdir: Path, broker: str = "redis", **env: str) -> Iterator[Mesh]:
     """The default layout (ctl: API and agent; edge: an API; n1, n2: container and VM
-    workers) with ``env`` added to every service's settings."""
+    workers) with ``env`` added to every service's settings, on ``broker`` (``redis`` or
+    ``rabbitmq``)."""
     need_mesh()
+    if broker == "rabbitmq":
+        need(rabbitmq_available(), "rabbitmq-server")
     mesh_net.down()
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "policy.yaml").write_text(TEST_POLICY)
@@ -56,7 +64,13 @@ def running_mesh(workdir: Path, **env: str) -> Iterator[Mesh]:
     }
     uri = "qemu:///system" if libvirt_available() else "test:///default"
     mesh = Mesh(workdir=workdir, libvirt_uri=uri, extra_env=extra)
+    rabbit: RabbitNode | None = None
     try:
+        if broker == "rabbitmq":
+            mesh.build_network()  # the node listens on the bridge address
+            rabbit = RabbitNode(workdir / "rabbitmq", host=HOST)
+            rabbit.start()
+            mesh.broker_url_override = rabbit.take_vhost()
         mesh.start_mesh()
         yield mesh
     except BaseException:
@@ -64,14 +78,57 @@ def running_mesh(workdir: Path, **env: str) -> Iterator[Mesh]:
             print(f"==> {log.name} <==\n{log.read_text(errors='replace')[-3000:]}")
         raise
     finally:
-        mesh.stop_mesh()
+        mesh.stop_all()
+        if rabbit is not None:
+            rabbit.stop()
+        mesh_net.down()
+
+
+def broker_of(mesh: Mesh) -> str:
+    return "rabbitmq" if mesh.broker_url_override else "redis"
+
+
+def serving(mesh: Mesh, api: NubeClient, timeout: float = 90) -> dict[str, float]:
+    """Until the mesh serves again: every queue has a live consumer, and a probe pinned to each
+    worker node's VM queue (a read of a VM placed there that does not exist) has ended on that
+    node. Returns the seconds each node's probe took."""
+    mesh.wait_served(mesh.queues(), timeout=timeout)
+    placements = Placements(mesh.redis())
+    tenant = api.tenant  # type: ignore[attr-defined]
+    names = {
+        node: f"probe-{node}-{secrets.token_hex(3)}"
+        for node, roles in mesh.layout.items()
+        if "vms" in roles
+    }
+    took: dict[str, float] = {}
+    try:
+        sent: dict[str, tuple[str, float]] = {}
+        for node, name in names.items():
+            placements.record("vms", tenant, name, node)
+            sent[node] = (api.submit("GET", f"/v1/vms/{name}")["id"], time.monotonic())
+        deadline = time.monotonic() + timeout
+        while len(took) < len(sent):
+            if time.monotonic() > deadline:
+                pytest.fail(f"the probes of {sorted(set(sent) - set(took))} did not end")
+            for node, (job_id, at) in sent.items():
+                job = api.job(job_id) if node not in took else {}
+                if job.get("status") in TERMINAL:
+                    assert job.get("node") == node, job
+                    took[node] = time.monotonic() - at
+            time.sleep(0.2)
+    finally:
+        for name in names.values():
+            placements.forget("vms", tenant, name)
+    return took
 
 
 def client_for(mesh: Mesh, node: str = "ctl", tenant: str | None = None) -> NubeClient:
     """A client of a fresh tenant talking to the API of ``node``."""
     tenant = tenant or f"t{secrets.token_hex(4)}"
     secret, _ = TokenStore(mesh.redis()).create(tenant, [Scope.READ, Scope.WRITE])
-    client = NubeClient(mesh.api_url_of(node), secret, timeout=30)
+    # longer than the API's longest wait (NUBE_MAX_WAIT_SECONDS, 60 s): a submit that waits
+    # for its job must not give up before the API answers
+    client = NubeClient(mesh.api_url_of(node), secret, timeout=75)
     client.tenant = tenant  # type: ignore[attr-defined]
     return client
 

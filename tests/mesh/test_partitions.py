@@ -1,10 +1,12 @@
 """Partitions and node loss across network namespaces (shared/reliability.md rows 28 and 30).
 
-One mesh for the module (ctl: API and agent; edge: a second API; n1, n2: container and VM
-workers). A node is cut off by taking the host side of its link down. In every case each
-accepted job ends, none is lost and none has a duplicate effect; the counts are printed.
+One mesh per broker (Redis, then RabbitMQ; ctl: API and agent; edge: a second API; n1, n2:
+container and VM workers). A node is cut off by taking the host side of its link down. In every
+case each accepted job ends, none is lost and none has a duplicate effect; the counts are printed,
+with the broker's name.
 
-The tests run in order: the last one kills a worker node for good.
+The tests run in order: the last but one kills a worker node for good. Each test that takes
+``api`` starts once the mesh serves again (:func:`tests.mesh.conftest.serving`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -24,6 +27,8 @@ from nube.nodes import lost_nodes
 from nube.registry import Registry
 from nube.tools.client import NubeClient
 from nube.tools.mesh import Mesh
+from nube.tools.mesh_net import HOST
+from tests.brokers import BROKERS
 from tests.conftest import remove_docker_resources
 from tests.faults.test_worker_and_redis_faults import records
 from tests.mesh.conftest import (
@@ -31,10 +36,12 @@ from tests.mesh.conftest import (
     TERMINAL,
     Report,
     all_terminal,
+    broker_of,
     client_for,
     count,
     remove_vm,
     running_mesh,
+    serving,
     submit_all,
     timeline,
     wait_until,
@@ -47,16 +54,22 @@ WORKER_NODES = ("n1", "n2")
 LONG_RUN = {"image": "busybox:latest", "command": ["sleep", "8"]}
 
 
-@pytest.fixture(scope="module")
-def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
-    workdir = tmp_path_factory.mktemp("mesh")
-    with running_mesh(workdir, NUBE_NODE_LOST_SECONDS=str(LOST_SECONDS)) as m:
+@pytest.fixture(scope="module", params=BROKERS)
+def mesh(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Mesh]:
+    workdir = tmp_path_factory.mktemp(f"mesh-{request.param}")
+    lost = str(LOST_SECONDS)
+    with running_mesh(workdir, request.param, NUBE_NODE_LOST_SECONDS=lost) as m:
         yield m
 
 
 @pytest.fixture
 def api(mesh: Mesh) -> Iterator[NubeClient]:
+    """A client of a fresh tenant, once the mesh serves again (after the previous test's
+    partition: every node's workers take jobs)."""
     client = client_for(mesh)
+    serving(mesh, client)
     vms: list[str] = []
     client.vms = vms  # type: ignore[attr-defined]
     yield client
@@ -90,8 +103,8 @@ def vm_infos(name: str, n: int) -> list[tuple[str, str, dict[str, Any] | None]]:
 
 
 def test_each_service_runs_in_its_node(mesh: Mesh) -> None:
-    """The services run in their nodes' namespaces under their node names; Redis listens on
-    the bridge address alone."""
+    """The services run in their nodes' namespaces under their node names; Redis (and
+    RabbitMQ) listen on the bridge address alone."""
     for name, proc in mesh.procs.items():
         where = subprocess.run(
             ["ip", "netns", "identify", str(proc.pid)], capture_output=True, text=True
@@ -105,6 +118,11 @@ def test_each_service_runs_in_its_node(mesh: Mesh) -> None:
     }
     with pytest.raises(OSError), socket.create_connection(("127.0.0.1", mesh.redis_port), 2):
         pass
+    if mesh.broker_url_override:
+        assert urlsplit(mesh.broker_url).hostname == HOST
+        port = urlsplit(mesh.broker_url).port
+        with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port or 5672), 2):
+            pass
 
 
 def test_worker_node_cut_off_during_a_burst_then_healed(
@@ -146,7 +164,8 @@ def test_worker_node_cut_off_during_a_burst_then_healed(
     for job_id in open_at_heal:
         report(f"  open at the heal: {timeline(jobs[job_id])}")
     label = (
-        f"node {cut} cut {partition:.0f} s, {len(done_during)} jobs done on {other} meanwhile, "
+        f"[{broker_of(mesh)}] node {cut} cut {partition:.0f} s, {len(done_during)} jobs done on "
+        f"{other} meanwhile, "
         f"all done {time.monotonic() - healed_at:.0f} s after the heal"
     )
     counts = count(jobs, before + after, since, label, report)
@@ -170,7 +189,8 @@ def test_agent_node_cut_off_the_api_keeps_accepting(mesh: Mesh, report: Report) 
         mesh.heal("ctl")
         partition = time.monotonic() - cut_at
         jobs = all_terminal(mesh, ids, 120)
-        counts = count(jobs, ids, since, f"agent's node cut {partition:.0f} s", report)
+        label = f"[{broker_of(mesh)}] agent's node cut {partition:.0f} s"
+        counts = count(jobs, ids, since, label, report)
         assert counts["lost"] == 0 and counts["duplicates"] == 0
         assert counts["statuses"] == {"succeeded": len(ids)}, counts
     finally:
@@ -181,11 +201,14 @@ def test_agent_node_cut_off_the_api_keeps_accepting(mesh: Mesh, report: Report) 
 def test_long_partition_of_a_node_running_a_job(
     mesh: Mesh, api: NubeClient, report: Report
 ) -> None:
-    """A node cut for longer than the reconciler's dead-holder detection (~15 s) while it runs
-    a container run that waits for its container: the job is delivered again, to the other
-    node, while the cut node (which still reaches Docker through its socket) finishes its run
-    but cannot record the result. The ended container is kept until a result is recorded, so
-    the second delivery collects it: one container, and the job succeeds with its output."""
+    """A node cut for 25 s while it runs a container run that waits for its container. On
+    Redis the cut is longer than the reconciler's dead-holder detection (~15 s): the job is
+    delivered again, to the other node, while the cut node (which still reaches Docker through
+    its socket) finishes its run but cannot record the result. The ended container is kept until
+    a result is recorded, so the second delivery collects it. On RabbitMQ the message stays
+    unacknowledged on the cut node's connection (well within its heartbeat timeout) and the run
+    is recorded there after the heal. Either way: one container, and the job succeeds with its
+    output. Then how long the healed node takes to serve again is measured and printed."""
     since = time.time()
     job_id = api.submit("POST", "/v1/containers", {**LONG_RUN})["id"]
     running = wait_until(lambda: records(mesh, [job_id])[job_id].get("node"), 30, "the run")
@@ -193,13 +216,18 @@ def test_long_partition_of_a_node_running_a_job(
     time.sleep(25)
     mesh.heal(running)
     healed_at = time.time()
+    took = serving(mesh, api)  # a probe pinned to each node, sent once every queue is served
+    report(
+        f"[{broker_of(mesh)}] node {running} serving again {time.time() - healed_at:.1f} s after "
+        f"the heal (probes: {', '.join(f'{n} {s:.1f} s' for n, s in sorted(took.items()))})"
+    )
     jobs = all_terminal(mesh, [job_id], 90)
-    counts = count(jobs, [job_id], since, f"node {running} cut 25 s while running a job", report)
+    label = f"[{broker_of(mesh)}] node {running} cut 25 s while running a job"
+    counts = count(jobs, [job_id], since, label, report)
     assert counts["lost"] == 0 and counts["duplicates"] == 0, counts
     assert jobs[job_id]["status"] == "succeeded", timeline(jobs[job_id])
     assert api.job(job_id)["result"]["exit_code"] == 0
-    # The node's heartbeats may take a while to resume (TCP's retransmission backoff after a long
-    # cut): the next test must not find its last heartbeat from before the cut.
+    # The next test must not find the node's last heartbeat from before the cut.
     wait_until(partial(heartbeats_since, mesh, running, healed_at), 60, f"{running}'s heartbeats")
 
 
@@ -247,7 +275,7 @@ def test_worker_node_gone_for_good(mesh: Mesh, api: NubeClient, report: Report) 
         everything,
         shared,
         since,
-        f"node {dead} gone: pinned jobs failed after {ended_after:.0f} s "
+        f"[{broker_of(mesh)}] node {dead} gone: pinned jobs failed after {ended_after:.0f} s "
         f"(NUBE_NODE_LOST_SECONDS={LOST_SECONDS}), a later one after {late_after:.0f} s",
         report,
     )
