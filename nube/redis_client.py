@@ -31,7 +31,8 @@ def connect(settings: Settings) -> redis.Redis:
     With a ``rediss://`` URL the server is verified (:mod:`nube.tls`), once here at start-up:
     a wrong CA or a server without TLS is a ``SettingsError``."""
     if tls.redis_tls(settings):
-        tls.check_server(settings, settings.redis_url, settings.publish_timeout)
+        for url in tls.redis_servers(settings):
+            tls.check_server(settings, url, settings.publish_timeout)
     if settings.sentinel_addresses:
         return _with_wait(sentinel_client(settings), settings)
     client = _client_class(settings).from_url(
@@ -64,6 +65,8 @@ def sentinel_kwargs(settings: Settings) -> dict[str, Any]:
     }
     if settings.redis_sentinel_password:
         options["password"] = settings.redis_sentinel_password
+    if tls.redis_tls(settings):  # rediss://: the sentinels speak TLS too
+        options |= {"ssl": True, **tls.redis_options(settings)}
     return options
 
 
@@ -83,4 +86,5 @@ def sentinel_client(settings: Settings) -> redis.Redis:
         socket_timeout=settings.publish_timeout + settings.max_wait_seconds,
         health_check_interval=30,
         **target,
+        **({"ssl": True, **tls.redis_options(settings)} if tls.redis_tls(settings) else {}),
     )

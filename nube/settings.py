@@ -212,8 +212,10 @@ class Settings(BaseModel):
     def _check_sentinels(self) -> Settings:
         if self.redis_sentinels is not None:
             self.sentinel_addresses  # noqa: B018 - raises on a bad address
-            if not self.redis_url.startswith("redis://"):
-                raise ValueError("NUBE_REDIS_SENTINELS needs a redis:// NUBE_REDIS_URL")
+            if not self.redis_url.startswith(("redis://", "rediss://")):
+                raise ValueError(
+                    "NUBE_REDIS_SENTINELS needs a redis:// or rediss:// NUBE_REDIS_URL"
+                )
         return self
 
     @property

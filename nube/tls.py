@@ -41,6 +41,14 @@ def redis_tls(settings: Settings) -> bool:
     return settings.redis_url.startswith(REDIS_TLS_SCHEME)
 
 
+def redis_servers(settings: Settings) -> list[str]:
+    """The Redis servers a service reaches first, as ``rediss://`` URLs for
+    :func:`check_server`: the sentinels on Sentinel (they name the primary), else the URL's."""
+    if settings.sentinel_addresses:
+        return [f"rediss://{host}:{port}" for host, port in settings.sentinel_addresses]
+    return [settings.redis_url]
+
+
 def amqp_tls(settings: Settings) -> bool:
     """Whether the RabbitMQ broker of ``NUBE_BROKER_URL`` is reached over TLS."""
     return (settings.broker_url or "").startswith(AMQP_TLS_SCHEME)
