@@ -125,6 +125,8 @@ class LibvirtHost:
         if self.veth in links():
             ip("link", "delete", self.veth, check=False)
         shutil.rmtree(self.root, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            STATE_DIR.rmdir()  # when no other host is left
 
     def _link(self) -> None:
         if self.netns not in namespaces():
