@@ -178,8 +178,10 @@ class SentinelStack(Stack):
 
         def promoted() -> bool:
             address, port = self.primary()
-            role = Redis(host=address, port=port, password=self.redis_password).role()
-            return address != old and role[0] in (b"master", "master")
+            if address == old:
+                return False
+            node = Redis(host=address, port=port, password=self.redis_password, socket_timeout=1)
+            return node.role()[0] in (b"master", "master")
 
         _wait_until(promoted, timeout, "a replica's promotion")
         return self.primary()[0], time.monotonic() - start
