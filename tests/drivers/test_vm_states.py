@@ -64,6 +64,7 @@ def test_allowed_actions_of_a_running_vm() -> None:
         "disk_detach",
         "nic_attach",
         "nic_detach",
+        "migrate",
     ]
     assert "save" not in allowed_actions(S.RUNNING, False)
     # a paused VM may be resized (up to its maximum) but takes no new devices

@@ -58,6 +58,7 @@ def test_life_cycle_of_a_diskless_vm(
         "disk_detach",
         "nic_attach",
         "nic_detach",
+        "migrate",
     ]
 
     paused = ok(act(vm_api, name, "suspend"))
