@@ -169,6 +169,7 @@ def make_celery(settings: Settings, main: str, catalog: Catalog = CATALOG) -> Ce
         worker_hijack_root_logger=False,
     )
     if tls.redis_tls(settings):  # the result backend, and the broker when it is Redis
+        tls.quiet_masked_url_warning()
         app.conf.redis_backend_use_ssl = tls.redis_options(settings)
         if not settings.amqp:
             app.conf.broker_use_ssl = tls.redis_options(settings)

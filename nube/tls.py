@@ -19,6 +19,7 @@ setting, instead of retrying forever.
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
 import ssl
 from typing import Any
@@ -39,6 +40,29 @@ def redis_tls(settings: Settings) -> bool:
     """Whether the Redis of ``NUBE_REDIS_URL`` (jobs, results, and the broker without
     ``NUBE_BROKER_URL``) is reached over TLS."""
     return settings.redis_url.startswith(REDIS_TLS_SCHEME)
+
+
+class _MaskedUrlWarning(logging.Filter):
+    """Drops kombu's "rediss with no ssl options, defaulting to insecure" warning.
+
+    Celery masks the broker URL for ``inspect conf`` (which Flower asks every worker for) with
+    ``kombu.Connection(url).as_uri()``: a ``Connection`` object made without options and never
+    connected, which logs that warning. Every connection nube opens has the options of
+    :func:`redis_options`; one without would present no client certificate and be refused by
+    a server that requires them (``tls-auth-clients yes``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "with no ssl options" not in record.getMessage()
+
+
+_FILTER = _MaskedUrlWarning()
+
+
+def quiet_masked_url_warning() -> None:
+    """Install :class:`_MaskedUrlWarning` on kombu's connection logger (once)."""
+    logger = logging.getLogger("kombu.connection")
+    if _FILTER not in logger.filters:
+        logger.addFilter(_FILTER)
 
 
 def redis_servers(settings: Settings) -> list[str]:

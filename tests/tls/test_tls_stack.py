@@ -15,11 +15,13 @@ import secrets
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import redis
+import requests
 from kombu import Connection
 
 from nube.broker import make_celery
@@ -62,7 +64,9 @@ def _need_tools() -> None:
     need(shutil.which("tcpdump") is not None, "tcpdump")
 
 
-def run_captured(stack: Stack, ports: list[int]) -> tuple[bytes, dict[str, bytes]]:
+def run_captured(
+    stack: Stack, ports: list[int], flower: bool = False
+) -> tuple[bytes, dict[str, bytes]]:
     """Start ``stack`` (agent, container worker, API) with tcpdump on ``ports`` from before the
     services connect; make a container named by a fresh marker and inspect it (the marker is
     the parameter of both jobs, and the target in the second's record), as a tenant named by
@@ -77,6 +81,9 @@ def run_captured(stack: Stack, ports: list[int]) -> tuple[bytes, dict[str, bytes
         stack.start_worker("containers", concurrency=1)  # the fake's state is per process
         stack.start_api()
         stack.wait_ready(["nube.ingress", "containers"], timeout=90)
+        if flower:
+            stack.start_flower()
+            _wait_for_log(stack.workdir / "flower.log", "Connected to")  # its event consumer
         secret, _ = TokenStore(stack.redis()).create(tenant, [Scope.READ, Scope.WRITE])
         client = NubeClient(stack.api_url, secret)
         body = {"image": "busybox:latest", "name": marker, "command": ["sleep", "60"]}
@@ -85,9 +92,31 @@ def run_captured(stack: Stack, ports: list[int]) -> tuple[bytes, dict[str, bytes
         assert [c["id"] for c in listed] == [made["id"]]
         inspected = client.run("GET", f"/v1/containers/{marker}")
         assert inspected["id"] == made["id"]  # the jobs really ran, on the marker
+        if flower:  # Flower took the jobs' events from the broker, over the same TLS
+            _wait_for_flower_task(stack, marker)
     finally:
         data = capture.stop()
     return data, {"marker": marker.encode(), "tenant": tenant.encode()}
+
+
+def _wait_for_log(path: Path, text: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in path.read_text(errors="replace"):
+        assert time.monotonic() < deadline, f"{path.name} never said {text!r}"
+        time.sleep(0.2)
+
+
+def _wait_for_flower_task(stack: Stack, text: str, timeout: float = 20) -> None:
+    """Until Flower's task list (its events, from the broker) has ``text``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        tasks = requests.get(
+            stack.flower_url + "/api/tasks", auth=("admin", stack.flower_password), timeout=10
+        )
+        if tasks.ok and text in tasks.text:
+            return
+        assert time.monotonic() < deadline, f"Flower never showed {text}: {tasks.text}"
+        time.sleep(0.5)
 
 
 def _leaks(capture: bytes, secrets_: dict[str, bytes]) -> list[str]:
@@ -115,7 +144,7 @@ def test_a_job_over_tls_redis_leaks_nothing(tmp_path: Path, certs: Certs) -> Non
     _need_tools()
     stack = TlsStack(workdir=tmp_path, extra_env=_fake_env(tmp_path), certs=certs)
     try:
-        data, markers = run_captured(stack, [stack.redis_port])
+        data, markers = run_captured(stack, [stack.redis_port], flower=True)
         logs = {p.name: p.read_text() for p in tmp_path.glob("*.log")}
     finally:
         stack.stop_all()
