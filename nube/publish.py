@@ -11,6 +11,7 @@ operation and target for the redacted summary that events and Flower show.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from celery import Celery
@@ -23,6 +24,11 @@ from nube.summary import target_of
 from nube.wire import JobMeta, RelayRequest
 
 log = logging.getLogger(__name__)
+
+#: The pauses between attempts at an operation's publish (then it raises): when a RabbitMQ
+#: cluster member dies, the publishes in flight to the queues it led are nacked (or their
+#: connection closes) until the survivors elect new leaders, a second or two.
+OPERATION_PUBLISH_PAUSES = (0.5, 1.0, 2.0, 3.0)
 
 
 def binding_header(tenant: str, job_id: str, operation: str, target: str | None) -> dict[str, Any]:
@@ -56,11 +62,27 @@ def publish_operation(
     app: Celery, job_id: str, operation: str, queue: str, params: dict[str, Any], meta: JobMeta
 ) -> None:
     """Send ``operation`` of job ``job_id`` to ``queue``: the job id is the Celery task id, so
-    ``AsyncResult(job_id)`` and Flower show the operation itself."""
-    app.send_task(
-        operation,
-        kwargs={"params": params, "job": meta.model_dump(mode="json")},
-        task_id=job_id,
-        queue=queue,
-        headers=binding_header(meta.tenant, job_id, operation, target_of(operation, params)),
-    )
+    ``AsyncResult(job_id)`` and Flower show the operation itself. A publish the broker refuses
+    or loses is tried again (:data:`OPERATION_PUBLISH_PAUSES`): a twin, should the first have
+    been stored after all, is handled as any redelivery (effects are keyed by the job id); a
+    missing message would leave the job queued for ever on RabbitMQ (the relay message that
+    carried it is done, so its redelivery is refused as a replay)."""
+    for pause in (*OPERATION_PUBLISH_PAUSES, None):
+        try:
+            app.send_task(
+                operation,
+                kwargs={"params": params, "job": meta.model_dump(mode="json")},
+                task_id=job_id,
+                queue=queue,
+                headers=binding_header(
+                    meta.tenant, job_id, operation, target_of(operation, params)
+                ),
+            )
+            return
+        except PUBLISH_ERRORS as e:
+            if pause is None:
+                raise
+            log.warning(
+                "publishing job %s to %s failed (%r); again in %s s", job_id, queue, e, pause
+            )
+            time.sleep(pause)
