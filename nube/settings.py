@@ -86,6 +86,14 @@ class Settings(BaseModel):
         description="Where VMs may migrate to: `node=uri,...` (`n2=qemu+tcp://10.0.0.2/system`), "
         "the libvirt URI of each other node's hypervisor as this worker reaches it",
     )
+    libvirt_migration_hosts: str = Field(
+        default="",
+        pattern=r"^(?:[A-Za-z0-9][A-Za-z0-9_.-]{0,63}=[A-Za-z0-9_.:-]+(?:,[A-Za-z0-9][A-Za-z0-9_.-]"
+        r"{0,63}=[A-Za-z0-9_.:-]+)*)?$",
+        description="Where each peer's QEMU receives a live migration's memory: `node=host,...` "
+        "(default: the host of its `NUBE_LIBVIRT_PEERS` URI; for a URI without one, libvirt's "
+        "choice, the destination's hostname)",
+    )
     docker_host: str | None = Field(
         default=None, description="Docker engine address (default: DOCKER_HOST or the socket)"
     )
