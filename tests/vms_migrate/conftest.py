@@ -57,7 +57,13 @@ def drivers(second_host: LibvirtHost, pool_root: Path) -> Iterator[tuple[Libvirt
     """The workers' drivers of ``n1`` (qemu:///system) and ``n2`` (the second host), each the
     other's migration peer; what the test named is removed from both hosts afterwards."""
     one = LibvirtDriver(QEMU, node=N1, pool_root=str(pool_root), peers={N2: second_host.uri})
-    two = LibvirtDriver(second_host.uri, node=N2, pool_root=str(pool_root), peers={N1: QEMU})
+    two = LibvirtDriver(
+        second_host.uri,
+        node=N2,
+        pool_root=str(pool_root),
+        peers={N1: QEMU},
+        migration_hosts={N1: second_host.gateway},  # the machine, as the namespace reaches it
+    )
     try:
         yield one, two
     finally:

@@ -98,9 +98,16 @@ def test_live_migration_keeps_the_vm_running_on_the_destination(
     with opened(second_host.uri) as conn:  # its QEMU runs inside the second host's namespace
         assert conn.lookupByName(backend).info()[4] > 0  # CPU time: the guest runs there
 
-    two.destroy_domain(m.VmRef(name=vm), make_ctx())
-    two.undefine_domain(m.VmUndefine(name=vm, remove_storage=True), make_ctx())
+    # paused there, it comes back paused, copied while paused (not live)
+    two.suspend_domain(m.VmRef(name=vm), make_ctx())
+    back = two.migrate_domain(m.VmMigrate(name=vm, node=N1, live=False), make_ctx())
+    assert (back["node"], back["state"]) == (N1, "paused")
     assert domain(second_host.uri, backend) is None
+    assert domain(QEMU, backend) == (libvirt.VIR_DOMAIN_PAUSED, True, N1)
+
+    one.destroy_domain(m.VmRef(name=vm), make_ctx())
+    one.undefine_domain(m.VmUndefine(name=vm, remove_storage=True), make_ctx())
+    assert domain(QEMU, backend) is None
 
 
 def test_refusals_leave_the_vm_where_it_was(

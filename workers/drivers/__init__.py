@@ -66,4 +66,5 @@ def _hypervisor_driver(settings: Settings) -> HypervisorDriver:
         domain_type=settings.vm_domain_type,
         pool_root=str(settings.vm_pool_root),
         peers=peers,
+        migration_hosts=parse_peers(settings.libvirt_migration_hosts),
     )

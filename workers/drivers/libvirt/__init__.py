@@ -51,7 +51,7 @@ class LibvirtDriver(
     ``domain_type`` (``kvm``/``qemu``/``test``; default: ``kvm`` when libvirt offers it, else
     ``qemu``), ``pool_root`` (where directory pools live), ``attempts`` and ``backoff`` (retries
     after a lost connection before ``BackendUnavailable``), ``peers`` (node → libvirt URI: where
-    VMs may migrate).
+    VMs may migrate) and ``migration_hosts`` (node → the address its QEMU receives on).
     """
 
     name = "libvirt"

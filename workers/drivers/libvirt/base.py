@@ -38,10 +38,12 @@ class LibvirtBase:
         attempts: int = 3,
         backoff: float = 0.5,
         peers: Mapping[str, str] | None = None,
+        migration_hosts: Mapping[str, str] | None = None,
     ) -> None:
         self.uri = uri
         self.node = node
         self.peers = dict(peers or {})
+        self.migration_hosts = dict(migration_hosts or {})
         self.pool_root = pool_root.rstrip("/") or "/"
         self.conn = LibvirtConnection(uri, attempts=attempts, backoff=backoff)
         self._wanted_type = domain_type

@@ -86,8 +86,8 @@ class MigrationMixin(LibvirtBase):
             if shared:  # libvirt cannot tell a directory both nodes see from a local one
                 flags |= libvirt.VIR_MIGRATE_UNSAFE
             params[libvirt.VIR_MIGRATE_PARAM_DEST_XML] = _with_node(dom.XMLDesc(_SECURE), p.node)
-            host = urlsplit(uri).hostname
-            if host:  # the migration stream goes to the address the peer's URI names
+            host = self.migration_hosts.get(p.node) or urlsplit(uri).hostname
+            if host:  # the memory goes there (else libvirt sends it to the peer's hostname)
                 params[libvirt.VIR_MIGRATE_PARAM_URI] = f"tcp://{_bracketed(host)}"
         moved = dom.migrate3(dest, params, flags)
         owner = owner_of(moved)
