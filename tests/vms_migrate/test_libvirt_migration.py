@@ -11,7 +11,7 @@ import libvirt
 import pytest
 
 from nube.catalog import vm_models as m
-from nube.errors import Conflict, InvalidRequest, NotFound
+from nube.errors import BackendFailed, BackendUnavailable, Conflict, InvalidRequest, NotFound
 from nube.tools.libvirt_host import LibvirtHost
 from tests.drivers.conftest import QEMU
 from tests.vms_migrate.conftest import N1, N2
@@ -140,11 +140,32 @@ def test_refusals_leave_the_vm_where_it_was(
 def test_an_unreachable_peer_is_backend_unavailable(
     second_host: LibvirtHost, pool_root: object, ctx: JobContext
 ) -> None:
-    from nube.errors import BackendUnavailable
-
     driver = LibvirtDriver(QEMU, node=N1, peers={N2: "qemu+tcp://10.219.0.254:1/system"})
     try:
         with pytest.raises(BackendUnavailable):
             driver.migrate_domain(m.VmMigrate(name="whatever", node=N2), ctx)
     finally:
         driver.close()
+
+
+def test_a_destination_qemu_cannot_reach_fails_at_once_and_the_vm_stays(
+    drivers: Drivers,
+    second_host: LibvirtHost,
+    pool_root: Path,
+    name: Callable[[str], str],
+    make_ctx: Callable[..., JobContext],
+) -> None:
+    """Without a migration address the system's QEMU is reached at its hostname, which from
+    the second host's namespace is nobody: the migration's own failure, not a lost
+    connection, and the VM keeps running where it was."""
+    two = LibvirtDriver(second_host.uri, node=N2, pool_root=str(pool_root), peers={N1: QEMU})
+    try:
+        vm, ctx = name("stuck"), make_ctx()
+        two.define_domain(m.VmDefine(name=vm, start=True), ctx)
+        with pytest.raises(BackendFailed, match="migration failed"):
+            two.migrate_domain(m.VmMigrate(name=vm, node=N1), make_ctx())
+        backend = backend_name(ctx.tenant, vm)
+        assert domain(second_host.uri, backend) == (libvirt.VIR_DOMAIN_RUNNING, True, N2)
+        assert domain(QEMU, backend) is None
+    finally:
+        two.close()

@@ -25,9 +25,10 @@ from urllib.parse import urlsplit
 import libvirt
 
 from nube.catalog import vm_models as m
-from nube.errors import BackendUnavailable, Conflict, NotFound
+from nube.errors import BackendFailed, BackendUnavailable, Conflict, NotFound
 from workers.drivers.base import JobContext, name_taken
 from workers.drivers.libvirt.base import LibvirtBase, error_code
+from workers.drivers.libvirt.connection import is_connection_error
 from workers.drivers.libvirt.guests import (
     describe,
     find_domain,
@@ -89,12 +90,31 @@ class MigrationMixin(LibvirtBase):
             host = self.migration_hosts.get(p.node) or urlsplit(uri).hostname
             if host:  # the memory goes there (else libvirt sends it to the peer's hostname)
                 params[libvirt.VIR_MIGRATE_PARAM_URI] = f"tcp://{_bracketed(host)}"
-        moved = dom.migrate3(dest, params, flags)
+        moved = _migrate3(conn, dom, dest, params, flags)
         owner = owner_of(moved)
         if owner is not None and owner.node != p.node:  # an offline move ignores PERSIST_XML
             owner = replace(owner, node=p.node)
             _set_owner(moved, owner)
         return describe(moved, owner, p.node)
+
+
+def _migrate3(
+    conn: libvirt.virConnect,
+    dom: libvirt.virDomain,
+    dest: libvirt.virConnect,
+    params: dict[str, Any],
+    flags: int,
+) -> libvirt.virDomain:
+    """``dom.migrate3``; a failure that looks like a lost connection while both connections are
+    alive (QEMU could not reach the destination's migration port) is the migration's own:
+    ``BackendFailed`` with libvirt's message, not a reconnect and retry."""
+    try:
+        return dom.migrate3(dest, params, flags)
+    except libvirt.libvirtError as err:
+        if is_connection_error(err) and conn.isAlive() and dest.isAlive():
+            message = err.get_error_message() or str(err)
+            raise BackendFailed(reason=f"migration failed: {message}") from err
+        raise
 
 
 def _open(uri: str) -> libvirt.virConnect:
