@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, jsonify
+from kombu import Connection
 
 from api.auth import current_token, require
 from api.routedoc import documented
 from api.services import services
+from nube import tls
 from nube.broker import INGRESS_QUEUE
 from nube.catalog import CATALOG
 from nube.nodes import lost_nodes, when
 from nube.redis_client import REDIS_ERRORS
 from nube.registry import describe
+from nube.settings import Settings
 
 bp = Blueprint("health", __name__)
+
+#: Seconds ``/readyz`` gives each RabbitMQ node to take a connection.
+BROKER_CHECK_TIMEOUT = 2.0
 
 
 @bp.get("/healthz")
@@ -28,15 +35,40 @@ def healthz() -> Response:
 @bp.get("/readyz")
 @documented("health.ready")
 def readyz() -> tuple[Response, int]:
-    """Redis is reachable; which queues have live consumers."""
+    """Redis is reachable (and RabbitMQ, when it is the broker); which queues have live
+    consumers."""
     svc = services()
     try:
         svc.redis.ping()
         served = svc.registry.served_queues()
     except REDIS_ERRORS as e:
         return jsonify({"status": "unavailable", "redis": f"unreachable: {e}"}), 503
-    queues = {q: q in served for q in [INGRESS_QUEUE, *CATALOG.queues()]}
-    return jsonify({"status": "ready", "redis": "ok", "queues": queues}), 200
+    body: dict[str, Any] = {"status": "ready", "redis": "ok"}
+    if svc.settings.amqp:
+        problem = broker_problem(svc.settings)
+        body["broker"] = f"unreachable: {problem}" if problem else "ok"
+        if problem:
+            return jsonify(body | {"status": "unavailable"}), 503
+    body["queues"] = {q: q in served for q in [INGRESS_QUEUE, *CATALOG.queues()]}
+    return jsonify(body), 200
+
+
+def broker_problem(settings: Settings, timeout: float = BROKER_CHECK_TIMEOUT) -> str | None:
+    """None when RabbitMQ takes a connection (the nodes of a failover list are tried in turn,
+    each for ``timeout`` s, until one does); else the last node's error, named by its host and
+    port (never the URL: it holds the password)."""
+    problem = "no broker URL"
+    for url in (settings.broker_url or "").split(";"):
+        ssl: dict[str, Any] | bool = tls.amqp_options(settings) or False
+        if isinstance(ssl, dict):
+            ssl["server_hostname"] = urlsplit(url).hostname
+        try:
+            with Connection(url, connect_timeout=timeout, ssl=ssl) as conn:
+                conn.ensure_connection(max_retries=0)  # no retry, no backoff sleep
+            return None
+        except Exception as e:  # any failure is the answer
+            problem = f"{urlsplit(url).hostname}:{urlsplit(url).port}: {e}"
+    return problem
 
 
 @bp.get("/v1/services")

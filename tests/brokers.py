@@ -62,6 +62,8 @@ class RabbitNode:
     user: str = "nube"
     host: str = "127.0.0.1"
     cookie: str = field(default_factory=lambda: secrets.token_hex(16), repr=False)
+    #: Node names this node joins at its first boot (RabbitMQ's classic peer discovery).
+    peers: list[str] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
     taken: int = 0
 
@@ -127,8 +129,18 @@ class RabbitNode:
             "log.console = false\n"
             "log.file.level = warning\n"
         )
+        if self.peers:
+            with (self.workdir / "rabbitmq.conf").open("a") as conf:
+                conf.write("cluster_formation.peer_discovery_backend = classic_config\n")
+                for i, peer in enumerate(self.peers, 1):
+                    conf.write(f"cluster_formation.classic_config.nodes.{i} = {peer}\n")
 
     def start(self, timeout: float = 90) -> None:
+        self.launch()
+        self.wait_started(timeout)
+
+    def launch(self) -> None:
+        """Start ``rabbitmq-server`` (:meth:`wait_started` waits for it)."""
         self._write_config()
         log = open(self.workdir / "server.log", "ab")  # noqa: SIM115 - lives with the process
         self.proc = subprocess.Popen(
@@ -139,6 +151,10 @@ class RabbitNode:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+
+    def wait_started(self, timeout: float = 90) -> None:
+        """Until the node takes an AMQP connection (it fails when the node exits first)."""
+        assert self.proc is not None
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -205,8 +221,9 @@ class RabbitNode:
 class RabbitCluster:
     """Three (``size``) RabbitMQ nodes on 127.0.0.1 clustered together: distinct node names,
     AMQP and distribution ports and data directories; one epmd (its own port), one Erlang cookie,
-    one user. The first node starts with the definitions; the others join it (``join_cluster``),
-    so every quorum queue declared afterwards has a replica on each node."""
+    one user. The first node starts with the definitions; the others, started blank, join it at
+    boot (RabbitMQ's classic-config peer discovery), so every quorum queue declared afterwards
+    has a replica on each node."""
 
     workdir: Path
     size: int = 3
@@ -221,12 +238,11 @@ class RabbitCluster:
         ]
         first, *others = self.nodes
         first.start(timeout)
+        for node in others:  # blank nodes: they join the first at boot (classic peer discovery)
+            node.peers = [first.nodename]
+            node.launch()
         for node in others:
-            node.start(timeout)
-            node.ctl("stop_app")
-            node.ctl("reset")
-            node.ctl("join_cluster", first.nodename)
-            node.ctl("start_app")
+            node.wait_started(timeout)
         running = self.running_nodes(first)
         if sorted(running) != sorted(n.nodename for n in self.nodes):
             raise RuntimeError(f"the cluster did not form: running {running}")
