@@ -265,3 +265,7 @@ def test_rabbitmq_refuses_plaintext_and_a_wrong_ca_is_one_line(
     message = str(refused.value)
     assert message.startswith("NUBE_TLS_CA_FILE: the certificate of 127.0.0.1:")
     assert "NUBE_BROKER_URL" in message and "\n" not in message
+    anonymous = load_settings({"NUBE_BROKER_URL": url, "NUBE_TLS_CA_FILE": str(certs.ca_crt)})
+    with pytest.raises(SettingsError) as refused:
+        make_celery(anonymous, "tls-check")
+    assert "requires a client certificate" in str(refused.value)
