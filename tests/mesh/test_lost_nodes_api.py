@@ -4,7 +4,8 @@ A worker of node ``gone`` heartbeats once and disappears (its registry key is de
 it expires). A job for a VM placed there waits on ``vms.gone``, and the API names the node and
 when it was last heard of; once the agent declares it lost (``NUBE_NODE_LOST_SECONDS``), the job
 fails ``node_lost`` and ``GET /v1/nodes`` lists the node lost with its VMs (each tenant sees its
-own; an admin every tenant's). A job pinned to a lost node says the node is lost.
+own; an admin every tenant's). A job pinned to a lost node says the node is lost. On both
+brokers (the node's queue is a quorum queue on RabbitMQ).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from nube.settings import load_settings
 from nube.tokens import Scope, TokenStore
 from nube.tools.client import NubeClient
 from nube.tools.devstack import Stack
+from tests.brokers import Broker
 from tests.conftest import agent_stack
 from tests.mesh.conftest import wait_until
 from tests.mesh.test_node_watch import beat
@@ -37,9 +39,10 @@ LIMIT = 6
 
 
 @pytest.fixture(scope="module")
-def watched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def watched(tmp_path_factory: pytest.TempPathFactory, module_broker: Broker) -> Iterator[Stack]:
     workdir: Path = tmp_path_factory.mktemp("lost-nodes")
-    with agent_stack(workdir, NUBE_NODE_LOST_SECONDS=str(LIMIT), NUBE_RATE_LIMIT="0") as stack:
+    env = {"NUBE_NODE_LOST_SECONDS": str(LIMIT), "NUBE_RATE_LIMIT": "0", **module_broker.env()}
+    with agent_stack(workdir, **env) as stack:
         yield stack
 
 
