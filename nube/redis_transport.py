@@ -13,10 +13,15 @@ Sentinel, by :func:`nube.broker.make_celery`.
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import Any
 
+import redis
 from kombu.transport import redis as kombu_redis
 from kombu.utils.objects import cached_property
+
+log = logging.getLogger(__name__)
 
 
 class Channel(kombu_redis.Channel):
@@ -39,9 +44,40 @@ class Transport(kombu_redis.Transport):
 TRANSPORT = f"{__name__}:Transport"
 
 
+#: How long a sentinel channel that closed on a lost connection keeps trying to put its
+#: unacknowledged deliveries back (the time a failover takes, with margin).
+RESTORE_SECONDS = 20.0
+
+
+class SentinelQoS(kombu_redis.QoS):
+    """kombu's QoS, whose restore of a closing channel's unacknowledged deliveries outlasts a
+    failover.
+
+    When the primary dies, Celery closes the channel, and kombu puts what the channel was
+    delivered but had not acknowledged back on its queues, once, at once: the primary is gone
+    and the sentinels do not name a new one yet, so the restore failed and the deliveries stayed
+    in the ``unacked`` hash that the replica promoted had copied, for the visibility timeout,
+    held (as Celery's state still says) by a thread-pool task Celery could not cancel. Retrying
+    until the sentinels name the new primary puts them back on their queues there (a delivery
+    whose task still ends is then delivered twice: the job record makes the second a no-op)."""
+
+    def restore_unacked(self, client: Any = None) -> Any:
+        deadline = time.monotonic() + RESTORE_SECONDS
+        while True:
+            try:
+                return super().restore_unacked(client)
+            except redis.RedisError as e:
+                if time.monotonic() > deadline:
+                    raise
+                log.warning("restoring unacknowledged deliveries: %s; again in 0.5 s", e)
+                time.sleep(0.5)
+
+
 class SentinelChannel(Channel, kombu_redis.SentinelChannel):
     """The same on Redis Sentinel: kombu's sentinel channel (its pool asks the sentinels for
-    the primary on each new connection) with one synchronous client."""
+    the primary on each new connection) with one synchronous client, and :class:`SentinelQoS`."""
+
+    QoS = SentinelQoS
 
 
 class SentinelTransport(kombu_redis.SentinelTransport):
