@@ -95,8 +95,12 @@ def run_captured(
         assert inspected["id"] == made["id"]  # the jobs really ran, on the marker
         if flower:  # Flower took the jobs' events from the broker, over the same TLS
             _wait_for_flower_task(stack, marker)
+        time.sleep(2.5)  # a reconciler pass, over the same links
     finally:
         data = capture.stop()
+    for log in stack.workdir.glob("*.log"):  # every service's links worked: nothing failed
+        text = log.read_text(errors="replace")
+        assert '"level": "ERROR"' not in text and "Traceback" not in text, f"{log.name}: {text}"
     return data, {"marker": marker.encode(), "tenant": tenant.encode()}
 
 
