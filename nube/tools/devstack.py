@@ -27,6 +27,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import redis
 import requests
@@ -75,16 +76,24 @@ class Stack:
     """Each agent and worker serves ``/metrics`` on a port of its own (:attr:`metrics_ports`)."""
     metrics_ports: dict[str, int] = field(default_factory=dict)
     prometheus_port: int = 0
+    tls_dir: Path | None = None
+    """Certificates from ``nube certs create`` (``ca.crt``, ``server.*``, ``client.*``): Redis
+    then listens on TLS only and requires a client certificate; the services use ``rediss://``
+    with ``NUBE_TLS_*`` (``NUBE_TLS=1 make up``)."""
+
+    @property
+    def scheme(self) -> str:
+        return "rediss" if self.tls_dir else "redis"
 
     @property
     def redis_url(self) -> str:
-        return f"redis://127.0.0.1:{self.redis_port}/0"
+        return f"{self.scheme}://127.0.0.1:{self.redis_port}/0"
 
     @property
     def broker_url(self) -> str:
         """The Redis URL with the password, as Celery clients outside nube's services need it
         (in-process only: never put it on a command line)."""
-        return f"redis://:{self.redis_password}@127.0.0.1:{self.redis_port}/0"
+        return f"{self.scheme}://:{self.redis_password}@127.0.0.1:{self.redis_port}/0"
 
     @property
     def api_url(self) -> str:
@@ -105,13 +114,32 @@ class Stack:
             PYTHONPATH=str(ROOT),
             PYTHONUNBUFFERED="1",
         )
+        env.update(self.tls_env())
         env.update(self.extra_env)
         env.update(extra)
         return env
 
+    def tls_env(self) -> dict[str, str]:
+        """``NUBE_TLS_*`` of :attr:`tls_dir` (none without it)."""
+        if self.tls_dir is None:
+            return {}
+        return {
+            "NUBE_TLS_CA_FILE": str(self.tls_dir / "ca.crt"),
+            "NUBE_TLS_CERT_FILE": str(self.tls_dir / "client.crt"),
+            "NUBE_TLS_KEY_FILE": str(self.tls_dir / "client.key"),
+        }
+
     def redis(self) -> redis.Redis:
+        tls: dict[str, Any] = {}
+        if self.tls_dir is not None:
+            tls = {
+                "ssl": True,
+                "ssl_ca_certs": str(self.tls_dir / "ca.crt"),
+                "ssl_certfile": str(self.tls_dir / "client.crt"),
+                "ssl_keyfile": str(self.tls_dir / "client.key"),
+            }
         return redis.Redis(
-            port=self.redis_port, password=self.redis_password, decode_responses=True
+            port=self.redis_port, password=self.redis_password, decode_responses=True, **tls
         )
 
     # --- processes ----------------------------------------------------------------------------
@@ -152,6 +180,15 @@ class Stack:
             ("maxmemory-policy", "noeviction"),
             ("requirepass", self.redis_password),
         ]
+        if self.tls_dir is not None:  # TLS only, client certificates required
+            options[0] = ("port", "0")
+            options += [
+                ("tls-port", str(self.redis_port)),
+                ("tls-cert-file", str(self.tls_dir / "server.crt")),
+                ("tls-key-file", str(self.tls_dir / "server.key")),
+                ("tls-ca-cert-file", str(self.tls_dir / "ca.crt")),
+                ("tls-auth-clients", "yes"),
+            ]
         lines = [f"{name} {_redis_quote(value)}" for name, value in options]
         lines.append('rename-command CONFIG ""')
         return "\n".join(lines) + "\n"
@@ -344,6 +381,7 @@ def _local_stack(env: Mapping[str, str], workdir: Path) -> Stack:
         flower_password=env.get("NUBE_FLOWER_PASSWORD") or secrets.token_hex(8),
         libvirt_uri=env.get("NUBE_LIBVIRT_URI") or "test:///default",
         extra_env=passed,
+        tls_dir=workdir / "tls" if env.get("NUBE_TLS", "") not in ("", "0") else None,
     )
 
 
@@ -386,8 +424,14 @@ def check_agent(env: Mapping[str, str]) -> None:
 
 
 def prepare(env: Mapping[str, str], workdir: Path) -> tuple[Stack, Settings]:
-    """The stack ``make up`` runs and the settings every service of it will have (checked)."""
+    """The stack ``make up`` runs and the settings every service of it will have (checked).
+    With ``NUBE_TLS=1``, the certificates in ``<workdir>/tls`` (made there on first use, as
+    ``nube certs create <workdir>/tls --host 127.0.0.1 --host localhost`` does)."""
     stack = _local_stack(env, workdir)
+    if stack.tls_dir is not None and not (stack.tls_dir / "server.crt").exists():
+        from nube.certs import create
+
+        create(stack.tls_dir, ["127.0.0.1", "localhost"])
     return stack, check_settings(stack.env())
 
 
@@ -395,6 +439,8 @@ def settings_lines(stack: Stack, settings: Settings) -> list[str]:
     """What the announcement says about the settings in force (never a secret's value)."""
     policy = settings.policy_file or "none (every image allowed)"
     lines = [f"  policy   {policy}"]
+    if stack.tls_dir is not None:
+        lines.append(f"  tls      redis on TLS only, client certificates from {stack.tls_dir}")
     if settings.audit_file:
         lines.append(f"  audit    {settings.audit_file}   (mirror of the audit log)")
     if settings.agent_mode != "active":
@@ -449,6 +495,7 @@ def _admin_token(stack: Stack, given: str | None) -> str:
             "NUBE_FLOWER_PASSWORD": stack.flower_password,
             "NUBE_REDIS_URL": stack.redis_url,
             "NUBE_REDIS_PASSWORD": stack.redis_password,
+            **stack.tls_env(),
         },
     )
     return token

@@ -1,6 +1,6 @@
-"""Real servers over TLS for the TLS tests: a redis-server with a TLS port only, a RabbitMQ node
-with a TLS listener only, a stack whose services reach them with ``rediss://``/``amqps://``,
-and a packet capture (tcpdump on ``lo``) of their ports.
+"""Real servers over TLS for the TLS tests: a RabbitMQ node with a TLS listener only (the
+stack's redis-server has a TLS port only with ``Stack(tls_dir=...)``), and a packet capture
+(tcpdump on ``lo``) of their ports.
 
 Certificates come from :func:`nube.certs.create` (what ``nube certs create`` writes).
 """
@@ -17,11 +17,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import redis
 from kombu import Connection
 
 from nube.certs import create
-from nube.tools.devstack import Stack
 from tests.brokers import RabbitNode
 
 HOSTS = ["127.0.0.1", "localhost"]
@@ -51,51 +49,6 @@ class Certs:
             "NUBE_TLS_CERT_FILE": str(self.client_crt),
             "NUBE_TLS_KEY_FILE": str(self.client_key),
         }
-
-
-@dataclass
-class TlsStack(Stack):
-    """A :class:`Stack` whose Redis listens on a TLS port only (``port 0``) and requires client
-    certificates, and whose services use ``rediss://`` with :attr:`certs`."""
-
-    certs: Certs | None = None
-    auth_clients: str = "yes"
-
-    @property
-    def redis_url(self) -> str:
-        return f"rediss://127.0.0.1:{self.redis_port}/0"
-
-    @property
-    def broker_url(self) -> str:
-        return f"rediss://:{self.redis_password}@127.0.0.1:{self.redis_port}/0"
-
-    def env(self, **extra: str) -> dict[str, str]:
-        assert self.certs is not None
-        return super().env(**{**self.certs.env(), **extra})
-
-    def redis_config(self) -> str:
-        assert self.certs is not None
-        plain = super().redis_config().replace(f'port "{self.redis_port}"\n', "port 0\n")
-        tls = [
-            f"tls-port {self.redis_port}",
-            f"tls-cert-file {self.certs.server_crt}",
-            f"tls-key-file {self.certs.server_key}",
-            f"tls-ca-cert-file {self.certs.ca_crt}",
-            f"tls-auth-clients {self.auth_clients}",
-        ]
-        return plain + "\n".join(tls) + "\n"
-
-    def redis(self) -> redis.Redis:
-        assert self.certs is not None
-        return redis.Redis(
-            port=self.redis_port,
-            password=self.redis_password,
-            decode_responses=True,
-            ssl=True,
-            ssl_ca_certs=str(self.certs.ca_crt),
-            ssl_certfile=str(self.certs.client_crt),
-            ssl_keyfile=str(self.certs.client_key),
-        )
 
 
 def amqp_ssl(certs: Certs) -> dict[str, object]:

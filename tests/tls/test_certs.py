@@ -17,7 +17,7 @@ from nube import redis_transport, tls
 from nube.broker import make_celery
 from nube.settings import load_settings
 from nube.tools.cli.app import app
-from nube.tools.devstack import ROOT
+from nube.tools.devstack import ROOT, prepare, settings_lines
 
 runner = CliRunner()
 FILES = ["ca.crt", "ca.key", "server.crt", "server.key", "client.crt", "client.key"]
@@ -136,3 +136,20 @@ def test_options_follow_the_url_schemes(tmp_path: Path) -> None:
         celery.conf.broker_use_ssl == celery.conf.redis_backend_use_ssl == tls.redis_options(secure)
     )
     assert celery.conf.broker_transport == redis_transport.TRANSPORT
+
+
+def test_make_up_with_tls_makes_its_certificates(tmp_path: Path) -> None:
+    """``NUBE_TLS=1 make up``: certificates in ``<workdir>/tls``, Redis on a TLS port only, the
+    services on ``rediss://`` with the client certificate."""
+    stack, settings = prepare({"NUBE_TLS": "1"}, tmp_path)
+    assert stack.tls_dir == tmp_path / "tls"
+    assert sorted(p.name for p in stack.tls_dir.iterdir()) == sorted(FILES)
+    assert settings.redis_url == f"rediss://127.0.0.1:{stack.redis_port}/0"
+    assert settings.tls_ca_file == tmp_path / "tls" / "ca.crt"
+    assert settings.tls_cert_file == tmp_path / "tls" / "client.crt"
+    config = stack.redis_config()
+    assert 'port "0"' in config and f'tls-port "{stack.redis_port}"' in config
+    assert 'tls-auth-clients "yes"' in config
+    assert any("tls" in line for line in settings_lines(stack, settings))
+    plain, _ = prepare({}, tmp_path / "plain")
+    assert plain.tls_dir is None and plain.redis_url.startswith("redis://")

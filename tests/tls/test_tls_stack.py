@@ -32,7 +32,7 @@ from nube.tools.client import NubeClient
 from nube.tools.devstack import ROOT, Stack
 from tests.brokers import rabbitmq_available
 from tests.conftest import TEST_POLICY, need
-from tests.tls.harness import Capture, Certs, TlsRabbitNode, TlsStack, amqp_ssl
+from tests.tls.harness import Capture, Certs, TlsRabbitNode, amqp_ssl
 
 #: The queues every run uses; their names are on the wire in every plaintext message.
 QUEUE_NAMES = (b"nube.ingress", b"containers")
@@ -147,7 +147,7 @@ def test_plaintext_capture_shows_what_tls_hides(tmp_path: Path) -> None:
 
 def test_a_job_over_tls_redis_leaks_nothing(tmp_path: Path, certs: Certs) -> None:
     _need_tools()
-    stack = TlsStack(workdir=tmp_path, extra_env=_fake_env(tmp_path), certs=certs)
+    stack = Stack(workdir=tmp_path, extra_env=_fake_env(tmp_path), tls_dir=certs.dir)
     try:
         data, markers = run_captured(stack, [stack.redis_port], flower=True)
         logs = {p.name: p.read_text() for p in tmp_path.glob("*.log")}
@@ -168,7 +168,7 @@ def test_plaintext_and_unknown_clients_are_refused(
     tmp_path: Path, certs: Certs, other_certs: Certs
 ) -> None:
     _need_tools()
-    stack = TlsStack(workdir=tmp_path, certs=certs)
+    stack = Stack(workdir=tmp_path, tls_dir=certs.dir)
     try:
         stack.start_redis()
         assert stack.redis().ping()
@@ -235,8 +235,10 @@ def test_a_job_over_tls_rabbitmq_leaks_nothing(
 ) -> None:
     _need_tools()
     url = tls_rabbit.take_vhost()
-    stack = TlsStack(
-        workdir=tmp_path, extra_env=_fake_env(tmp_path, NUBE_BROKER_URL=url), certs=certs
+    stack = Stack(
+        workdir=tmp_path,
+        extra_env=_fake_env(tmp_path, NUBE_BROKER_URL=url),
+        tls_dir=certs.dir,
     )
     try:
         data, markers = run_captured(stack, [stack.redis_port, tls_rabbit.port])
