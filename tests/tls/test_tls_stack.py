@@ -30,7 +30,7 @@ from nube.settings import SettingsError, load_settings
 from nube.tokens import Scope, TokenStore
 from nube.tools.client import NubeClient
 from nube.tools.devstack import ROOT, Stack
-from tests.brokers import rabbitmq_available
+from tests.brokers import RabbitNode, rabbitmq_available
 from tests.conftest import TEST_POLICY, need
 from tests.tls.harness import Capture, Certs, TlsRabbitNode, amqp_ssl
 
@@ -128,20 +128,26 @@ def _leaks(capture: bytes, secrets_: dict[str, bytes]) -> list[str]:
     return [name for name, value in secrets_.items() if value in capture]
 
 
-def test_plaintext_capture_shows_what_tls_hides(tmp_path: Path) -> None:
-    """The control: without TLS the capture holds the password, the marker and the queue
-    names, so the TLS tests' absence checks would see them."""
+@pytest.mark.parametrize("link", ["redis", "rabbitmq"])
+def test_plaintext_capture_shows_what_tls_hides(
+    tmp_path: Path, link: str, request: pytest.FixtureRequest
+) -> None:
+    """The control: without TLS the capture of the Redis link (Redis as the broker), or of the
+    RabbitMQ link alone (RabbitMQ as the broker), holds that server's password, the markers
+    and the queue names, so the TLS tests' absence checks would see them."""
     _need_tools()
-    stack = Stack(workdir=tmp_path, extra_env=_fake_env(tmp_path))
+    env = _fake_env(tmp_path)
+    if link == "rabbitmq":
+        node: RabbitNode = request.getfixturevalue("rabbitmq_node")  # plaintext, the session's
+        env["NUBE_BROKER_URL"] = node.take_vhost()
+    stack = Stack(workdir=tmp_path, extra_env=env)
     try:
-        data, markers = run_captured(stack, [stack.redis_port])
+        ports = [node.port] if link == "rabbitmq" else [stack.redis_port]
+        data, markers = run_captured(stack, ports)
     finally:
         stack.stop_all()
-    wanted = {
-        "redis password": stack.redis_password.encode(),
-        **markers,
-        **{q.decode(): q for q in QUEUE_NAMES},
-    }
+    password = node.password if link == "rabbitmq" else stack.redis_password
+    wanted = {"password": password.encode(), **markers, **{q.decode(): q for q in QUEUE_NAMES}}
     assert sorted(_leaks(data, wanted)) == sorted(wanted)
 
 
