@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from nube.tools.devstack import free_port
 from tests.compose.test_compose import _base_image_exists
@@ -107,6 +108,7 @@ def guide_hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Host
         host_env(
             **common,
             SECRETS=str(workdir / "control"),
+            DRAIN=f"w{run_id}",
             COMPOSE_PROJECT_NAME=f"nubedep{run_id}c",
             NUBE_REDIS_PORT=str(free_port()),
             NUBE_API_PORT=str(free_port()),
@@ -137,11 +139,51 @@ def guide_hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Host
 
 
 def _json_lines(text: str) -> list[Any]:
-    found = []
-    for line in text.splitlines():
-        if line.startswith("{"):
-            found.append(json.loads(line))
-    return found
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def _admin_token(control: Host) -> str:
+    """A token of the guide's tenant (its VM is placed per tenant), made as the guide does."""
+    proc = subprocess.run(
+        [
+            *("docker-compose", "--env-file", f"{control.secrets_dir}/control.env"),
+            *("-f", "docker-compose.yml", "-f", "docker-compose.control.yml"),
+            *("exec", "-T", "api", "nube", "tokens", "create", "--tenant", "ops"),
+            *("--scope", "admin"),
+        ],
+        cwd=ROOT,
+        env=control.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return next(line for line in proc.stdout.splitlines() if line.startswith("nube_"))
+
+
+class Api:
+    def __init__(self, control: Host) -> None:
+        self.url = f"http://127.0.0.1:{control.env['NUBE_API_PORT']}"
+        self.headers = {"Authorization": f"Bearer {_admin_token(control)}"}
+
+    def submit_async(self, method: str, path: str, body: Any = None) -> str:
+        r = requests.request(
+            method,
+            self.url + path,
+            json=body,
+            headers={**self.headers, "Prefer": "respond-async"},
+            timeout=30,
+        )
+        assert r.status_code == 202, r.text
+        return str(r.json()["id"])
+
+    def job(self, job_id: str, wait: int = 0) -> dict[str, Any]:
+        r = requests.get(
+            f"{self.url}/v1/jobs/{job_id}",
+            headers={**self.headers, "Prefer": f"wait={wait}"},
+            timeout=wait + 30,
+        )
+        assert r.status_code == 200, r.text
+        return dict(r.json())
 
 
 def test_the_guide_runs_step_by_step(guide_hosts: tuple[Host, Host]) -> None:
@@ -151,36 +193,71 @@ def test_the_guide_runs_step_by_step(guide_hosts: tuple[Host, Host]) -> None:
     removal = removal_steps(all_steps)
     assert [s.host for s in removal] == ["worker", "control"], removal
     node = worker.env["NODE"]
+    api: Api | None = None
+    waiting: dict[str, str] = {}
     t0 = time.monotonic()
     for step in all_steps:
         if step.host == "copy":
             assert 'scp -p "$SECRETS"/worker/*' in step.script, step.script
             copy_step(control, worker)
-        elif step.host in ("control", "worker") and step not in removal:
-            (control if step.host == "control" else worker).run(step)
-    print(f"guide up to its checks: {time.monotonic() - t0:.0f} s")
+            continue
+        if step.host not in ("control", "worker") or step in removal:
+            continue
+        out = (control if step.host == "control" else worker).run(step)
+        command = step.script.strip().splitlines()[-1]
 
-    # what the guide's check block printed: /v1/nodes, the VM define, its start, a container run
-    nodes, define, start, run = _json_lines(control.outputs[-1])
-    by_name = {n["name"]: n for n in nodes["nodes"]}
-    assert {s["kind"] for s in by_name[node]["services"]} == {"containers", "vms"}, nodes
-    assert {s["kind"] for s in by_name["control"]["services"]} == {"agent"}, nodes
-    assert define["status"] == "succeeded" and define["node"] == node, define
-    assert start["status"] == "succeeded", start
-    assert start["queue"] == f"vms.{node}" and start["node"] == node, start
-    assert run["status"] == "succeeded" and run["node"] == node, run
-    assert run["result"]["stdout"] == "hi\n", run
+        if "/v1/vms/first-vm/start" in step.script:
+            print(f"guide up to its first jobs: {time.monotonic() - t0:.0f} s")
+            # /v1/nodes, the VM defined, its start (on the node's queue), a container run
+            nodes, define, start, run = _json_lines(out)
+            by_name = {n["name"]: n for n in nodes["nodes"]}
+            assert {s["kind"] for s in by_name[node]["services"]} == {"containers", "vms"}, nodes
+            assert {s["kind"] for s in by_name["control"]["services"]} == {"agent"}, nodes
+            assert define["status"] == "succeeded" and define["node"] == node, define
+            assert start["status"] == "succeeded", start
+            assert start["queue"] == f"vms.{node}" and start["node"] == node, start
+            assert run["status"] == "succeeded" and run["node"] == node, run
+            assert run["result"]["stdout"] == "hi\n", run
+            api = Api(control)
+
+        elif "cancel-consumer" in step.script:
+            assert api is not None
+            messages = sorted(m["message"] for m in _json_lines(out))
+            assert messages == [
+                "no longer consuming from containers",
+                "no longer consuming from vms",
+            ], out
+            # the only node's shared queue has no consumer now: a container job waits
+            waiting["shared"] = api.submit_async(
+                "POST", "/v1/containers", {"image": "busybox:latest", "command": ["echo", "hi"]}
+            )
+            time.sleep(5)
+            assert api.job(waiting["shared"])["status"] == "queued"
+
+        elif command.endswith(" stop"):
+            assert api is not None
+            # a job for the node's VM waits, saying why
+            waiting["pinned"] = api.submit_async("GET", "/v1/vms/first-vm")
+            job = api.job(waiting["pinned"])
+            assert job["status"] == "queued" and job["queue"] == f"vms.{node}", job
+            assert f"no live worker serves queue 'vms.{node}'" in job["waiting"], job
+
+        elif command.endswith(" start"):
+            assert api is not None
+            shared = api.job(waiting["shared"], wait=90)
+            assert shared["status"] == "succeeded" and shared["node"] == node, shared
+            pinned = api.job(waiting["pinned"], wait=90)
+            # it ran on the node; test:///default forgot the VM when the worker restarted
+            assert pinned["status"] in ("succeeded", "failed") and pinned["node"] == node, pinned
+            print(f"drained and back: the pinned job ended {pinned['status']} on {node}")
+
+    assert set(waiting) == {"shared", "pinned"}, "the guide's drain steps did not run"
 
     # Redis is reached only over TLS, on the control address alone
+    project = control.env["COMPOSE_PROJECT_NAME"]
+    label = f"label=com.docker.compose.project={project}"
     published = subprocess.run(
-        [
-            "docker",
-            "ps",
-            "--filter",
-            f"label=com.docker.compose.project={control.env['COMPOSE_PROJECT_NAME']}",
-            "--format",
-            "{{.Ports}}",
-        ],
+        ["docker", "ps", "--format", "{{.Ports}}", "--filter", label],
         capture_output=True,
         text=True,
         timeout=30,
