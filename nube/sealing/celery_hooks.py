@@ -31,6 +31,7 @@ from vine import promise
 
 from nube.broker import job_of_task
 from nube.errors import EnvelopeError, MessageMisbound, MessageNotSealed
+from nube.redis_client import REDIS_ERRORS
 from nube.sealing.control import seal_control_channel
 from nube.sealing.refusals import (
     Refusal,
@@ -246,6 +247,13 @@ class RefusingConsumer(Consumer):
     def on_decode_error(self, message: Any, exc: Exception) -> None:
         # Not Celery's: it logs the body (which may hold secrets) with a traceback. On Redis,
         # the control channel's undecodable messages land here too.
+        if _redis_failed(exc):  # the replay guard could not reach Redis: not the message's fault
+            logger.warning(
+                "message left for redelivery: Redis unavailable while opening it (%s)", exc
+            )
+            with contextlib.suppress(Exception):
+                message.reject(requeue=True)
+            return
         self._report(message, exc, decode_reason(exc))
         with contextlib.suppress(Exception):
             message.ack()
@@ -261,6 +269,19 @@ class RefusingConsumer(Consumer):
     def on_unknown_task(self, body: Any, message: Any, exc: Exception) -> None:
         self._report(message, exc, "unknown_task")
         super().on_unknown_task(body, message, exc)
+
+
+def _redis_failed(exc: BaseException | None) -> bool:
+    """Whether a Redis error (lost connection, a failover, no replica in time) is behind
+    ``exc`` (kombu wraps the decoder's error in ``DecodeError`` without chaining)."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, REDIS_ERRORS):
+            return True
+        seen.add(id(exc))
+        inner = exc.args[0] if exc.args and isinstance(exc.args[0], BaseException) else None
+        exc = inner or exc.__cause__ or exc.__context__
+    return False
 
 
 def configure(app: Celery) -> None:
