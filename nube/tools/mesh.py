@@ -14,6 +14,11 @@ node       runs
 ``n2``     the same as ``n1``, as ``n2``
 =========  ============================================================================
 
+With ``NUBE_BROKER_URL=amqp://...`` the messages go through that RabbitMQ instead (job records,
+tokens and the audit log stay on the mesh's Redis); it must listen on an address the nodes reach,
+such as the bridge address, where the mesh tests start their own node once the network exists
+(``tests/mesh/conftest.py``).
+
 Ctrl-C stops the services and removes the network. ``down`` removes whatever a crashed run left
 (every namespace and link named ``nbm-*`` and the processes in those namespaces); ``status``
 shows what exists; ``cut NODE`` / ``heal NODE`` take a node's link down and up again.
