@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -58,18 +59,21 @@ def test_celery_on_sentinel_uses_the_sentinel_transport_and_backend() -> None:
     assert plain.conf.broker_transport == "nube.redis_transport:Transport"
 
 
-def _redis(port: int, *extra: str) -> subprocess.Popen[bytes]:
+def _redis(port: int, workdir: Path, *extra: str) -> subprocess.Popen[bytes]:
+    """A redis-server whose files (a replica's synced RDB) stay in ``workdir``."""
+    workdir.mkdir()
     argv = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
-    return subprocess.Popen([*argv, *extra], stdout=subprocess.DEVNULL)
+    return subprocess.Popen([*argv, "--dir", str(workdir), *extra], stdout=subprocess.DEVNULL)
 
 
 @pytest.fixture
-def primary_and_replica() -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+def primary_and_replica(tmp_path: Path) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
     """A primary and one replica in sync; yields the primary's port and the replica process."""
     need(shutil.which("redis-server") is not None, "redis-server")
     primary_port, replica_port = free_port(), free_port()
-    procs = [_redis(primary_port)]
-    procs.append(_redis(replica_port, "--replicaof", "127.0.0.1", str(primary_port)))
+    procs = [_redis(primary_port, tmp_path / "primary")]
+    replica_of = ("--replicaof", "127.0.0.1", str(primary_port))
+    procs.append(_redis(replica_port, tmp_path / "replica", *replica_of))
     try:
         replica = redis.Redis(port=replica_port, decode_responses=True)
         deadline = time.monotonic() + 20
