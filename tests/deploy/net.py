@@ -1,4 +1,4 @@
-"""An address the deploy tests own: a bridge ``nbd-br0`` with ``10.214.0.1/24`` and no port.
+"""An address the deploy tests own: a bridge ``nbd-br0`` with ``10.226.0.1/24`` and no port.
 
 The compose "control node" publishes Redis on it and the swarm advertises it, so neither uses
 an interface of the machine. :func:`make` refuses the range when another interface or route
@@ -13,8 +13,8 @@ import shutil
 import subprocess
 
 BRIDGE = "nbd-br0"
-SUBNET = ipaddress.ip_network("10.214.0.0/24")
-ADDRESS = "10.214.0.1"
+SUBNET = ipaddress.ip_network("10.226.0.0/24")
+ADDRESS = "10.226.0.1"
 
 
 def _ip(*args: str, check: bool = True) -> str:

@@ -29,8 +29,8 @@ from tests.deploy.test_guide import Host, _json_lines, host_env
 
 pytestmark = [pytest.mark.compose, pytest.mark.timeout(1200)]
 
-#: The overlay networks' range: no network of the machine, the mesh's or the deploy bridge's.
-SWARM_POOL = "10.215.0.0/16"
+#: The overlay networks' range: used by no other test (the mesh, libvirt networks, the bridge).
+SWARM_POOL = "10.227.0.0/16"
 WORKERS = 3
 
 
