@@ -78,8 +78,13 @@ def amqp_options() -> dict[str, Any]:
       (quorum queues have no global QoS to make room for held messages).
     - Publisher confirms: a publish returns once RabbitMQ has the message (the quorum queue's
       majority has written it), or raises what RabbitMQ refused.
+    - A worker's pidbox queue is not exclusive: after a partition the worker reconnects at once,
+      while RabbitMQ still counts its old connection alive until the heartbeat times out; an
+      exclusive queue of the same name would be locked (``RESOURCE_LOCKED``) and Celery would
+      exit with an unrecoverable error. It still auto-deletes (``control_queue_expires``).
     """
     return {
+        "control_queue_exclusive": False,
         "broker_transport_options": {"confirm_publish": True},
         "task_default_queue_type": "quorum",
         "task_create_missing_queue_type": "quorum",
