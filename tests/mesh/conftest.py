@@ -92,6 +92,9 @@ def serving(mesh: Mesh, api: NubeClient, timeout: float = 90) -> dict[str, float
     """Until the mesh serves again: every queue has a live consumer, and a probe pinned to each
     worker node's VM queue (a read of a VM placed there that does not exist) has ended on that
     node. Returns the seconds each node's probe took."""
+    exited = {name: proc.returncode for name, proc in mesh.procs.items() if proc.poll() is not None}
+    if exited:
+        pytest.fail(f"services exited (name: exit code): {exited}; see {mesh.workdir}/<name>.log")
     mesh.wait_served(mesh.queues(), timeout=timeout)
     placements = Placements(mesh.redis())
     tenant = api.tenant  # type: ignore[attr-defined]
