@@ -14,8 +14,17 @@ import time
 from enum import StrEnum
 from typing import Any, Protocol
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
 from nube.errors import MessageExpired, MessageReplayed
 from nube.sealing.sealer import Clock, Header, header_ids
+
+#: Seconds a nonce claim waits for an unreachable Redis (retrying each second) before it fails.
+#: A worker's node cut off for a moment must not lose the message it was starting: a claim that
+#: fails makes kombu's DecodeError, and Celery acknowledges the message of a failed task. Below
+#: the shortest operation's soft time limit (26 s), which also bounds a decode in a pool child.
+CLAIM_PATIENCE_S = 15.0
 
 
 class NonceState(StrEnum):
@@ -62,12 +71,24 @@ class RedisNonceStore:
         self._prefix = prefix
 
     def claim(self, nonce: str, ttl_s: int) -> NonceState | None:
+        """The nonce's state before this claim (None: new); waits up to
+        :data:`CLAIM_PATIENCE_S` for Redis to be reachable."""
+        deadline = time.monotonic() + CLAIM_PATIENCE_S
+        while True:
+            try:
+                return self._claim(nonce, ttl_s)
+            except (RedisConnectionError, RedisTimeoutError):
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(1.0)
+
+    def _claim(self, nonce: str, ttl_s: int) -> NonceState | None:
         key = self._prefix + nonce
         if self._redis.set(key, NonceState.OPEN.value, nx=True, ex=ttl_s):
             return None
         value = self._redis.get(key)
         if value is None:  # expired between the two calls: treat as new
-            return self.claim(nonce, ttl_s)
+            return self._claim(nonce, ttl_s)
         return NonceState(value.decode() if isinstance(value, bytes) else value)
 
     def finish(self, nonce: str, ttl_s: int) -> None:
