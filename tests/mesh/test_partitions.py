@@ -125,25 +125,15 @@ def test_each_service_runs_in_its_node(mesh: Mesh) -> None:
             pass
 
 
-#: Why row 28 may lose a job on RabbitMQ (seen in 1 of 3 runs): a message the cut node had
-#: prefetched starts in a pool child during the cut; the sealed codec's replay guard cannot reach
-#: Redis to claim the nonce, kombu wraps that in a DecodeError, Celery fails the task and acks the
-#: message (task_acks_on_failure_or_timeout), the ack reaches RabbitMQ after the heal (the TCP
-#: connection outlived the cut) and the job stays queued for ever. On Redis the reconciler
-#: relays such a job again; on RabbitMQ nothing does (yet): a job-store outage at a task's start
-#: should requeue its message, not ack it.
-RABBITMQ_ROW_28 = "a job-store outage at a task's start acks its message on RabbitMQ (see above)"
-
-
 def test_worker_node_cut_off_during_a_burst_then_healed(
-    mesh: Mesh, api: NubeClient, report: Report, request: pytest.FixtureRequest
+    mesh: Mesh, api: NubeClient, report: Report
 ) -> None:
     """Row 28: while a worker node's link is down, the shared-queue jobs submitted meanwhile
     run on the other node; the jobs pinned to the cut node wait, saying that no live worker
     serves its queue, and run there once the link is back (as do the jobs the node held when
-    it was cut). Known to lose a job now and then on RabbitMQ (:data:`RABBITMQ_ROW_28`)."""
-    if broker_of(mesh) == "rabbitmq":
-        request.applymarker(pytest.mark.xfail(strict=False, reason=RABBITMQ_ROW_28))
+    it was cut). A task the cut node starts during the cut waits for the job store: its replay
+    guard's nonce claim waits up to ``CLAIM_PATIENCE_S`` (before, on RabbitMQ, the failed decode
+    made Celery ack the message, and the job stayed queued for ever)."""
     vm, cut = define_vm(api)
     other = next(n for n in WORKER_NODES if n != cut)
     since = time.time()
