@@ -164,6 +164,7 @@ local ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
 local place = string.format('%.0f', ms * 1000 + seq % 1000)
 redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
 redis.call('ZADD', KEYS[3], place, ARGV[3])
+redis.call('EXPIRE', KEYS[3], ARGV[2])  -- an idle tenant's index goes with its last record
 local expired = string.format('%.0f', (ms - tonumber(ARGV[2]) * 1000) * 1000)
 redis.call('ZREMRANGEBYSCORE', KEYS[3], PLACE_FLOOR, '(' .. expired)
 if ARGV[4] ~= '' then

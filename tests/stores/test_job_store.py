@@ -160,6 +160,17 @@ def test_the_tenant_index_forgets_jobs_whose_records_expired(store: JobStore) ->
     assert store.redis.zrange(index, 0, -1) == [job.id]
 
 
+def test_an_idle_tenants_index_expires_with_its_last_record(store: JobStore) -> None:
+    """A tenant that stops creating jobs leaves no index behind (the 100,000-job soak found its
+    index outliving every record): each create gives the index the record's lifetime."""
+    new_job(store, tenant="idle")
+    index = store.index("idle")
+    assert 0 < store.redis.ttl(index) <= 30 * 24 * 3600
+    store.redis.expire(index, 5)  # as if the last create were a record's life ago, less 5 s
+    new_job(store, tenant="idle")
+    assert store.redis.ttl(index) > 30 * 24 * 3600 - 60  # renewed by the newer create
+
+
 def test_status_counts_follow_every_transition(store: JobStore) -> None:
     a, b, c, d = (new_job(store) for _ in range(4))
     store.mark_running(a.id, "n1")
