@@ -33,7 +33,8 @@ from pathlib import Path
 
 import libvirt
 
-from nube.tools.mesh_net import kill_inside
+from nube.tools import netns
+from nube.tools.netns import NetError, ip, kill_inside
 
 PREFIX = "nbl-"
 SUBNET = ipaddress.ip_network("10.219.0.0/24")
@@ -49,7 +50,7 @@ PRIVATE_DIRS = {
 _SUBDIRS = ("lib/qemu", "cache/qemu", "log/qemu", "etc/qemu", "etc/storage", "run/qemu")
 
 
-class HostError(Exception):
+class HostError(NetError):
     """The second libvirt host cannot be made here (no root, a tool missing, its range taken)."""
 
 
@@ -107,7 +108,7 @@ class LibvirtHost:
             time.sleep(0.2)
 
     def running(self) -> bool:
-        return any(_comm(pid) == "libvirtd" for pid in _pids_inside(self.netns))
+        return any(_comm(pid) == "libvirtd" for pid in netns.pids_inside(self.netns))
 
     def answers(self) -> bool:
         libvirt.registerErrorHandler(_quiet, None)
@@ -173,13 +174,6 @@ class LibvirtHost:
             )
 
 
-def ip(*args: str, check: bool = True) -> str:
-    done = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30)
-    if check and done.returncode != 0:
-        raise HostError(f"ip {' '.join(args)}: {done.stderr.strip()}")
-    return done.stdout
-
-
 def check_can_run() -> None:
     for tool in ("ip", "unshare", "libvirtd"):
         if shutil.which(tool) is None:
@@ -189,25 +183,16 @@ def check_can_run() -> None:
 
 
 def namespaces() -> list[str]:
-    names = [line.split()[0] for line in ip("netns", "list").splitlines() if line.strip()]
-    return [n for n in names if n.startswith(PREFIX)]
+    return netns.namespaces(PREFIX)
 
 
 def links() -> list[str]:
-    found = []
-    for line in ip("-o", "link", "show").splitlines():
-        name = line.split(":", 2)[1].strip().split("@")[0]
-        if name.startswith(PREFIX):
-            found.append(name)
-    return found
+    return netns.links(PREFIX)
 
 
 def check_range_free() -> None:
-    """Refuse :data:`SUBNET` when an interface that is not the harness's has an address in it."""
-    for line in ip("-4", "-o", "addr", "show").splitlines():
-        dev, addr = line.split()[1], line.split()[3]
-        if not dev.startswith(PREFIX) and ipaddress.ip_interface(addr).network.overlaps(SUBNET):
-            raise HostError(f"{SUBNET} is in use on {dev} ({addr}); the harness needs it")
+    """Refuse :data:`SUBNET` when an interface or route that is not the harness's uses it."""
+    netns.check_range_free(SUBNET, PREFIX)
 
 
 def down() -> list[str]:
@@ -215,14 +200,7 @@ def down() -> list[str]:
     :data:`STATE_DIR`; returns what it removed. Idempotent."""
     if shutil.which("ip") is None:
         return []
-    removed = []
-    for netns in namespaces():
-        kill_inside(netns)
-        ip("netns", "delete", netns, check=False)
-        removed.append(f"netns {netns}")
-    for link in links():
-        ip("link", "delete", link, check=False)
-        removed.append(f"link {link}")
+    removed = netns.remove_all(PREFIX)
     if STATE_DIR.exists():
         shutil.rmtree(STATE_DIR, ignore_errors=True)
         removed.append(f"dir {STATE_DIR}")
@@ -231,10 +209,6 @@ def down() -> list[str]:
 
 def _quiet(_ctx: object, _err: object) -> None:
     """libvirt prints every error to stderr by default; a refused connection is an answer."""
-
-
-def _pids_inside(netns: str) -> list[int]:
-    return [int(p) for p in ip("netns", "pids", netns, check=False).split()]
 
 
 def _comm(pid: int) -> str:
@@ -261,7 +235,7 @@ def main(argv: list[str]) -> int:
             print("\n".join(down()) or "nothing to remove")
         else:
             print(f"{host.netns} {host.uri} {'answers' if host.answers() else 'down'}")
-    except HostError as e:
+    except NetError as e:
         print(f"libvirt_host: {e}", file=sys.stderr)
         return 1
     return 0

@@ -44,7 +44,7 @@ import redis
 import requests
 
 from nube.registry import Registry
-from nube.tools import mesh_net
+from nube.tools import mesh_net, netns
 from nube.tools.devstack import ROOT, Stack, _interrupt, _wait_until, _write_env
 from nube.tools.mesh_net import HOST, MeshError, Node
 
@@ -168,7 +168,7 @@ class Mesh(Stack):
         """Stop ``node``'s services (as a host that goes away: its link is left as it is)."""
         for name in [n for n in self.procs if n.split(".")[0] == node]:
             self.stop(name, signal.SIGKILL)
-        mesh_net.kill_inside(self.nodes[node].netns)
+        netns.kill_inside(self.nodes[node].netns)
 
     def cut(self, node: str) -> None:
         mesh_net.cut(self.nodes[node])

@@ -12,14 +12,13 @@ Needs root and iproute2 (``ip``).
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import os
 import shutil
-import signal
-import subprocess
-import time
 from dataclasses import dataclass
+
+from nube.tools import netns
+from nube.tools.netns import ip, pids_inside
 
 PREFIX = "nbm-"
 BRIDGE = f"{PREFIX}br0"
@@ -29,9 +28,8 @@ HOST = "10.213.0.1"
 #: Node ``i`` (from 0) gets ``10.213.0.<FIRST_NODE + i>``.
 FIRST_NODE = 10
 
-
-class MeshError(Exception):
-    """The mesh cannot be made here (no root, no ``ip``, its address range taken)."""
+#: The mesh cannot be made here (no root, no ``ip``, its address range taken).
+MeshError = netns.NetError
 
 
 @dataclass(frozen=True)
@@ -59,13 +57,6 @@ class Node:
         return ["ip", "netns", "exec", self.netns, *argv]
 
 
-def ip(*args: str, check: bool = True) -> str:
-    done = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30)
-    if check and done.returncode != 0:
-        raise MeshError(f"ip {' '.join(args)}: {done.stderr.strip()}")
-    return done.stdout
-
-
 def check_can_run() -> None:
     if shutil.which("ip") is None:
         raise MeshError("iproute2's `ip` is not installed (scripts/setup.sh installs it)")
@@ -75,33 +66,17 @@ def check_can_run() -> None:
 
 def namespaces() -> list[str]:
     """The mesh's namespaces that exist now."""
-    names = [line.split()[0] for line in ip("netns", "list").splitlines() if line.strip()]
-    return [n for n in names if n.startswith(PREFIX)]
+    return netns.namespaces(PREFIX)
 
 
 def links() -> list[str]:
     """The mesh's links in the host namespace (the bridge and the host sides of the veths)."""
-    found = []
-    for line in ip("-o", "link", "show").splitlines():
-        name = line.split(":", 2)[1].strip().split("@")[0]
-        if name.startswith(PREFIX):
-            found.append(name)
-    return found
+    return netns.links(PREFIX)
 
 
 def check_range_free() -> None:
     """Refuse :data:`SUBNET` when an interface or route that is not the mesh's uses it."""
-    for line in ip("-4", "-o", "addr", "show").splitlines():
-        dev, addr = line.split()[1], line.split()[3]
-        if not dev.startswith(PREFIX) and ipaddress.ip_interface(addr).network.overlaps(SUBNET):
-            raise MeshError(f"{SUBNET} is in use on {dev} ({addr}); the mesh needs it for itself")
-    for line in ip("-4", "route", "show").splitlines():
-        words = line.split()
-        dest = words[0]
-        dev = words[words.index("dev") + 1] if "dev" in words else ""
-        skip = dest == "default" or dev.startswith(PREFIX)
-        if not skip and ipaddress.ip_network(dest, strict=False).overlaps(SUBNET):
-            raise MeshError(f"{SUBNET} is routed through {dev or dest}: {line}")
+    netns.check_range_free(SUBNET, PREFIX)
 
 
 def up(nodes: list[Node]) -> None:
@@ -132,34 +107,7 @@ def up(nodes: list[Node]) -> None:
 def down() -> list[str]:
     """Remove every namespace and link named with :data:`PREFIX`, first ending the processes
     that run inside those namespaces; returns what it removed. Idempotent."""
-    if shutil.which("ip") is None:
-        return []
-    removed = []
-    for netns in namespaces():
-        kill_inside(netns)
-        ip("netns", "delete", netns, check=False)
-        removed.append(f"netns {netns}")
-    for link in links():  # a veth's host side goes with its namespace; what is left, here
-        ip("link", "delete", link, check=False)
-        removed.append(f"link {link}")
-    return removed
-
-
-def pids_inside(netns: str) -> list[int]:
-    return [int(p) for p in ip("netns", "pids", netns, check=False).split()]
-
-
-def kill_inside(netns: str, timeout: float = 10.0) -> None:
-    """SIGTERM, then SIGKILL, every process in ``netns`` (all of them the mesh started)."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for pid in pids_inside(netns):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, sig)
-        deadline = time.monotonic() + timeout
-        while pids_inside(netns) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        if not pids_inside(netns):
-            return
+    return netns.remove_all(PREFIX) if shutil.which("ip") else []
 
 
 def cut(node: Node) -> None:
@@ -174,10 +122,10 @@ def heal(node: Node) -> None:
 def describe() -> list[str]:
     """One line per namespace and link of the mesh, with its address and state."""
     lines = []
-    for netns in namespaces():
-        addrs = ip("-n", netns, "-4", "-o", "addr", "show", "dev", "eth0", check=False).split()
+    for ns in namespaces():
+        addrs = ip("-n", ns, "-4", "-o", "addr", "show", "dev", "eth0", check=False).split()
         addr = addrs[3] if len(addrs) > 3 else "-"
-        lines.append(f"netns {netns:<14} {addr:<16} {len(pids_inside(netns))} processes")
+        lines.append(f"netns {ns:<14} {addr:<16} {len(pids_inside(ns))} processes")
     for link in links():
         state = "UP" if "state UP" in ip("-o", "link", "show", link) else "DOWN"
         lines.append(f"link  {link:<14} {state}")
