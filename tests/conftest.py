@@ -96,6 +96,25 @@ def _show_logs_on_failure(workdir: Path) -> None:
             print(f"==> {log.name} <==\n{log.read_text()[-4000:]}")
 
 
+Report = Callable[[str], None]
+
+
+@pytest.fixture
+def report(pytestconfig: pytest.Config) -> Report:
+    """Write a line to the terminal even when output is captured (the counts on CI)."""
+    plugins = pytestconfig.pluginmanager
+    reporter, capture = plugins.get_plugin("terminalreporter"), plugins.get_plugin("capturemanager")
+
+    def say(line: str) -> None:
+        if reporter is None or capture is None:
+            print(line)
+            return
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(line)
+
+    return say
+
+
 ClientFactory = Callable[..., NubeClient]
 
 

@@ -15,16 +15,14 @@ import secrets
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import pytest
 import requests
 
 from nube.tools.sentinel import SentinelStack
-from tests.conftest import remove_docker_resources
+from tests.conftest import Report, remove_docker_resources
 from tests.faults.test_message_path_faults import _container_creations
 from tests.faults.test_worker_and_redis_faults import client_for, records
 from tests.ha.conftest import sentinel_stack
@@ -35,24 +33,6 @@ KILL_AFTER = JOBS // 3
 TERMINAL = {"succeeded", "failed", "cancelled"}
 #: Keyed by the job id: a second delivery of a job makes no second container.
 DETACHED = {"image": "busybox:latest", "command": ["sleep", "1"], "detach": True}
-
-Report = Callable[[str], None]
-
-
-@pytest.fixture
-def report(pytestconfig: pytest.Config) -> Report:
-    """Write a line to the terminal even when output is captured (the counts on CI)."""
-    plugins = pytestconfig.pluginmanager
-    reporter, capture = plugins.get_plugin("terminalreporter"), plugins.get_plugin("capturemanager")
-
-    def say(line: str) -> None:
-        if reporter is None or capture is None:
-            print(line)
-            return
-        with capture.global_and_fixture_disabled():
-            reporter.write_line(line)
-
-    return say
 
 
 class Burst:

@@ -29,7 +29,7 @@ from nube.tools.client import NubeClient
 from nube.tools.mesh import Mesh
 from nube.tools.mesh_net import HOST
 from tests.brokers import RabbitNode, rabbitmq_available
-from tests.conftest import TEST_POLICY, docker_available, libvirt_available, need
+from tests.conftest import TEST_POLICY, Report, docker_available, libvirt_available, need
 from tests.faults.test_message_path_faults import _container_creations
 from tests.faults.test_worker_and_redis_faults import records
 
@@ -162,25 +162,6 @@ def all_terminal(mesh: Mesh, ids: list[str], timeout: float) -> dict[str, dict[s
         if all(j.get("status") in TERMINAL for j in jobs.values()) or time.monotonic() > deadline:
             return jobs
         time.sleep(0.5)
-
-
-Report = Callable[[str], None]
-
-
-@pytest.fixture
-def report(pytestconfig: pytest.Config) -> Report:
-    """Write a line to the terminal even when output is captured (the counts on CI)."""
-    plugins = pytestconfig.pluginmanager
-    reporter, capture = plugins.get_plugin("terminalreporter"), plugins.get_plugin("capturemanager")
-
-    def say(line: str) -> None:
-        if reporter is None or capture is None:
-            print(line)
-            return
-        with capture.global_and_fixture_disabled():
-            reporter.write_line(line)
-
-    return say
 
 
 def count(
