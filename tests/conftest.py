@@ -90,6 +90,18 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         _show_logs_on_failure(s.workdir)
 
 
+@contextlib.contextmanager
+def logs_shown_on_failure(workdir: Path) -> Iterator[None]:
+    """Print the tail of every service log in ``workdir`` when the body raises (a stack that
+    fails to start in a fixture's set-up), then let the error go on."""
+    try:
+        yield
+    except BaseException:
+        for log in sorted(workdir.glob("*.log")):
+            print(f"==> {log.name} <==\n{log.read_text(errors='replace')[-3000:]}")
+        raise
+
+
 def _show_logs_on_failure(workdir: Path) -> None:
     if os.environ.get("NUBE_TEST_LOGS"):
         for log in sorted(workdir.glob("*.log")):

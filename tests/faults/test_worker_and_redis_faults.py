@@ -30,7 +30,13 @@ from nube.tokens import Scope, TokenStore
 from nube.tools.client import NubeClient
 from nube.tools.devstack import Stack
 from tests.brokers import Broker
-from tests.conftest import TEST_POLICY, docker_available, need, remove_docker_resources
+from tests.conftest import (
+    TEST_POLICY,
+    docker_available,
+    logs_shown_on_failure,
+    need,
+    remove_docker_resources,
+)
 from tests.faults.test_message_path_faults import _container_creations
 from tests.redis_replies import each, fields
 
@@ -71,12 +77,9 @@ def private_stack(tmp_path: Path, **env: str) -> Iterator[_PrivateStack]:
     stack = _PrivateStack(workdir=workdir, libvirt_uri="test:///default", extra_env=extra)
     stack.groups = []
     try:
-        stack.start_redis()
-        yield stack
-    except BaseException:
-        for log in sorted(workdir.glob("*.log")):
-            print(f"==> {log.name} <==\n{log.read_text(errors='replace')[-3000:]}")
-        raise
+        with logs_shown_on_failure(workdir):
+            stack.start_redis()
+            yield stack
     finally:
         stack.reap()
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from nube.tools.sentinel import SentinelStack
-from tests.conftest import TEST_POLICY, docker_available, need
+from tests.conftest import TEST_POLICY, docker_available, logs_shown_on_failure, need
 
 
 @contextlib.contextmanager
@@ -32,11 +32,8 @@ def sentinel_stack(tmp_path: Path, **env: str) -> Iterator[SentinelStack]:
     }
     stack = SentinelStack(workdir=workdir, extra_env=extra)
     try:
-        stack.start_redis()
-        yield stack
-    except BaseException:
-        for log in sorted(workdir.glob("*.log")):
-            print(f"==> {log.name} <==\n{log.read_text(errors='replace')[-3000:]}")
-        raise
+        with logs_shown_on_failure(workdir):
+            stack.start_redis()
+            yield stack
     finally:
         stack.stop_all()

@@ -27,7 +27,13 @@ import requests
 from nube.tokens import Scope, TokenStore
 from nube.tools.devstack import Stack
 from tests.brokers import RabbitCluster, rabbitmq_available
-from tests.conftest import TEST_POLICY, docker_available, need, remove_docker_resources
+from tests.conftest import (
+    TEST_POLICY,
+    docker_available,
+    logs_shown_on_failure,
+    need,
+    remove_docker_resources,
+)
 from tests.faults.test_message_path_faults import _container_creations
 from tests.faults.test_worker_and_redis_faults import records
 from tests.mesh.conftest import TERMINAL, Report
@@ -69,17 +75,14 @@ def stack(cluster: RabbitCluster, tmp_path_factory: pytest.TempPathFactory) -> I
         },
     )
     try:
-        made.start_redis()
-        made.start_agent()
-        made.start_worker("containers")
-        made.start_worker("vms")
-        made.start_api()
-        made.wait_ready(["nube.ingress", "containers", "vms"], timeout=90)
-        yield made
-    except BaseException:
-        for log in sorted(workdir.glob("*.log")):
-            print(f"==> {log.name} <==\n{log.read_text(errors='replace')[-3000:]}")
-        raise
+        with logs_shown_on_failure(workdir):
+            made.start_redis()
+            made.start_agent()
+            made.start_worker("containers")
+            made.start_worker("vms")
+            made.start_api()
+            made.wait_ready(["nube.ingress", "containers", "vms"], timeout=90)
+            yield made
     finally:
         made.stop_all()
 

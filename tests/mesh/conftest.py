@@ -29,7 +29,14 @@ from nube.tools.client import NubeClient
 from nube.tools.mesh import Mesh
 from nube.tools.mesh_net import HOST
 from tests.brokers import RabbitNode, rabbitmq_available
-from tests.conftest import TEST_POLICY, Report, docker_available, libvirt_available, need
+from tests.conftest import (
+    TEST_POLICY,
+    Report,
+    docker_available,
+    libvirt_available,
+    logs_shown_on_failure,
+    need,
+)
 from tests.faults.test_message_path_faults import _container_creations
 from tests.faults.test_worker_and_redis_faults import records
 
@@ -66,17 +73,14 @@ def running_mesh(workdir: Path, broker: str = "redis", **env: str) -> Iterator[M
     mesh = Mesh(workdir=workdir, libvirt_uri=uri, extra_env=extra)
     rabbit: RabbitNode | None = None
     try:
-        if broker == "rabbitmq":
-            mesh.build_network()  # the node listens on the bridge address
-            rabbit = RabbitNode(workdir / "rabbitmq", host=HOST)
-            rabbit.start()
-            mesh.broker_url_override = rabbit.take_vhost()
-        mesh.start_mesh()
-        yield mesh
-    except BaseException:
-        for log in sorted(workdir.glob("*.log")):
-            print(f"==> {log.name} <==\n{log.read_text(errors='replace')[-3000:]}")
-        raise
+        with logs_shown_on_failure(workdir):
+            if broker == "rabbitmq":
+                mesh.build_network()  # the node listens on the bridge address
+                rabbit = RabbitNode(workdir / "rabbitmq", host=HOST)
+                rabbit.start()
+                mesh.broker_url_override = rabbit.take_vhost()
+            mesh.start_mesh()
+            yield mesh
     finally:
         mesh.stop_all()
         if rabbit is not None:
