@@ -36,19 +36,25 @@ class OutcomeListener(threading.Thread):
         super().__init__(name="nube-outcomes", daemon=True)
         self.app, self.jobs, self.audit = app, jobs, audit
         self._stop_event = threading.Event()
+        self._receiver: Any = None
 
     def run(self) -> None:
         handlers = {name: self.record for name in OUTCOMES}
         while not self._stop_event.is_set():
             try:
                 with self.app.connection_for_read() as conn:
-                    receiver = self.app.events.Receiver(conn, handlers=handlers)
-                    for _ in receiver.consume(limit=None, timeout=1, wakeup=False):
-                        if self._stop_event.is_set():
-                            return
-            except TimeoutError:
-                continue
+                    self._receiver = self.app.events.Receiver(conn, handlers=handlers)
+                    if self._stop_event.is_set():
+                        return
+                    # No timeout: one subscription for as long as the connection lives. On Redis
+                    # events are pub/sub messages, and an event published while the receiver
+                    # resubscribed (a consume ended by a timeout) was never seen. stop() sets
+                    # should_stop, which consume checks after each second's drain.
+                    for _ in self._receiver.consume(limit=None, timeout=None, wakeup=False):
+                        pass
             except Exception as e:
+                if self._stop_event.is_set():
+                    return
                 log.warning("event listener lost its connection (%s); reconnecting", e)
                 time.sleep(1)
 
@@ -75,3 +81,5 @@ class OutcomeListener(threading.Thread):
 
     def stop(self) -> None:
         self._stop_event.set()
+        if self._receiver is not None:
+            self._receiver.should_stop = True
