@@ -116,7 +116,8 @@ class TlsRabbitNode(RabbitNode):
 
 class Capture:
     """``tcpdump -i lo`` of TCP ``ports`` into a pcap file while it runs; :meth:`stop` returns
-    the file's bytes (packets whole: ``-s 0``)."""
+    the file's bytes (packets whole: ``-s 0``; each handed over at once, ``--immediate-mode``:
+    without it a capture stopped within a second of its traffic kept none of it)."""
 
     def __init__(self, path: Path, ports: list[int]) -> None:
         self.path = path
@@ -125,7 +126,7 @@ class Capture:
             raise RuntimeError("tcpdump is not installed (scripts/setup.sh installs it)")
         expr = " or ".join(f"tcp port {p}" for p in ports)
         self.proc = subprocess.Popen(
-            [exe, "-i", "lo", "-s", "0", "-U", "-n", "-w", str(path), expr],
+            [exe, "-i", "lo", "-s", "0", "-U", "--immediate-mode", "-n", "-w", str(path), expr],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             start_new_session=True,

@@ -97,7 +97,7 @@ def _sample_for(model: type[BaseModel]) -> dict[str, Any]:
     if model is VmNetworkDefine:
         return NET_SPEC
     fields = model.model_fields
-    names = ("name", "pool", "snapshot", "network", "new_name")
+    names = ("name", "pool", "snapshot", "network", "new_name", "node")
     spec: dict[str, Any] = {k: "ok-name" for k in names if k in fields}
     if "capacity_mib" in fields:
         spec["capacity_mib"] = 8
