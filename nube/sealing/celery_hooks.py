@@ -51,6 +51,7 @@ from nube.sealing.serializer import (
     SEAL_KEY,
     TASK_CONTENT_TYPE,
     TASK_SERIALIZER,
+    cause_of,
     registered_codec,
 )
 
@@ -273,15 +274,8 @@ class RefusingConsumer(Consumer):
 
 def _redis_failed(exc: BaseException | None) -> bool:
     """Whether a Redis error (lost connection, a failover, no replica in time) is behind
-    ``exc`` (kombu wraps the decoder's error in ``DecodeError`` without chaining)."""
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        if isinstance(exc, REDIS_ERRORS):
-            return True
-        seen.add(id(exc))
-        inner = exc.args[0] if exc.args and isinstance(exc.args[0], BaseException) else None
-        exc = inner or exc.__cause__ or exc.__context__
-    return False
+    ``exc``."""
+    return cause_of(exc, REDIS_ERRORS) is not None
 
 
 def configure(app: Celery) -> None:

@@ -258,13 +258,23 @@ def unregister() -> None:
             registry.unregister(name)
 
 
-def envelope_error_of(exc: BaseException | None) -> EnvelopeError | None:
-    """The :class:`EnvelopeError` behind a kombu ``DecodeError`` (kombu wraps without chaining)."""
+def cause_of(
+    exc: BaseException | None, kinds: type[BaseException] | tuple[type[BaseException], ...]
+) -> BaseException | None:
+    """The first exception of ``kinds`` in ``exc``'s chain, or ``None``: kombu wraps a
+    decoder's error in ``DecodeError`` as its first argument, without chaining, so the walk
+    follows that argument as well as ``__cause__`` and ``__context__``."""
     seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
-        if isinstance(exc, EnvelopeError):
+        if isinstance(exc, kinds):
             return exc
         seen.add(id(exc))
         inner = exc.args[0] if exc.args and isinstance(exc.args[0], BaseException) else None
         exc = inner or exc.__cause__ or exc.__context__
     return None
+
+
+def envelope_error_of(exc: BaseException | None) -> EnvelopeError | None:
+    """The :class:`EnvelopeError` behind a kombu ``DecodeError``."""
+    found = cause_of(exc, EnvelopeError)
+    return found if isinstance(found, EnvelopeError) else None

@@ -37,6 +37,7 @@ from nube.sealing.serializer import (
     RESULT_SERIALIZER,
     TASK_CONTENT_TYPE,
     TASK_SERIALIZER,
+    cause_of,
     envelope_error_of,
     register,
     registered_codec,
@@ -103,6 +104,21 @@ def test_replayed_after_completion_is_refused(codec: Any) -> None:
     with pytest.raises(DecodeError) as e:
         loads(data, TASK_CONTENT_TYPE, "utf-8", accept=ACCEPT)
     assert isinstance(envelope_error_of(e.value), MessageReplayed)
+
+
+def test_cause_of_finds_an_error_inside_kombus_decode_error() -> None:
+    """kombu wraps a decoder's error as DecodeError's first argument, without chaining."""
+    lost = redis.exceptions.ConnectionError("lost")
+    try:
+        try:
+            raise lost
+        except redis.exceptions.ConnectionError as e:
+            raise RuntimeError("decoding failed") from e
+    except RuntimeError as wrapped:
+        decode_error = DecodeError(wrapped)
+    assert cause_of(decode_error, (redis.exceptions.ConnectionError,)) is lost
+    assert cause_of(decode_error, MessageReplayed) is None
+    assert cause_of(None, ValueError) is None
 
 
 def test_results_are_sealed_and_bound_to_their_task_id(codec: Any) -> None:
