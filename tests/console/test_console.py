@@ -250,8 +250,20 @@ def sign_in(driver: WebDriver, url: str, secret: str) -> None:
 
 
 def severe_logs(driver: WebDriver) -> list[dict[str, Any]]:
+    """The browser's SEVERE log entries, but for requests Chromium aborted on a network change.
+
+    Chromium aborts every request in flight with ``net::ERR_NETWORK_CHANGED`` (and logs it as
+    SEVERE) when any interface on the host comes or goes; the suites beside this one create
+    namespaces, veth pairs and bridges all the time. The console sends such a request again
+    (``ASYNC_READS`` drops one to show it), so those entries are the host's, not the console's.
+    """
     assert isinstance(driver, ChromiumDriver)  # the browser's log is Chromium's
-    return [e for e in driver.get_log("browser") if e.get("level") == "SEVERE"]
+    return [
+        e
+        for e in driver.get_log("browser")
+        if e.get("level") == "SEVERE"
+        and not str(e.get("message", "")).endswith("net::ERR_NETWORK_CHANGED")
+    ]
 
 
 def api_log_has(stack: Stack, needle: str, timeout: float = 5) -> bool:
