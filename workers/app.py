@@ -34,6 +34,8 @@ def register_operation(app: Celery, op: Operation, runtime: Runtime) -> Task:
         max_retries=op.max_retries,
         acks_late=True,
         reject_on_worker_lost=True,
+        # a message the pool could not open with Redis unreachable is requeued, not acked
+        Request="nube.sealing.celery_hooks:SealedRequest",
         ignore_result=True,  # the job record holds the result (sealed): no second copy
         typing=False,
         resultrepr_maxsize=0,  # events and Flower never show a result (it may hold secrets)

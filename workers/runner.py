@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from celery import Task
-from celery.exceptions import Ignore, SoftTimeLimitExceeded
+from celery.exceptions import Ignore, Reject, SoftTimeLimitExceeded
 from celery.utils.time import get_exponential_backoff_interval
 from pydantic import ValidationError
 
@@ -28,6 +28,7 @@ from nube.catalog import Operation
 from nube.errors import InvalidRequest, NubeError, Timeout, WorkerLost
 from nube.jobs import Job, JobStatus, JobStore
 from nube.placement import Placements
+from nube.redis_client import REDIS_ERRORS
 from nube.settings import Settings
 from nube.wire import JobMeta, field_error
 from workers.drivers import Driver, JobContext, load_driver
@@ -59,7 +60,7 @@ class Runtime:
         malformed one fails the job ``invalid_request`` naming the field).
         """
         job_id = task.request.id
-        job = self.jobs.mark_running(job_id, self.settings.node)
+        job = self._start(job_id)
         if job is None:
             return self._skip(job_id)
         lost = job.attempts - 1 - task.request.retries
@@ -90,6 +91,20 @@ class Runtime:
             return result
         # outside the except block: nothing raised from here on carries the error as context
         return self._handle_error(task, op, job, error)
+
+    def _start(self, job_id: str) -> Job | None:
+        """Mark the job running; with the job store unreachable, nothing has run yet, so the
+        message goes back to the broker (rejected, requeued) rather than being acknowledged as
+        a failed task, which would lose the job. Its redelivery waits for Redis to open."""
+        try:
+            return self.jobs.mark_running(job_id, self.settings.node)
+        except REDIS_ERRORS as e:
+            log.warning(
+                "job %s left for redelivery: the job store is unreachable at its start (%s)",
+                job_id,
+                type(e).__name__,
+            )
+            raise Reject("the job store is unreachable", requeue=True) from None
 
     def _place(self, op: Operation, params: dict[str, Any], ctx: JobContext) -> None:
         """Record (or drop) where the resource an operation made (or removed, renamed, or

@@ -9,6 +9,8 @@ Wire with :func:`install` (one call per Celery app, in the worker/agent/API boot
   :func:`nube.sealing.control.seal_control_channel` for broadcasts.
 - :func:`verify_request` at the start of every task.
 - :func:`complete_request` on ``task_postrun``: marks the message's nonce DONE.
+- :class:`SealedRequest` as every task's ``Request``: a message the pool child could not open
+  because Redis (the replay guard's store) was unreachable goes back to the broker.
 - :class:`RefusingConsumer` as ``worker_consumer``: every message the worker cannot accept
   (plaintext, pickle, tampered, unknown key, replayed, unknown task, a sealed body copied under
   another task name or id) is reported to one callback (audit it, fail its job where that is
@@ -23,10 +25,13 @@ import json
 import logging
 from typing import Any
 
-from celery import Celery, current_task, signals
+from billiard.einfo import ExceptionInfo  # type: ignore[import-untyped]
+from celery import Celery, current_task, signals, states
 from celery.app.amqp import AMQP
-from celery.exceptions import Ignore
+from celery.exceptions import Ignore, Reject
 from celery.worker.consumer import Consumer
+from celery.worker.request import Request
+from kombu.exceptions import DecodeError
 from vine import promise
 
 from nube.broker import job_of_task
@@ -272,6 +277,27 @@ class RefusingConsumer(Consumer):
         super().on_unknown_task(body, message, exc)
 
 
+class SealedRequest(Request):
+    """Celery's request, but for a message whose body the pool child could not open because
+    Redis (the replay guard's nonce store) was unreachable: Celery would acknowledge it as a
+    failed task and the job would be lost; it is rejected and requeued instead (the consumer
+    does the same for its own decode, :meth:`RefusingConsumer.on_decode_error`)."""
+
+    def on_failure(
+        self, exc_info: ExceptionInfo, send_failed_event: bool = True, return_ok: bool = False
+    ) -> Any:
+        exc = getattr(exc_info.exception, "exc", exc_info.exception)  # ExceptionWithTraceback
+        if isinstance(exc, DecodeError) and _redis_failed(exc):
+            logger.warning(
+                "message %s left for redelivery: Redis unavailable while opening it", self.id
+            )
+            try:
+                raise Reject("Redis unavailable while opening the message", requeue=True)
+            except Reject:
+                exc_info = ExceptionInfo()
+        return super().on_failure(exc_info, send_failed_event, return_ok)
+
+
 def _redis_failed(exc: BaseException | None) -> bool:
     """Whether a Redis error (lost connection, a failover, no replica in time) is behind
     ``exc``."""
@@ -315,7 +341,13 @@ def install(
         def _postrun(task: Any = None, state: str | None = None, **_: Any) -> None:
             # No state: the task was interrupted (SystemExit when a SIGTERM reaches the pool
             # child at shutdown), its message is requeued, and the redelivery must be admitted.
-            if task is not None and task.app is app and state is not None:
+            # REJECTED: the message went back to the broker (requeued), so it is not finished.
+            if (
+                task is not None
+                and task.app is app
+                and state is not None
+                and state != states.REJECTED
+            ):
                 complete_request(guard, task.request)
 
         signals.task_postrun.connect(_postrun, weak=False, dispatch_uid=f"nube.postrun.{id(app)}")

@@ -1,0 +1,42 @@
+"""``python -m tests.faults.outage_worker vms [celery worker options]``: ``python -m workers``
+that SIGKILLs the stack's Redis (the job store and the replay guard's nonces) once, at the moment
+``OUTAGE_AT`` names in the first delivery it sees:
+
+- ``received``: the worker's consumer has taken the message; its pool child has not opened it;
+- ``prerun``: the pool child has opened it (its nonce is claimed); the task's body starts next.
+
+``OUTAGE_REDIS_PID`` is the pid to kill; ``OUTAGE_FLAG`` a path made when the cut is made (so
+it happens once across the worker's processes). ``OUTAGE_CLAIM_PATIENCE_S`` shortens how long
+the replay guard waits for Redis (15 s), so that the test waits less.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from typing import Any
+
+from celery import signals
+
+from nube.sealing import replay
+from workers.__main__ import main
+
+MOMENTS = {"received": signals.task_received, "prerun": signals.task_prerun}
+
+
+def cut(**_: Any) -> None:
+    try:
+        flag = os.open(os.environ["OUTAGE_FLAG"], os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return
+    os.close(flag)
+    os.kill(int(os.environ["OUTAGE_REDIS_PID"]), signal.SIGKILL)
+
+
+if __name__ == "__main__":
+    patience = os.environ.get("OUTAGE_CLAIM_PATIENCE_S")
+    if patience:
+        replay.CLAIM_PATIENCE_S = float(patience)
+    MOMENTS[os.environ["OUTAGE_AT"]].connect(cut, weak=False)
+    main(sys.argv[1:])

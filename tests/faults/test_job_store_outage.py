@@ -1,0 +1,77 @@
+"""Redis SIGKILLed exactly as a task starts, on RabbitMQ (shared/reliability.md #8): no job lost.
+
+On RabbitMQ the job store (Redis) is a separate service, so it can be gone while the broker
+delivers. A worker whose Redis vanished after its consumer took a message, but before the task
+had marked its job running, used to have Celery acknowledge that message as a failed task: the
+job stayed ``queued`` for ever, and nothing relays it again (the reconciler watches the Redis
+broker only). Now the message goes back to the broker and runs once Redis is back:
+
+- ``received``: the pool child cannot open the body (the replay guard cannot claim its nonce):
+  :class:`nube.sealing.celery_hooks.SealedRequest` rejects and requeues it;
+- ``prerun``: the body was opened, the task cannot mark its job running:
+  ``workers.runner.Runtime`` raises Celery's ``Reject(requeue=True)``, and the nonce is left
+  open for the redelivery.
+
+The worker is ``python -m workers`` with one hook (``tests/faults/outage_worker.py``) that
+SIGKILLs the real redis-server at that moment; the test starts it again (AOF keeps every record).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from nube.tools.devstack import PY
+from tests.brokers import Broker, RabbitNode
+from tests.faults.test_worker_and_redis_faults import (
+    TERMINAL,
+    assert_drained,
+    client_for,
+    job_of,
+    private_stack,
+    wait_for,
+)
+
+#: How long the redis-server stays dead: longer than the replay guard's patience in the worker
+#: (``OUTAGE_CLAIM_PATIENCE_S``), so that every claim made meanwhile gives up.
+OUTAGE_S = 5.0
+PATIENCE_S = "2"
+
+
+@pytest.mark.parametrize("moment", ["received", "prerun"])
+def test_redis_lost_as_a_task_starts_requeues_its_message(
+    tmp_path: Path, rabbitmq_node: RabbitNode, moment: str
+) -> None:
+    broker = Broker("rabbitmq", rabbitmq_node)
+    flag = tmp_path / "cut"
+    with private_stack(tmp_path, **broker.env()) as stack:
+        stack.start_agent()
+        redis = stack.procs["redis"]
+        stack.spawn(
+            "worker-vms",
+            [PY, "-m", "tests.faults.outage_worker", "vms", "--concurrency", "1"],
+            OUTAGE_AT=moment,
+            OUTAGE_REDIS_PID=str(redis.pid),
+            OUTAGE_FLAG=str(flag),
+            OUTAGE_CLAIM_PATIENCE_S=PATIENCE_S,
+        )
+        stack.start_api()
+        stack.wait_ready(["nube.ingress", "vms"])
+        job = client_for(stack).submit("GET", "/v1/vms")
+
+        wait_for(flag.exists, 30, f"the worker to cut Redis at '{moment}'")
+        redis.wait(10)
+        time.sleep(OUTAGE_S)
+        stack.start_redis()
+
+        deadline = time.monotonic() + 60
+        while job_of(stack, job["id"])["status"] not in TERMINAL and time.monotonic() < deadline:
+            time.sleep(0.2)
+        done = job_of(stack, job["id"])
+        assert done["status"] == "succeeded", done
+        assert done["attempts"] == 1, done  # the lost start never counted as an attempt
+        log = (stack.workdir / "worker-vms.log").read_text(errors="replace")
+        assert "left for redelivery" in log
+        assert_drained(stack, broker, job["id"], "vms")
