@@ -15,6 +15,8 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import time
+from pathlib import Path
 from typing import Any
 
 from celery import signals
@@ -31,7 +33,20 @@ def cut(**_: Any) -> None:
     except FileExistsError:
         return
     os.close(flag)
-    os.kill(int(os.environ["OUTAGE_REDIS_PID"]), signal.SIGKILL)
+    pid = int(os.environ["OUTAGE_REDIS_PID"])
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while _alive(pid) and time.monotonic() < deadline:  # gone before the task goes on
+        time.sleep(0.01)
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` still runs (a zombie, not yet reaped by the test, does not)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
 
 
 if __name__ == "__main__":
