@@ -31,7 +31,10 @@ def _print(source: str, report: VerifyReport) -> None:
 def verify_cmd(
     redis_url: Annotated[
         str | None,
-        typer.Option(help="Redis URL (default: NUBE_REDIS_URL, else .nube/local.env's)"),
+        typer.Option(
+            help="Redis URL (default: NUBE_REDIS_URL, else .nube/local.env's); "
+            "rediss:// uses the NUBE_TLS_* files"
+        ),
     ] = None,
     file: Annotated[
         Path | None,
@@ -47,6 +50,7 @@ def verify_cmd(
     """
     import redis
 
+    from nube import tls
     from nube.audit.log import AuditLog
     from nube.audit.verifier import verify_file
     from nube.redis_client import connect
@@ -54,11 +58,13 @@ def verify_cmd(
 
     reports: list[tuple[str, VerifyReport]] = []
     if use_redis:
-        client = (
-            redis.Redis.from_url(redis_url)
-            if redis_url
-            else connect(load_settings_or_exit(settings_environment()))
-        )
+        if redis_url:  # that server, as given; a rediss:// one with the NUBE_TLS_* files
+            settings = load_settings_or_exit(
+                {**settings_environment(), "NUBE_REDIS_URL": redis_url}
+            )
+            client = redis.Redis.from_url(redis_url, **tls.redis_options(settings))
+        else:
+            client = connect(load_settings_or_exit(settings_environment()))
         reports.append(("redis", AuditLog(client).verify()))
     if file is not None:
         reports.append((str(file), verify_file(file)))

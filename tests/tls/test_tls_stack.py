@@ -11,6 +11,7 @@ start-up with one line naming the setting.
 
 from __future__ import annotations
 
+import re
 import secrets
 import shutil
 import subprocess
@@ -23,11 +24,13 @@ import pytest
 import redis
 import requests
 from kombu import Connection
+from typer.testing import CliRunner
 
 from nube.broker import make_celery
 from nube.redis_client import connect
 from nube.settings import SettingsError, load_settings
 from nube.tokens import Scope, TokenStore
+from nube.tools.cli_audit import audit_app
 from nube.tools.client import NubeClient
 from nube.tools.devstack import ROOT, Stack
 from tests.brokers import RabbitNode, rabbitmq_available
@@ -157,8 +160,14 @@ def test_a_job_over_tls_redis_leaks_nothing(tmp_path: Path, certs: Certs) -> Non
     try:
         data, markers = run_captured(stack, [stack.redis_port], flower=True)
         logs = {p.name: p.read_text() for p in tmp_path.glob("*.log")}
+        # an operator's `nube audit verify --redis-url rediss://…` reaches it with the TLS files
+        verified = CliRunner().invoke(
+            audit_app, ["verify", "--redis-url", stack.broker_url], env=stack.tls_env()
+        )
     finally:
         stack.stop_all()
+    assert verified.exit_code == 0, verified.output
+    assert re.search(r"redis: ok, [1-9]\d* records, chain intact", verified.output), verified.output
     assert len(data) > 20_000, "the capture saw the stack's traffic"
     assert b"\x16\x03\x01" in data, "a TLS handshake record is in the capture"
     secrets_ = {
