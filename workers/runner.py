@@ -85,7 +85,7 @@ class Runtime:
         except NubeError as e:
             error = e
         else:
-            self._place(op, params, ctx)
+            self._place(op, params, ctx, result)
             self.jobs.finish(job_id, result, base=job)
             _run_recorded(ctx)
             return result
@@ -106,18 +106,21 @@ class Runtime:
             )
             raise Reject("the job store is unreachable", requeue=True) from None
 
-    def _place(self, op: Operation, params: dict[str, Any], ctx: JobContext) -> None:
+    def _place(self, op: Operation, params: dict[str, Any], ctx: JobContext, result: Any) -> None:
         """Record (or drop) where the resource an operation made (or removed, renamed, or
-        migrated to another node) lives."""
+        migrated to another node) lives, under its owner's tenant: the driver's result names
+        it (an admin may act on another tenant's VM), else the job's tenant owns it."""
         if not (op.places or op.releases):
             return
         placements = Placements(self.jobs.redis)
+        owner = result.get("tenant") if isinstance(result, dict) else None
+        tenant = owner if isinstance(owner, str) and owner else ctx.tenant
         released, placed = params.get("name"), params.get(op.placed_by)
         if op.releases and isinstance(released, str):
-            placements.forget(op.service, ctx.tenant, released)
+            placements.forget(op.service, tenant, released)
         node = params.get(op.placed_on) if op.placed_on else self.settings.node
         if op.places and isinstance(placed, str) and isinstance(node, str):
-            placements.record(op.service, ctx.tenant, placed, node)
+            placements.record(op.service, tenant, placed, node)
 
     def _call(self, op: Operation, params: dict[str, Any], ctx: JobContext) -> Any:
         try:

@@ -65,3 +65,30 @@ def test_rename_and_clone_a_shut_off_vm(
     for vm in (new, copy):
         gone: dict[str, Any] = ok(call(vm_api, "DELETE", f"/v1/vms/{vm}", {"remove_storage": True}))
         assert gone["removed_volumes"] and not exists(raw.lookupByName, backend_name(tenant, vm))
+
+
+def test_an_admin_of_another_tenant_renames_and_removes_a_vm(
+    stack: Stack, vm_api: NubeClient, make_client: Any, raw: libvirt.virConnect
+) -> None:
+    """An admin acting on another tenant's VM: its placement follows under its owner's tenant,
+    none is recorded under the admin's, and the owner reaches it under its new name."""
+    tenant: str = vm_api.tenant  # type: ignore[attr-defined]
+    other = make_client(scopes=("read", "write", "admin"))
+    placements = Placements(stack.redis())
+    name, new = unique("adm"), unique("admren")
+    node = ok(define_vm(vm_api, name))["node"]
+
+    renamed = ok(call(other, "POST", f"/v1/vms/{name}/rename", {"new_name": new}))
+    assert (renamed["name"], renamed["tenant"]) == (new, tenant)
+    assert placements.node_of("vms", tenant, new) == node
+    assert placements.node_of("vms", tenant, name) is None
+    assert placements.node_of("vms", other.tenant, new) is None
+    assert (tenant, new) in placements.on_node("vms", node)
+    assert (other.tenant, new) not in placements.on_node("vms", node)
+    assert ok(call(vm_api, "GET", f"/v1/vms/{new}"))["name"] == new
+
+    removed = ok(call(other, "DELETE", f"/v1/vms/{new}", {}))
+    assert (removed["state"], removed["tenant"]) == ("undefined", tenant)
+    assert not exists(raw.lookupByName, backend_name(tenant, new))
+    assert placements.node_of("vms", tenant, new) is None
+    assert (tenant, new) not in placements.on_node("vms", node)

@@ -217,8 +217,14 @@ class FakeHypervisorDriver(
             "vnc": {"listen": "127.0.0.1", "port": 5900 if live else None} if dom.vnc else None,
         }
 
-    def _gone(self, name: str) -> Result:
-        return {"name": name, "node": self.node, "state": "undefined", "allowed_actions": []}
+    def _gone(self, name: str, tenant: str) -> Result:
+        return {
+            "name": name,
+            "node": self.node,
+            "tenant": tenant,
+            "state": "undefined",
+            "allowed_actions": [],
+        }
 
     # --- actions ---------------------------------------------------------------------------------
 
@@ -232,7 +238,7 @@ class FakeHypervisorDriver(
         dom.state = target_state(action, dom.state, dom.persistent)
         if dom.state is S.UNDEFINED:
             del self.domains[dom.name]
-            return self._gone(name)
+            return self._gone(name, dom.tenant)
         return self._view(dom)
 
     def _check_networks(self, dom: FakeDomain) -> None:
@@ -296,7 +302,7 @@ class FakeHypervisorDriver(
         if dom.seed is not None and dom.seed[0] in self.pools:  # the seed goes with the VM
             self.pools[dom.seed[0]].volumes.pop(dom.seed[1], None)
         del self.domains[dom.name]
-        return {**self._gone(params.name), "removed_volumes": removed}
+        return {**self._gone(params.name, dom.tenant), "removed_volumes": removed}
 
     def _remove_disks(self, dom: FakeDomain) -> list[str]:
         removed = []

@@ -104,7 +104,8 @@ class DomainsMixin(LibvirtBase):
         except libvirt.libvirtError as err:
             if error_code(err) != libvirt.VIR_ERR_NO_DOMAIN:
                 raise
-            return gone(user_name(dom.name(), owner.tenant if owner else None), self.node)
+            tenant = owner.tenant if owner else None
+            return gone(user_name(dom.name(), tenant), self.node, tenant)
 
     def start_domain(self, params: m.VmRef, ctx: JobContext) -> dict[str, Any]:
         """See :meth:`HypervisorDriver.start_domain`."""
@@ -180,8 +181,8 @@ class DomainsMixin(LibvirtBase):
             if params.remove_storage:
                 removed.extend(_delete_volumes(dom.connect(), disks))
 
-        self._act(params.name, ctx, VmAction.UNDEFINE, undefine)
-        return {**gone(params.name, self.node), "removed_volumes": removed}
+        after = self._act(params.name, ctx, VmAction.UNDEFINE, undefine)
+        return {**after, "removed_volumes": removed}
 
 
 def _remove_console_log(path: str | None) -> None:

@@ -132,6 +132,13 @@ def lease_addresses(dom: libvirt.virDomain) -> dict[str, list[str]]:
     return by_mac
 
 
-def gone(name: str, node: str) -> dict[str, Any]:
-    """The representation of a domain that no longer exists (a stopped transient one)."""
-    return {"name": name, "node": node, "state": VmState.UNDEFINED.value, "allowed_actions": []}
+def gone(name: str, node: str, tenant: str | None) -> dict[str, Any]:
+    """The representation of a domain that no longer exists (a stopped transient one, an
+    undefined one); ``tenant`` is its owner's."""
+    return {
+        "name": name,
+        "node": node,
+        "tenant": tenant,
+        "state": VmState.UNDEFINED.value,
+        "allowed_actions": [],
+    }
