@@ -83,16 +83,26 @@ class Registry:
 
 
 class Heartbeat(threading.Thread):
-    """Announces an instance every few seconds until stopped."""
+    """Announces an instance every few seconds until stopped; with ``queues``, each beat
+    names the queues that callable gives (None: keep the last ones)."""
 
-    def __init__(self, registry: Registry, instance: ServiceInstance) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        instance: ServiceInstance,
+        queues: Callable[[], list[str] | None] | None = None,
+    ) -> None:
         super().__init__(name=f"heartbeat-{instance.name}", daemon=True)
         self.registry = registry
         self.instance = instance
+        self._queues = queues
         self._stop_event = threading.Event()
 
     def run(self) -> None:
         while not self._stop_event.is_set():
+            current = self._queues() if self._queues is not None else None
+            if current is not None:
+                self.instance.queues = current
             with contextlib.suppress(redis.RedisError):  # Redis restarting: beat again next time
                 self.registry.announce(self.instance)
             self._stop_event.wait(HEARTBEAT_INTERVAL)
@@ -113,7 +123,17 @@ def heartbeat_while_serving(
     """Announce this Celery worker process once it is ready, until it shuts down."""
 
     @worker_ready.connect(weak=False)
-    def start(**_: Any) -> None:
-        heartbeat = Heartbeat(Registry(connect(settings)), describe_self())
+    def start(sender: Any = None, **_: Any) -> None:
+        registry = Registry(connect(settings))
+        heartbeat = Heartbeat(registry, describe_self(), lambda: consumed_queues(sender))
         heartbeat.start()
         worker_shutdown.connect(lambda **_: heartbeat.stop(), weak=False)
+
+
+def consumed_queues(consumer: Any) -> list[str] | None:
+    """The queues Celery's worker ``consumer`` takes messages from now (a ``cancel_consumer``
+    or ``add_consumer`` broadcast changes them); None while it has no task consumer."""
+    task_consumer = getattr(consumer, "task_consumer", None)
+    if task_consumer is None:
+        return None
+    return sorted(str(q.name) for q in list(task_consumer.queues))

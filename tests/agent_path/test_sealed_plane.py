@@ -213,6 +213,35 @@ def test_flower_controls_reach_the_workers(plane: Stack) -> None:
     _wait(lambda: processes() == before + 1, 20, "the pool grown by Flower")
 
 
+def test_a_queue_cancelled_through_flower_reads_unserved(plane: Stack) -> None:
+    """``cancel_consumer`` (Flower's queue control) stops the worker taking the queue, and
+    /readyz says so within a heartbeat; ``add_consumer`` makes it served again."""
+    workers = _flower(plane, "/api/workers?refresh=1").json()
+    log = (plane.workdir / "worker-containers.log").read_text()
+    name = next(w for w in workers if w.startswith("containers.") and f"{w} ready." in log)
+
+    def served() -> bool:
+        ready = requests.get(plane.api_url + "/readyz", timeout=10).json()
+        return bool(ready["queues"]["containers"])
+
+    def control(action: str) -> None:
+        answer = requests.post(
+            f"{plane.flower_url}/api/worker/queue/{action}/{name}?queue=containers",
+            auth=("admin", plane.flower_password),
+            timeout=30,
+        )
+        assert answer.status_code == 200, answer.text
+
+    assert served()
+    control("cancel-consumer")
+    try:
+        _wait(lambda: not served(), 20, "/readyz to read the containers queue unserved")
+    finally:
+        control("add-consumer")
+    _wait(served, 20, "/readyz to read the containers queue served again")
+    plane.wait_ready(["nube.ingress", "containers"], timeout=10)
+
+
 def test_plaintext_broadcasts_are_refused_once_per_receiver(plane: Stack) -> None:
     before, logs_before = len(_refusals(plane)), _log_sizes(plane)
     plain = Celery("outsider", broker=broker_url(plane), set_as_current=False)
