@@ -20,6 +20,7 @@ from agents.metrics import observed
 from agents.middleware import Chain, Middleware, RelayMessage
 from agents.policy import Counts, Policy
 from nube.audit.log import AuditEvent, AuditLog, Decision
+from nube.broker import redelivered_without_job_store, relay_task_id
 from nube.catalog import CATALOG, Operation
 from nube.errors import InvalidRequest, NubeError
 from nube.jobs import Job, JobStore
@@ -161,7 +162,8 @@ class Relay:
         if request is None:
             return
         message = RelayMessage.of(request)
-        job = self.jobs.find(message.job_id)
+        with redelivered_without_job_store(relay_task_id(message.job_id)):
+            job = self.jobs.find(message.job_id)
         if job is None or job.status.terminal:
             log.info(
                 "dropping %s: job %s",
@@ -170,8 +172,10 @@ class Relay:
             )
             return
         try:
-            self.chain.before(message)
-            self._forward(message, job)
+            with redelivered_without_job_store(relay_task_id(message.job_id)):
+                self.chain.before(message)  # the policy's counts and the placements are in Redis
+                self._record_relayed(message, job)
+            self._publish(message)
         except NubeError as e:
             self.jobs.fail(message.job_id, e.to_dict(), base=job)
             self.chain.after(message, e)
@@ -189,11 +193,14 @@ class Relay:
                 self.jobs.fail(str(job_id), InvalidRequest(f"malformed request: {why}").to_dict())
             return None
 
-    def _forward(self, message: RelayMessage, job: Job) -> None:
+    def _record_relayed(self, message: RelayMessage, job: Job) -> None:
         assert message.queue is not None
         self.jobs.update(
             message.job_id, "relayed", f"to queue {message.queue}", base=job, queue=message.queue
         )
+
+    def _publish(self, message: RelayMessage) -> None:
+        assert message.queue is not None
         publish_operation(
             self.app,
             message.job_id,

@@ -10,12 +10,16 @@ see :func:`sentinel_options`) or RabbitMQ (``NUBE_BROKER_URL=amqp://...``, see
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 from urllib.parse import quote
 
 from amqp.exceptions import AMQPError, MessageNacked  # type: ignore[import-untyped]
 from celery import Celery
+from celery.exceptions import Reject
 from kombu.exceptions import OperationalError
 from redis.connection import parse_url
 
@@ -49,6 +53,27 @@ def job_of_task(task_id: str) -> tuple[str, bool]:
     """The job a task id belongs to, and whether it is the job's relay message."""
     relay = task_id.startswith(RELAY_ID_PREFIX)
     return (task_id[len(RELAY_ID_PREFIX) :] if relay else task_id), relay
+
+
+log = logging.getLogger(__name__)
+
+
+@contextmanager
+def redelivered_without_job_store(task_id: str) -> Iterator[None]:
+    """Run a task's first steps, those before it changes anything outside Redis: should the job
+    store (Redis) be unreachable there, the message goes back to the broker (Celery's
+    ``Reject``, requeued) instead of being acknowledged as a failed task, which would lose its
+    job on RabbitMQ. The redelivery waits for Redis in the replay guard; the task must leave
+    its nonce open (a REJECTED task is not completed: :func:`nube.sealing.celery_hooks.install`)."""
+    try:
+        yield
+    except REDIS_ERRORS as e:
+        log.warning(
+            "task %s left for redelivery: the job store is unreachable (%s)",
+            task_id,
+            type(e).__name__,
+        )
+        raise Reject("the job store is unreachable", requeue=True) from None
 
 
 #: Seconds of margin between the longest operation's time limit and the visibility timeout.

@@ -20,15 +20,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from celery import Task
-from celery.exceptions import Ignore, Reject, SoftTimeLimitExceeded
+from celery.exceptions import Ignore, SoftTimeLimitExceeded
 from celery.utils.time import get_exponential_backoff_interval
 from pydantic import ValidationError
 
+from nube.broker import redelivered_without_job_store
 from nube.catalog import Operation
 from nube.errors import InvalidRequest, NubeError, Timeout, WorkerLost
 from nube.jobs import Job, JobStatus, JobStore
 from nube.placement import Placements
-from nube.redis_client import REDIS_ERRORS
 from nube.settings import Settings
 from nube.wire import JobMeta, field_error
 from workers.drivers import Driver, JobContext, load_driver
@@ -93,18 +93,9 @@ class Runtime:
         return self._handle_error(task, op, job, error)
 
     def _start(self, job_id: str) -> Job | None:
-        """Mark the job running; with the job store unreachable, nothing has run yet, so the
-        message goes back to the broker (rejected, requeued) rather than being acknowledged as
-        a failed task, which would lose the job. Its redelivery waits for Redis to open."""
-        try:
+        """Mark the job running (nothing has run yet: an unreachable job store requeues)."""
+        with redelivered_without_job_store(job_id):
             return self.jobs.mark_running(job_id, self.settings.node)
-        except REDIS_ERRORS as e:
-            log.warning(
-                "job %s left for redelivery: the job store is unreachable at its start (%s)",
-                job_id,
-                type(e).__name__,
-            )
-            raise Reject("the job store is unreachable", requeue=True) from None
 
     def _place(self, op: Operation, params: dict[str, Any], ctx: JobContext, result: Any) -> None:
         """Record (or drop) where the resource an operation made (or removed, renamed, or

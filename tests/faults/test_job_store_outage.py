@@ -1,19 +1,20 @@
 """Redis SIGKILLed exactly as a task starts, on RabbitMQ (shared/reliability.md #8): no job lost.
 
 On RabbitMQ the job store (Redis) is a separate service, so it can be gone while the broker
-delivers. A worker whose Redis vanished after its consumer took a message, but before the task
-had marked its job running, used to have Celery acknowledge that message as a failed task: the
-job stayed ``queued`` for ever, and nothing relays it again (the reconciler watches the Redis
-broker only). Now the message goes back to the broker and runs once Redis is back:
+delivers. A worker or the agent whose Redis vanished after its consumer took a message, but
+before the task had changed anything, used to have Celery acknowledge that message as a failed
+task: the job stayed ``queued`` for ever, and nothing relays it again (the reconciler watches the
+Redis broker only). Now the message goes back to the broker and runs once Redis is back:
 
-- ``received``: the pool child cannot open the body (the replay guard cannot claim its nonce):
-  :class:`nube.sealing.celery_hooks.SealedRequest` rejects and requeues it;
-- ``prerun``: the body was opened, the task cannot mark its job running:
-  ``workers.runner.Runtime`` raises Celery's ``Reject(requeue=True)``, and the nonce is left
-  open for the redelivery.
+- a worker, ``received``: its pool child cannot open the body (the replay guard cannot claim
+  its nonce): :class:`nube.sealing.celery_hooks.SealedRequest` rejects and requeues it;
+- a worker, ``prerun``: the body was opened, the task cannot mark its job running;
+- the agent, ``prerun``: the relay cannot read the job it relays.
 
-The worker is ``python -m workers`` with one hook (``tests/faults/outage_worker.py``) that
-SIGKILLs the real redis-server at that moment; the test starts it again (AOF keeps every record).
+In the last two, :func:`nube.broker.redelivered_without_job_store` raises Celery's
+``Reject(requeue=True)``, and the nonce is left open for the redelivery. The service is the
+real one with one hook (``tests/faults/outage_service.py``) that SIGKILLs the real redis-server
+at that moment; the test starts it again (AOF keeps every record).
 """
 
 from __future__ import annotations
@@ -40,23 +41,30 @@ OUTAGE_S = 5.0
 PATIENCE_S = "2"
 
 
-@pytest.mark.parametrize("moment", ["received", "prerun"])
+@pytest.mark.parametrize(
+    ("service", "moment"),
+    [("workers", "received"), ("workers", "prerun"), ("agents", "prerun")],
+)
 def test_redis_lost_as_a_task_starts_requeues_its_message(
-    tmp_path: Path, rabbitmq_node: RabbitNode, moment: str
+    tmp_path: Path, rabbitmq_node: RabbitNode, service: str, moment: str
 ) -> None:
     broker = Broker("rabbitmq", rabbitmq_node)
     flag = tmp_path / "cut"
     with private_stack(tmp_path, **broker.env()) as stack:
-        stack.start_agent()
         redis = stack.procs["redis"]
-        stack.spawn(
-            "worker-vms",
-            [PY, "-m", "tests.faults.outage_worker", "vms", "--concurrency", "1"],
-            OUTAGE_AT=moment,
-            OUTAGE_REDIS_PID=str(redis.pid),
-            OUTAGE_FLAG=str(flag),
-            OUTAGE_CLAIM_PATIENCE_S=PATIENCE_S,
-        )
+        cut = {
+            "OUTAGE_AT": moment,
+            "OUTAGE_REDIS_PID": str(redis.pid),
+            "OUTAGE_FLAG": str(flag),
+            "OUTAGE_CLAIM_PATIENCE_S": PATIENCE_S,
+        }
+        argv = [PY, "-m", "tests.faults.outage_service", service]
+        if service == "agents":
+            stack.spawn("agent", argv, **cut)
+            stack.start_worker("vms", concurrency=1)
+        else:
+            stack.start_agent()
+            stack.spawn("worker-vms", [*argv, "vms", "--concurrency", "1"], **cut)
         stack.start_api()
         stack.wait_ready(["nube.ingress", "vms"])
         job = client_for(stack).submit("GET", "/v1/vms")
@@ -72,6 +80,6 @@ def test_redis_lost_as_a_task_starts_requeues_its_message(
         done = job_of(stack, job["id"])
         assert done["status"] == "succeeded", done
         assert done["attempts"] == 1, done  # the lost start never counted as an attempt
-        log = (stack.workdir / "worker-vms.log").read_text(errors="replace")
-        assert "left for redelivery" in log
+        log = stack.workdir / ("agent.log" if service == "agents" else "worker-vms.log")
+        assert "left for redelivery" in log.read_text(errors="replace")
         assert_drained(stack, broker, job["id"], "vms")

@@ -1,12 +1,13 @@
-"""``python -m tests.faults.outage_worker vms [celery worker options]``: ``python -m workers``
-that SIGKILLs the stack's Redis (the job store and the replay guard's nonces) once, at the moment
-``OUTAGE_AT`` names in the first delivery it sees:
+"""``python -m tests.faults.outage_service agents|workers [options]``: the agent (``python -m
+agents``) or a worker (``python -m workers vms ...``) that SIGKILLs the stack's Redis (the job
+store and the replay guard's nonces) once, at the moment ``OUTAGE_AT`` names in the first
+delivery it sees:
 
-- ``received``: the worker's consumer has taken the message; its pool child has not opened it;
-- ``prerun``: the pool child has opened it (its nonce is claimed); the task's body starts next.
+- ``received``: the consumer has taken the message; the pool has not opened it yet;
+- ``prerun``: the pool has opened it (its nonce is claimed); the task's body starts next.
 
 ``OUTAGE_REDIS_PID`` is the pid to kill; ``OUTAGE_FLAG`` a path made when the cut is made (so
-it happens once across the worker's processes). ``OUTAGE_CLAIM_PATIENCE_S`` shortens how long
+it happens once across the service's processes). ``OUTAGE_CLAIM_PATIENCE_S`` shortens how long
 the replay guard waits for Redis (15 s), so that the test waits less.
 """
 
@@ -22,7 +23,6 @@ from typing import Any
 from celery import signals
 
 from nube.sealing import replay
-from workers.__main__ import main
 
 MOMENTS = {"received": signals.task_received, "prerun": signals.task_prerun}
 
@@ -54,4 +54,8 @@ if __name__ == "__main__":
     if patience:
         replay.CLAIM_PATIENCE_S = float(patience)
     MOMENTS[os.environ["OUTAGE_AT"]].connect(cut, weak=False)
-    main(sys.argv[1:])
+    if sys.argv[1] == "agents":
+        from agents.__main__ import main
+    else:
+        from workers.__main__ import main
+    main(sys.argv[2:])
