@@ -20,7 +20,7 @@ from nube.errors import PolicyInvalid
 from nube.jobs import JobStore
 from nube.placement import Placements
 from nube.registry import ServiceInstance, heartbeat_while_serving
-from nube.sealing.celery_hooks import verify_request
+from nube.sealing.celery_hooks import SEALED_REQUEST, verify_request
 from nube.sealing.setup import Security
 from nube.settings import Settings, SettingsError
 
@@ -35,7 +35,12 @@ def create_agent_app(settings: Settings) -> Celery:
     relay = Relay(app, jobs, middlewares)
 
     @app.task(
-        name=RELAY_TASK, bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True
+        name=RELAY_TASK,
+        bind=True,
+        acks_late=True,
+        reject_on_worker_lost=True,
+        ignore_result=True,
+        Request=SEALED_REQUEST,  # the relay thread runs the body the consumer opened
     )
     def relay_task(self: Task, request: dict[str, Any]) -> None:
         verify_request(self)

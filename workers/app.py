@@ -15,7 +15,7 @@ from nube.bootstrap import Process, bootstrap
 from nube.catalog import CATALOG, Operation
 from nube.errors import NubeError, Timeout
 from nube.registry import ServiceInstance, heartbeat_while_serving
-from nube.sealing.celery_hooks import verify_request
+from nube.sealing.celery_hooks import SEALED_REQUEST, verify_request
 from nube.settings import Settings
 from workers.metrics import instrument
 from workers.runner import Runtime
@@ -34,8 +34,7 @@ def register_operation(app: Celery, op: Operation, runtime: Runtime) -> Task:
         max_retries=op.max_retries,
         acks_late=True,
         reject_on_worker_lost=True,
-        # a message the pool could not open with Redis unreachable is requeued, not acked
-        Request="nube.sealing.celery_hooks:SealedRequest",
+        Request=SEALED_REQUEST,  # the pool runs the body the consumer opened
         ignore_result=True,  # the job record holds the result (sealed): no second copy
         typing=False,
         resultrepr_maxsize=0,  # events and Flower never show a result (it may hold secrets)

@@ -9,8 +9,8 @@ Wire with :func:`install` (one call per Celery app, in the worker/agent/API boot
   :func:`nube.sealing.control.seal_control_channel` for broadcasts.
 - :func:`verify_request` at the start of every task.
 - :func:`complete_request` on ``task_postrun``: marks the message's nonce DONE.
-- :class:`SealedRequest` as every task's ``Request``: a message the pool child could not open
-  because Redis (the replay guard's store) was unreachable goes back to the broker.
+- :class:`SealedRequest` as every task's ``Request``: the pool runs the body the consumer
+  opened, so a message is decrypted and admitted by the replay guard once, not twice.
 - :class:`RefusingConsumer` as ``worker_consumer``: every message the worker cannot accept
   (plaintext, pickle, tampered, unknown key, replayed, unknown task, a sealed body copied under
   another task name or id) is reported to one callback (audit it, fail its job where that is
@@ -25,13 +25,11 @@ import json
 import logging
 from typing import Any
 
-from billiard.einfo import ExceptionInfo  # type: ignore[import-untyped]
 from celery import Celery, current_task, signals, states
 from celery.app.amqp import AMQP
-from celery.exceptions import Ignore, Reject
+from celery.exceptions import Ignore
 from celery.worker.consumer import Consumer
 from celery.worker.request import Request
-from kombu.exceptions import DecodeError
 from vine import promise
 
 from nube.broker import job_of_task
@@ -63,6 +61,8 @@ from nube.sealing.serializer import (
 logger = logging.getLogger(__name__)
 
 PUBLISH_HEADER = "nube"
+#: Every sealed task's ``Request`` class (``@app.task(Request=...)``).
+SEALED_REQUEST = "nube.sealing.celery_hooks:SealedRequest"
 """Header a publisher may set: ``{"tenant", "job", "op", "target"}``; moved into the seal
 (:mod:`nube.publish` sets it on every message)."""
 SYSTEM_TENANT = "-"
@@ -278,24 +278,22 @@ class RefusingConsumer(Consumer):
 
 
 class SealedRequest(Request):
-    """Celery's request, but for a message whose body the pool child could not open because
-    Redis (the replay guard's nonce store) was unreachable: Celery would acknowledge it as a
-    failed task and the job would be lost; it is rejected and requeued instead (the consumer
-    does the same for its own decode, :meth:`RefusingConsumer.on_decode_error`)."""
+    """Celery's request, carrying the body its consumer opened to the pool.
 
-    def on_failure(
-        self, exc_info: ExceptionInfo, send_failed_event: bool = True, return_ok: bool = False
-    ) -> Any:
-        exc = getattr(exc_info.exception, "exc", exc_info.exception)  # ExceptionWithTraceback
-        if isinstance(exc, DecodeError) and _redis_failed(exc):
-            logger.warning(
-                "message %s left for redelivery: Redis unavailable while opening it", self.id
-            )
-            try:
-                raise Reject("Redis unavailable while opening the message", requeue=True)
-            except Reject:
-                exc_info = ExceptionInfo()
-        return super().on_failure(exc_info, send_failed_event, return_ok)
+    Celery decodes a protocol-2 message in the consumer (to read it) and again in the pool (to
+    run it). Sealed, that is a second decryption and a second nonce claim in Redis per message;
+    and a pool that could not reach Redis for that claim would have Celery acknowledge the
+    message as a failed task (its job lost on RabbitMQ), or, on the agent's thread pool, drop
+    the failure and hold the message unacknowledged. The pool (a child process or a thread of
+    the same worker) gets the opened payload instead: nothing crosses the broker differently.
+    """
+
+    def __init__(
+        self, message: Any, *args: Any, body: Any = None, decoded: bool = False, **kwargs: Any
+    ) -> None:
+        if not decoded and message.content_type == TASK_CONTENT_TYPE:
+            body, decoded = message.payload, True  # opened (and admitted) once, by the consumer
+        super().__init__(message, *args, body=body, decoded=decoded, **kwargs)
 
 
 def _redis_failed(exc: BaseException | None) -> bool:

@@ -3,12 +3,14 @@ agents``) or a worker (``python -m workers vms ...``) that SIGKILLs the stack's 
 store and the replay guard's nonces) once, at the moment ``OUTAGE_AT`` names in the first
 delivery it sees:
 
-- ``received``: the consumer has taken the message; the pool has not opened it yet;
-- ``prerun``: the pool has opened it (its nonce is claimed); the task's body starts next.
+- ``received``: the consumer has opened the message; the pool has not run it yet;
+- ``prerun``: the pool is about to run the task's body.
 
 ``OUTAGE_REDIS_PID`` is the pid to kill; ``OUTAGE_FLAG`` a path made when the cut is made (so
-it happens once across the service's processes). ``OUTAGE_CLAIM_PATIENCE_S`` shortens how long
-the replay guard waits for Redis (15 s), so that the test waits less.
+it happens once across the service's processes); the cut waits until the test makes the path
+``OUTAGE_GO`` (once the API has answered: Redis gone before that would fail the request).
+``OUTAGE_CLAIM_PATIENCE_S`` shortens how long the replay guard waits for Redis (15 s), so that
+the test waits less.
 """
 
 from __future__ import annotations
@@ -33,6 +35,10 @@ def cut(**_: Any) -> None:
     except FileExistsError:
         return
     os.close(flag)
+    go = Path(os.environ["OUTAGE_GO"])
+    deadline = time.monotonic() + 30
+    while not go.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
     pid = int(os.environ["OUTAGE_REDIS_PID"])
     os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 5

@@ -6,13 +6,14 @@ before the task had changed anything, used to have Celery acknowledge that messa
 task: the job stayed ``queued`` for ever, and nothing relays it again (the reconciler watches the
 Redis broker only). Now the message goes back to the broker and runs once Redis is back:
 
-- a worker, ``received``: its pool child cannot open the body (the replay guard cannot claim
-  its nonce): :class:`nube.sealing.celery_hooks.SealedRequest` rejects and requeues it;
-- a worker, ``prerun``: the body was opened, the task cannot mark its job running;
-- the agent, ``prerun``: the relay cannot read the job it relays.
-
-In the last two, :func:`nube.broker.redelivered_without_job_store` raises Celery's
-``Reject(requeue=True)``, and the nonce is left open for the redelivery. The service is the
+- ``received``: the consumer has opened the body, the pool has not run it. Celery's pool used
+  to open it again, asking Redis to claim its nonce a second time: on a worker's prefork pool
+  that failure acknowledged the message, on the agent's thread pool it was dropped and the
+  message held unacknowledged. The pool now runs the body the consumer opened
+  (:class:`nube.sealing.celery_hooks.SealedRequest`), so the task starts and meets the next case;
+- ``prerun``: the task cannot mark its job running (a worker) or read the job it relays (the
+  agent): :func:`nube.broker.redelivered_without_job_store` raises Celery's
+  ``Reject(requeue=True)``, and the nonce is left open for the redelivery. The service is the
 real one with one hook (``tests/faults/outage_service.py``) that SIGKILLs the real redis-server
 at that moment; the test starts it again (AOF keeps every record).
 """
@@ -43,19 +44,20 @@ PATIENCE_S = "2"
 
 @pytest.mark.parametrize(
     ("service", "moment"),
-    [("workers", "received"), ("workers", "prerun"), ("agents", "prerun")],
+    [("workers", "received"), ("workers", "prerun"), ("agents", "received"), ("agents", "prerun")],
 )
 def test_redis_lost_as_a_task_starts_requeues_its_message(
     tmp_path: Path, rabbitmq_node: RabbitNode, service: str, moment: str
 ) -> None:
     broker = Broker("rabbitmq", rabbitmq_node)
-    flag = tmp_path / "cut"
+    flag, go = tmp_path / "cut", tmp_path / "go"
     with private_stack(tmp_path, **broker.env()) as stack:
         redis = stack.procs["redis"]
         cut = {
             "OUTAGE_AT": moment,
             "OUTAGE_REDIS_PID": str(redis.pid),
             "OUTAGE_FLAG": str(flag),
+            "OUTAGE_GO": str(go),
             "OUTAGE_CLAIM_PATIENCE_S": PATIENCE_S,
         }
         argv = [PY, "-m", "tests.faults.outage_service", service]
@@ -68,6 +70,7 @@ def test_redis_lost_as_a_task_starts_requeues_its_message(
         stack.start_api()
         stack.wait_ready(["nube.ingress", "vms"])
         job = client_for(stack).submit("GET", "/v1/vms")
+        go.touch()  # the API has answered: the service may cut Redis now
 
         wait_for(flag.exists, 30, f"the worker to cut Redis at '{moment}'")
         redis.wait(10)
