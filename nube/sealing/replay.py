@@ -99,8 +99,9 @@ class ReplayGuard:
     """Refuses messages older than the window (or from the future) and finished ones again.
 
     A message is *admitted* if it is fresh and its nonce is new or still OPEN: the Redis
-    transport redelivers the very same bytes after a worker crash (acks_late) and Celery decodes
-    a body twice (consumer and pool), so a seen-but-unfinished nonce must pass. When its task
+    transport redelivers the very same bytes after a worker crash (acks_late), and RabbitMQ
+    requeues a message a task rejected, so a seen-but-unfinished nonce must pass (the pool runs
+    the body its consumer opened: :class:`nube.sealing.celery_hooks.SealedRequest`). When its task
     finishes, :meth:`complete` marks the nonce DONE and any later copy is
     :class:`~nube.errors.MessageReplayed`. Records expire after the window plus skew, when the
     window check alone refuses the message.

@@ -133,7 +133,7 @@ def test_redelivery_passes_until_completed_then_replay_refused(ring: Keyring) ->
     sealer, guard = _guarded(ring, clock)
     header = sealer.open(sealer.seal(SECRET, BIND)).header
     guard.admit(header)
-    guard.admit(header)  # broker redelivery / second decode in the pool
+    guard.admit(header)  # a broker's redelivery, a requeued rejection
     guard.complete(header.nonce)
     with pytest.raises(MessageReplayed):
         guard.admit(header)
