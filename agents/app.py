@@ -32,7 +32,7 @@ def create_agent_app(settings: Settings) -> Celery:
     app, jobs = process.celery, process.jobs
     counts = BrokerCounts(app, jobs)
     middlewares = default_middlewares(process.security, policy, counts, Placements(process.redis))
-    relay = Relay(app, jobs, middlewares)
+    relay = Relay(app, jobs, middlewares, settings)
 
     @app.task(
         name=RELAY_TASK,

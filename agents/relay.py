@@ -28,6 +28,7 @@ from nube.placement import Placements
 from nube.publish import publish_operation
 from nube.sealing.sealer import Mode
 from nube.sealing.setup import Security
+from nube.settings import Settings
 from nube.summary import summarize, target_of
 from nube.wire import RelayRequest, field_error
 
@@ -151,10 +152,17 @@ def default_middlewares(
 class Relay:
     """Relays requests from the ingress queue to the worker queues."""
 
-    def __init__(self, app: Celery, jobs: JobStore, middlewares: Sequence[Middleware]) -> None:
+    def __init__(
+        self,
+        app: Celery,
+        jobs: JobStore,
+        middlewares: Sequence[Middleware],
+        settings: Settings | None = None,
+    ) -> None:
         self.app = app
         self.jobs = jobs
         self.chain = Chain(middlewares)
+        self.settings = settings or Settings()
 
     def relay(self, raw: Any) -> None:
         """Check, route and forward one relay request; fail its job when it is refused."""
@@ -162,7 +170,7 @@ class Relay:
         if request is None:
             return
         message = RelayMessage.of(request)
-        with redelivered_without_job_store(relay_task_id(message.job_id)):
+        with redelivered_without_job_store(relay_task_id(message.job_id), self.settings):
             job = self.jobs.find(message.job_id)
         if job is None or job.status.terminal:
             log.info(
@@ -172,7 +180,7 @@ class Relay:
             )
             return
         try:
-            with redelivered_without_job_store(relay_task_id(message.job_id)):
+            with redelivered_without_job_store(relay_task_id(message.job_id), self.settings):
                 self.chain.before(message)  # the policy's counts and the placements are in Redis
                 self._record_relayed(message, job)
             self._publish(message)

@@ -59,15 +59,21 @@ log = logging.getLogger(__name__)
 
 
 @contextmanager
-def redelivered_without_job_store(task_id: str) -> Iterator[None]:
-    """Run a task's first steps, those before it changes anything outside Redis: should the job
-    store (Redis) be unreachable there, the message goes back to the broker (Celery's
-    ``Reject``, requeued) instead of being acknowledged as a failed task, which would lose its
-    job on RabbitMQ. The redelivery waits for Redis in the replay guard; the task must leave
-    its nonce open (a REJECTED task is not completed: :func:`nube.sealing.celery_hooks.install`)."""
+def redelivered_without_job_store(task_id: str, settings: Settings) -> Iterator[None]:
+    """Run a task's first steps, those before it changes anything outside Redis: on RabbitMQ,
+    should the job store (Redis) be unreachable there, the message goes back to the broker
+    (Celery's ``Reject``, requeued) instead of being acknowledged as a failed task, which would
+    lose its job. The redelivery waits for Redis in the replay guard; the task must leave its
+    nonce open (a REJECTED task is not completed: :func:`nube.sealing.celery_hooks.install`).
+
+    On Redis the error is left to fail the task: the job store is the broker, which cannot
+    take the message back either, and the agent's reconciler relays again a job whose message
+    was lost (a requeue as well could make two copies of it)."""
     try:
         yield
     except REDIS_ERRORS as e:
+        if not settings.amqp:
+            raise
         log.warning(
             "task %s left for redelivery: the job store is unreachable (%s)",
             task_id,

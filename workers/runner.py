@@ -94,7 +94,7 @@ class Runtime:
 
     def _start(self, job_id: str) -> Job | None:
         """Mark the job running (nothing has run yet: an unreachable job store requeues)."""
-        with redelivered_without_job_store(job_id):
+        with redelivered_without_job_store(job_id, self.settings):
             return self.jobs.mark_running(job_id, self.settings.node)
 
     def _place(self, op: Operation, params: dict[str, Any], ctx: JobContext, result: Any) -> None:
