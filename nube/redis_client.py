@@ -13,7 +13,7 @@ from nube.redis_replicated import ReplicatedRedis, ReplicaWaitTimeout
 from nube.settings import Settings
 
 #: What a lost or refused Redis connection raises; callers map these to ``BrokerUnavailable``.
-REDIS_ERRORS: tuple[type[BaseException], ...] = (
+REDIS_ERRORS: tuple[type[Exception], ...] = (
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
     redis.exceptions.BusyLoadingError,

@@ -16,24 +16,42 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from celery import Task
 from celery.exceptions import Ignore, SoftTimeLimitExceeded
 from celery.utils.time import get_exponential_backoff_interval
 from pydantic import ValidationError
+from redis.backoff import ConstantBackoff
+from redis.retry import Retry
 
 from nube.broker import redelivered_without_job_store
 from nube.catalog import Operation
 from nube.errors import InvalidRequest, NubeError, Timeout, WorkerLost
 from nube.jobs import Job, JobStatus, JobStore
 from nube.placement import Placements
+from nube.redis_client import REDIS_ERRORS
 from nube.settings import Settings
 from nube.wire import JobMeta, field_error
 from workers.drivers import Driver, JobContext, load_driver
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: How a worker records an operation's outcome while the job store is briefly unreachable (a
+#: failover, a restart, a cut link): the operation has run, so giving up would leave its job
+#: ``running`` on RabbitMQ, or have the reconciler run it again on Redis. One try a second, 20
+#: in all, with redis-py's own ``Retry`` (the task's soft time limit may end the wait first).
+OUTCOME_RETRY = Retry(ConstantBackoff(1.0), 20, supported_errors=REDIS_ERRORS)
+
+
+def _waiting_for_job_store(error: Exception) -> None:
+    log.warning(
+        "the job store is unreachable (%s): recording the outcome again", type(error).__name__
+    )
 
 
 @dataclass
@@ -85,8 +103,8 @@ class Runtime:
         except NubeError as e:
             error = e
         else:
-            self._place(op, params, ctx, result)
-            self.jobs.finish(job_id, result, base=job)
+            self._recorded(lambda: self._place(op, params, ctx, result))
+            self._recorded(lambda: self.jobs.finish(job_id, result, base=job))
             _run_recorded(ctx)
             return result
         # outside the except block: nothing raised from here on carries the error as context
@@ -143,12 +161,11 @@ class Runtime:
             countdown = get_exponential_backoff_interval(
                 factor=1, retries=retries, maximum=self.settings.retry_backoff_max, full_jitter=True
             )
-            self.jobs.update(
-                job_id,
-                "retrying",
-                f"{error.code}; retry {retries + 1} in {countdown} s",
-                base=job,
-                status=JobStatus.QUEUED,
+            detail = f"{error.code}; retry {retries + 1} in {countdown} s"
+            self._recorded(
+                lambda: self.jobs.update(
+                    job_id, "retrying", detail, base=job, status=JobStatus.QUEUED
+                )
             )
             log.info(
                 "job %s: %s (%s), retry %d in %s s",
@@ -166,8 +183,13 @@ class Runtime:
 
     def _fail(self, job_id: str, error: NubeError, job: Job | None = None) -> Any:
         log.info("job %s failed: %s (%s)", job_id, error.code, type(error).__name__)
-        self.jobs.fail(job_id, error.to_dict(), base=job)
+        self._recorded(lambda: self.jobs.fail(job_id, error.to_dict(), base=job))
         raise error.redacted() from None
+
+    def _recorded(self, write: Callable[[], T]) -> T:
+        """``write``, a record of what an operation did (or of its end), tried again while the
+        job store is unreachable (:data:`OUTCOME_RETRY`)."""
+        return OUTCOME_RETRY.call_with_retry(write, _waiting_for_job_store)
 
     def _skip(self, job_id: str) -> Any:
         job = self.jobs.find(job_id)

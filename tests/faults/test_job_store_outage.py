@@ -20,6 +20,7 @@ at that moment; the test starts it again (AOF keeps every record).
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 
@@ -27,7 +28,10 @@ import pytest
 
 from nube.tools.devstack import PY
 from tests.brokers import Broker, RabbitNode
+from tests.conftest import docker_available, need, remove_docker_resources
+from tests.faults.test_message_path_faults import _container_creations
 from tests.faults.test_worker_and_redis_faults import (
+    SLEEPER,
     TERMINAL,
     assert_drained,
     client_for,
@@ -86,3 +90,39 @@ def test_redis_lost_as_a_task_starts_requeues_its_message(
         log = stack.workdir / ("agent.log" if service == "agents" else "worker-vms.log")
         assert "left for redelivery" in log.read_text(errors="replace")
         assert_drained(stack, broker, job["id"], "vms")
+
+
+def test_redis_lost_while_an_operation_runs_its_outcome_is_recorded(
+    tmp_path: Path, rabbitmq_node: RabbitNode
+) -> None:
+    """Redis SIGKILLed while a container runs (``sleep 3``) and back 6 s later: the worker
+    records the outcome once Redis is back (``workers.runner.OUTCOME_RETRY``) instead of failing
+    the task, which Celery acknowledged, leaving the job ``running`` for ever on RabbitMQ."""
+    need(docker_available(), "the Docker engine")
+    broker = Broker("rabbitmq", rabbitmq_node)
+    with private_stack(tmp_path, **broker.env()) as stack:
+        stack.start_agent()
+        stack.start_worker("containers", concurrency=1)
+        stack.start_api()
+        stack.wait_ready(["nube.ingress", "containers"])
+        api = client_for(stack)
+        started = time.time() - 1
+        try:
+            job = api.submit("POST", "/v1/containers", SLEEPER)
+            wait_for(lambda: job_of(stack, job["id"])["status"] == "running", 30, "the run")
+            stack.stop("redis", signal.SIGKILL)
+            time.sleep(OUTAGE_S + 1)  # the container ends meanwhile
+            stack.start_redis()
+
+            deadline = time.monotonic() + 60
+            while job_of(stack, job["id"])["status"] not in TERMINAL:
+                assert time.monotonic() < deadline, job_of(stack, job["id"])
+                time.sleep(0.2)
+            done = job_of(stack, job["id"])
+            assert done["status"] == "succeeded" and done["attempts"] == 1, done
+            assert _container_creations(job["id"], started) == 1
+            log = (stack.workdir / "worker-containers.log").read_text(errors="replace")
+            assert "recording the outcome again" in log
+            assert_drained(stack, broker, job["id"], "containers")
+        finally:
+            remove_docker_resources(api.tenant)  # type: ignore[attr-defined]
