@@ -367,6 +367,8 @@ def test_plaintext_shutdown_broadcast_is_refused_once_per_sender(
     app, refused = celery_app
     plain = _plain_app(redis_url)
     with start_worker(app, perform_ping_check=False, loglevel="CRITICAL"):
+        # the worker listens on its control channel (a broadcast before that is lost: pub/sub)
+        _wait_for(lambda: app.control.inspect(timeout=0.5).ping())
         for _ in range(5):
             plain.control.broadcast("shutdown")
         _wait_for(lambda: len(refused) >= 1)
