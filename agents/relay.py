@@ -157,12 +157,12 @@ class Relay:
         app: Celery,
         jobs: JobStore,
         middlewares: Sequence[Middleware],
-        settings: Settings | None = None,
+        settings: Settings,
     ) -> None:
         self.app = app
         self.jobs = jobs
         self.chain = Chain(middlewares)
-        self.settings = settings or Settings()
+        self.settings = settings
 
     def relay(self, raw: Any) -> None:
         """Check, route and forward one relay request; fail its job when it is refused."""

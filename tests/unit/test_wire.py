@@ -18,6 +18,7 @@ from nube.jobs import Job, JobStore, now_iso
 from nube.publish import publish_operation, publish_request
 from nube.sealing.celery_hooks import PUBLISH_HEADER, bind_and_redact
 from nube.sealing.serializer import BINDING_KEY
+from nube.settings import Settings
 from nube.wire import Hardening, JobMeta, RelayRequest, field_error
 from workers.drivers.docker.specs import hardening_kwargs
 
@@ -121,7 +122,7 @@ class Sent:
 )
 def test_the_relay_fails_the_job_of_a_malformed_request(raw: dict[str, Any], why: str) -> None:
     jobs = Jobs()
-    Relay(cast(Celery, Sent()), cast(JobStore, jobs), []).relay(raw)
+    Relay(cast(Celery, Sent()), cast(JobStore, jobs), [], Settings()).relay(raw)
     error = jobs.failed["j9"]
     assert error["code"] == "invalid_request"
     assert error["message"].startswith(f"malformed request: {why}")
