@@ -23,6 +23,7 @@ from tests.faults.test_worker_and_redis_faults import (
     client_for,
     job_of,
     private_stack,
+    serve_containers,
     unacked_holding,
     wait_for,
 )
@@ -70,11 +71,7 @@ def test_a_dead_holders_message_goes_back_to_its_queue(tmp_path: Path) -> None:
     message while its holder's heartbeat lives."""
     need(docker_available(), "the Docker engine")
     with private_stack(tmp_path, NUBE_RECONCILE_SECONDS="0") as stack:
-        stack.start_agent()
-        stack.start_worker("containers", concurrency=1)
-        stack.start_api()
-        stack.wait_ready(["nube.ingress", "containers"])
-        api = client_for(stack)
+        api = serve_containers(stack)
         started = time.time() - 1
         body = {"image": "busybox:latest", "command": ["sleep", "15"]}
         try:

@@ -37,6 +37,7 @@ from tests.faults.test_worker_and_redis_faults import (
     client_for,
     job_of,
     private_stack,
+    serve_containers,
     wait_for,
 )
 
@@ -101,11 +102,7 @@ def test_redis_lost_while_an_operation_runs_its_outcome_is_recorded(
     need(docker_available(), "the Docker engine")
     broker = Broker("rabbitmq", rabbitmq_node)
     with private_stack(tmp_path, **broker.env()) as stack:
-        stack.start_agent()
-        stack.start_worker("containers", concurrency=1)
-        stack.start_api()
-        stack.wait_ready(["nube.ingress", "containers"])
-        api = client_for(stack)
+        api = serve_containers(stack)
         started = time.time() - 1
         try:
             job = api.submit("POST", "/v1/containers", SLEEPER)

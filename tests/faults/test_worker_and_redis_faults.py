@@ -84,6 +84,16 @@ def private_stack(tmp_path: Path, **env: str) -> Iterator[_PrivateStack]:
         stack.reap()
 
 
+def serve_containers(stack: Stack) -> NubeClient:
+    """Start the agent, one container worker (concurrency 1) and the API; a client of a new
+    tenant once they serve."""
+    stack.start_agent()
+    stack.start_worker("containers", concurrency=1)
+    stack.start_api()
+    stack.wait_ready(["nube.ingress", "containers"])
+    return client_for(stack)
+
+
 def client_for(stack: Stack, tenant: str | None = None) -> NubeClient:
     tenant = tenant or f"t{secrets.token_hex(4)}"
     secret, _ = TokenStore(stack.redis()).create(tenant, [Scope.READ, Scope.WRITE])
@@ -310,11 +320,7 @@ def test_only_worker_cold_killed_then_restarted_completes_in_seconds(
     runs with its defaults."""
     need(docker_available(), "the Docker engine")
     with private_stack(tmp_path, **broker.env()) as stack:
-        stack.start_agent()
-        stack.start_worker("containers", concurrency=1)
-        stack.start_api()
-        stack.wait_ready(["nube.ingress", "containers"])
-        api = client_for(stack)
+        api = serve_containers(stack)
         started = time.time() - 1
         try:
             job = api.submit("POST", "/v1/containers", SLEEPER)
